@@ -1,0 +1,56 @@
+//! [`GameError`]: everything that can go wrong before a game is evaluated.
+
+use thiserror::Error;
+
+/// Invalid estimator configurations and constraints. All are detected before the first
+/// evaluation of the game.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum GameError {
+    /// A constraint names a player outside `0..n`.
+    #[error("{field} names player {player}, but the game has only {n} players (0..{n})")]
+    PlayerOutOfRange {
+        /// Which constraint list (`always_in`, `always_out`, `restrict_to`).
+        field: &'static str,
+        /// The offending player id.
+        player: usize,
+        /// Number of players of the game.
+        n: usize,
+    },
+    /// A player is both always in and always out.
+    #[error("player {0} is in both always_in and always_out")]
+    ConflictingConstraints(usize),
+    /// The bias `d` of a biased Banzhaf index is not in the open interval (0, 1).
+    #[error("biased Banzhaf index needs d in (0, 1), got {0}")]
+    InvalidBias(f64),
+    /// The estimator cannot estimate this kind of index.
+    #[error("the {estimator} estimator cannot estimate the {index} index (use {instead})")]
+    IncompatibleEstimator {
+        /// The estimator asked for.
+        estimator: &'static str,
+        /// The index asked for.
+        index: &'static str,
+        /// What works instead.
+        instead: &'static str,
+    },
+    /// `samples` is zero.
+    #[error("samples must be at least 1, got 0")]
+    NoSamples,
+    /// `samples` does not fit the per-sample random stream numbering.
+    #[error("samples must be at most {max}, got {got}")]
+    TooManySamples {
+        /// The requested number.
+        got: usize,
+        /// The largest supported number.
+        max: usize,
+    },
+    /// Exact enumeration was asked for over too many free players.
+    #[error(
+        "exact enumeration over {free} free players needs 2^{free} evaluations; at most {max} free players are supported"
+    )]
+    TooManyFreePlayers {
+        /// Number of free players.
+        free: usize,
+        /// The largest supported number.
+        max: usize,
+    },
+}

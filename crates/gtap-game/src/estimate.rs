@@ -1,0 +1,335 @@
+//! Monte-Carlo estimators of power indices: [`estimate`].
+
+use rand::seq::SliceRandom;
+
+use crate::eval::{draw_members, evaluate, sample_rng, Stats};
+use crate::{Coalition, Constraints, Game, GameError};
+
+/// The power index to compute.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum IndexKind {
+    /// Shapley value: mean marginal contribution over uniformly random orderings.
+    Shapley,
+    /// Banzhaf index: mean marginal contribution to a coalition where every other player is
+    /// present with probability 1/2. Same as `BiasedBanzhaf { d: 0.5 }`.
+    Banzhaf,
+    /// Biased Banzhaf index β_d: as Banzhaf, with inclusion probability `d` in (0, 1).
+    BiasedBanzhaf {
+        /// Inclusion probability of every other player.
+        d: f64,
+    },
+}
+
+impl IndexKind {
+    /// The inclusion probability of a Banzhaf-type index (`None` for Shapley), validated.
+    pub fn bias(&self) -> Result<Option<f64>, GameError> {
+        match *self {
+            IndexKind::Shapley => Ok(None),
+            IndexKind::Banzhaf => Ok(Some(0.5)),
+            // Written so that NaN is rejected too.
+            IndexKind::BiasedBanzhaf { d } if d > 0.0 && d < 1.0 => Ok(Some(d)),
+            IndexKind::BiasedBanzhaf { d } => Err(GameError::InvalidBias(d)),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            IndexKind::Shapley => "Shapley",
+            IndexKind::Banzhaf => "Banzhaf",
+            IndexKind::BiasedBanzhaf { .. } => "biased Banzhaf",
+        }
+    }
+}
+
+/// How to sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Estimator {
+    /// Shapley only: random permutations of the free players; each permutation gives every free
+    /// player one marginal contribution (n_free + 1 evaluations per permutation, batched).
+    /// `antithetic`: permutations come in pairs π, reverse(π); `samples` is then rounded up to
+    /// an even number and the standard error is computed from the pair means, because the two
+    /// halves of a pair are dependent.
+    Permutation {
+        /// Sample permutations in pairs π, reverse(π).
+        antithetic: bool,
+    },
+    /// Paper's Algorithm 2, Banzhaf-type only: for each free player i, k coalitions C ~ R_d over
+    /// the other free players, ν(C ∪ {i}) − ν(C \ {i}); 2·k evaluations per player.
+    Paired,
+    /// Paper's footnote 5 / "maximum sample reuse" (Data Banzhaf, Wang & Jia 2023), Banzhaf-type
+    /// only: one pool of k coalitions C ~ R_d over the free players; estimate_i = mean ν over
+    /// coalitions containing i − mean ν over those not containing i; k evaluations in total.
+    /// If no pooled coalition contains i (or all do), the estimate is NaN; if fewer than two
+    /// contain it (or fewer than two lack it), the standard error is NaN. Unlike the other
+    /// estimators, a dummy player's estimate is noise around 0, not exactly 0.
+    Shared,
+}
+
+impl Estimator {
+    fn name(&self) -> &'static str {
+        match self {
+            Estimator::Permutation { .. } => "Permutation",
+            Estimator::Paired => "Paired",
+            Estimator::Shared => "Shared",
+        }
+    }
+}
+
+/// What to estimate and how much to sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EstimateConfig {
+    /// The power index.
+    pub index: IndexKind,
+    /// The sampling scheme; must suit `index`.
+    pub estimator: Estimator,
+    /// Permutations (Permutation), k per player (Paired), pool size (Shared).
+    pub samples: usize,
+    /// Seed of every random stream; sample j draws from its own stream of this seed.
+    pub seed: u64,
+}
+
+/// The estimate of one free player's power index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlayerEstimate {
+    /// Player id in `0..n`.
+    pub player: usize,
+    /// The (estimated) index.
+    pub estimate: f64,
+    /// Standard error of `estimate`; 0 for exact values, NaN when it cannot be estimated.
+    pub stderr: f64,
+    /// Samples behind the estimate: permutations, k, pool size, or 2^n_free for exact values.
+    pub samples: usize,
+}
+
+/// Largest `samples`: Paired numbers its random streams `player << 32 | sample`.
+pub const MAX_SAMPLES: usize = u32::MAX as usize;
+
+/// Estimates a power index of every free player by Monte Carlo.
+///
+/// Returns one entry per free player, sorted by player id (empty if no player is free).
+/// `progress` is called with the number of coalition evaluations just completed. The result is
+/// bit-identical for a given configuration whatever the rayon thread count: sample j draws from
+/// its own random stream, and per-sample results are reduced in sample order. All values are
+/// kept until the end (8 bytes per evaluation); coalitions are rebuilt from their streams rather
+/// than stored.
+pub fn estimate(
+    game: &dyn Game,
+    cfg: &EstimateConfig,
+    constraints: &Constraints,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<PlayerEstimate>, GameError> {
+    let bias = cfg.index.bias()?;
+    let incompatible = |instead| GameError::IncompatibleEstimator {
+        estimator: cfg.estimator.name(),
+        index: cfg.index.name(),
+        instead,
+    };
+    match (cfg.estimator, bias) {
+        (Estimator::Permutation { .. }, Some(_)) => return Err(incompatible("Paired or Shared")),
+        (Estimator::Paired | Estimator::Shared, None) => return Err(incompatible("Permutation")),
+        _ => {}
+    }
+    if cfg.samples == 0 {
+        return Err(GameError::NoSamples);
+    }
+    if cfg.samples > MAX_SAMPLES {
+        return Err(GameError::TooManySamples {
+            got: cfg.samples,
+            max: MAX_SAMPLES,
+        });
+    }
+    let setup = constraints.resolve(game.num_players())?;
+    let s = Setup {
+        game,
+        free: &setup.free,
+        base: &setup.base,
+        seed: cfg.seed,
+        samples: cfg.samples,
+    };
+    if s.free.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(match (cfg.estimator, bias) {
+        (Estimator::Permutation { antithetic }, _) => s.permutation(antithetic, progress),
+        (Estimator::Paired, Some(d)) => s.paired(d, progress),
+        (Estimator::Shared, Some(d)) => s.shared(d, progress),
+        _ => unreachable!("checked above"),
+    })
+}
+
+struct Setup<'a> {
+    game: &'a dyn Game,
+    free: &'a [usize],
+    base: &'a Coalition,
+    seed: u64,
+    samples: usize,
+}
+
+impl Setup<'_> {
+    /// Permutation of free slots `0..f` of sample `s`.
+    fn sample_permutation(&self, s: usize, antithetic: bool) -> Vec<usize> {
+        let stream = if antithetic { s / 2 } else { s };
+        let mut perm: Vec<usize> = (0..self.free.len()).collect();
+        perm.shuffle(&mut sample_rng(self.seed, stream as u64));
+        if antithetic && s % 2 == 1 {
+            perm.reverse();
+        }
+        perm
+    }
+
+    fn permutation(
+        &self,
+        antithetic: bool,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Vec<PlayerEstimate> {
+        let f = self.free.len();
+        let per = f + 1;
+        let samples = if antithetic {
+            self.samples.next_multiple_of(2)
+        } else {
+            self.samples
+        };
+        // Evaluation p of sample s is ν(A ∪ {π_s[0..p]}), p = 0..=f.
+        let build = |range: std::ops::Range<usize>, out: &mut Vec<Coalition>| {
+            let mut e = range.start;
+            while e < range.end {
+                let s = e / per;
+                let (p0, p1) = (e % per, per.min(range.end - s * per));
+                let perm = self.sample_permutation(s, antithetic);
+                let mut c = self.base.clone();
+                perm[..p0].iter().for_each(|&k| c.insert(self.free[k]));
+                for p in p0..p1 {
+                    if p > p0 {
+                        c.insert(self.free[perm[p - 1]]);
+                    }
+                    out.push(c.clone());
+                }
+                e = s * per + p1;
+            }
+        };
+        let vals = evaluate(self.game, samples * per, build, progress);
+        let group = if antithetic { 2 } else { 1 };
+        let mut stats = vec![Stats::default(); f];
+        let mut unit = vec![0.0; f];
+        for g in 0..samples / group {
+            unit.iter_mut().for_each(|x| *x = 0.0);
+            for s in g * group..(g + 1) * group {
+                let v = &vals[s * per..(s + 1) * per];
+                for (p, &k) in self.sample_permutation(s, antithetic).iter().enumerate() {
+                    unit[k] += (v[p + 1] - v[p]) / group as f64;
+                }
+            }
+            stats.iter_mut().zip(&unit).for_each(|(st, &x)| st.push(x));
+        }
+        self.report(&stats, samples)
+    }
+
+    /// Coalition C ∪ A of unit u = (slot a, sample t) of the Paired estimator, without player a.
+    fn paired_coalition(&self, u: usize, d: f64) -> Coalition {
+        let (a, t) = (u / self.samples, u % self.samples);
+        let stream = (self.free[a] as u64) << 32 | t as u64;
+        let mut c = self.base.clone();
+        let mut rng = sample_rng(self.seed, stream);
+        draw_members(&mut rng, self.free.len(), Some(a), d, |slot, member| {
+            if member {
+                c.insert(self.free[slot]);
+            }
+        });
+        c
+    }
+
+    fn paired(&self, d: f64, progress: &(dyn Fn(u64) + Sync)) -> Vec<PlayerEstimate> {
+        let (f, k) = (self.free.len(), self.samples);
+        // Evaluation 2u is ν(C_u ∪ {i}), 2u + 1 is ν(C_u), for unit u = slot·k + sample.
+        let build = |range: std::ops::Range<usize>, out: &mut Vec<Coalition>| {
+            for u in range.start / 2..range.end.div_ceil(2) {
+                let without = self.paired_coalition(u, d);
+                if range.contains(&(2 * u)) {
+                    let mut with = without.clone();
+                    with.insert(self.free[u / k]);
+                    out.push(with);
+                }
+                if range.contains(&(2 * u + 1)) {
+                    out.push(without);
+                }
+            }
+        };
+        let vals = evaluate(self.game, 2 * f * k, build, progress);
+        let stats: Vec<Stats> = (0..f)
+            .map(|a| {
+                let mut st = Stats::default();
+                vals[2 * a * k..2 * (a + 1) * k]
+                    .chunks_exact(2)
+                    .for_each(|w| st.push(w[0] - w[1]));
+                st
+            })
+            .collect();
+        self.report(&stats, k)
+    }
+
+    fn shared(&self, d: f64, progress: &(dyn Fn(u64) + Sync)) -> Vec<PlayerEstimate> {
+        let (f, k) = (self.free.len(), self.samples);
+        let build = |range: std::ops::Range<usize>, out: &mut Vec<Coalition>| {
+            for t in range {
+                let mut c = self.base.clone();
+                draw_members(
+                    &mut sample_rng(self.seed, t as u64),
+                    f,
+                    None,
+                    d,
+                    |slot, m| {
+                        if m {
+                            c.insert(self.free[slot]);
+                        }
+                    },
+                );
+                out.push(c);
+            }
+        };
+        let vals = evaluate(self.game, k, build, progress);
+        let mut with = vec![Stats::default(); f];
+        let mut without = vec![Stats::default(); f];
+        for (t, &v) in vals.iter().enumerate() {
+            draw_members(
+                &mut sample_rng(self.seed, t as u64),
+                f,
+                None,
+                d,
+                |slot, m| {
+                    if m {
+                        &mut with[slot]
+                    } else {
+                        &mut without[slot]
+                    }
+                    .push(v);
+                },
+            );
+        }
+        self.free
+            .iter()
+            .zip(with.iter().zip(&without))
+            .map(|(&player, (w, o))| {
+                debug_assert_eq!(w.count() + o.count(), k as u64);
+                PlayerEstimate {
+                    player,
+                    estimate: w.mean() - o.mean(),
+                    stderr: (w.var() / w.count() as f64 + o.var() / o.count() as f64).sqrt(),
+                    samples: k,
+                }
+            })
+            .collect()
+    }
+
+    fn report(&self, stats: &[Stats], samples: usize) -> Vec<PlayerEstimate> {
+        self.free
+            .iter()
+            .zip(stats)
+            .map(|(&player, st)| PlayerEstimate {
+                player,
+                estimate: st.mean(),
+                stderr: st.stderr(),
+                samples,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,52 @@
+//! The [`Game`] trait and the closure adapter [`FnGame`].
+
+use crate::Coalition;
+
+/// A transferable-utility game whose value function scores a *batch* of coalitions at once,
+/// so a neural network can evaluate many coalitions in one forward pass.
+pub trait Game: Sync {
+    /// Number of players `n`; every coalition handed to [`Game::values`] has this size.
+    fn num_players(&self) -> usize;
+
+    /// `out.len() == coalitions.len()`; `out[j] = ν(coalitions[j])`.
+    fn values(&self, coalitions: &[Coalition], out: &mut [f64]);
+
+    /// How many coalitions the estimators should hand to `values` at once (0 is read as 1).
+    fn batch_size(&self) -> usize {
+        256
+    }
+
+    /// Whether several `values` calls may run concurrently on rayon threads. Cheap pure-Rust
+    /// games say true; a network game that is already multi-threaded inside says false.
+    fn parallel(&self) -> bool {
+        true
+    }
+}
+
+/// A game from a closure scoring one coalition at a time: `FnGame(n, |c| ...)`.
+pub struct FnGame<F>(pub usize, pub F);
+
+impl<F> FnGame<F>
+where
+    F: Fn(&Coalition) -> f64 + Sync,
+{
+    /// A game with `n` players and value function `value`.
+    pub fn new(n: usize, value: F) -> Self {
+        Self(n, value)
+    }
+}
+
+impl<F> Game for FnGame<F>
+where
+    F: Fn(&Coalition) -> f64 + Sync,
+{
+    fn num_players(&self) -> usize {
+        self.0
+    }
+
+    fn values(&self, coalitions: &[Coalition], out: &mut [f64]) {
+        for (c, o) in coalitions.iter().zip(out) {
+            *o = (self.1)(c);
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of gtap-game: estimators checked against exact values of small games.
+
+mod axioms;
+mod common;
+mod constraints;
+mod determinism;
+mod errors;
+mod estimators;
+mod exact;
+mod props;
