@@ -1,0 +1,196 @@
+//! The one error type of this crate. Every variant names the file (or directory) involved.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong while locating, fetching, checking, parsing or caching a dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// Opening, reading or writing a file failed at the operating-system level.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file being read or written.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A `.gz` file is not a gzip file, or its compressed stream is corrupt or cut short.
+    #[error("{}: corrupt gzip file: {reason}", path.display())]
+    Gzip {
+        /// The gzip file.
+        path: PathBuf,
+        /// What the decompressor reported.
+        reason: String,
+    },
+
+    /// An IDX file starts with the wrong magic number (e.g. a label file given as images).
+    #[error(
+        "{}: wrong IDX magic number: expected 0x{expected:08x} ({what}), found 0x{found:08x}",
+        path.display()
+    )]
+    BadMagic {
+        /// The IDX file.
+        path: PathBuf,
+        /// The magic number this kind of file must start with.
+        expected: u32,
+        /// The magic number the file starts with.
+        found: u32,
+        /// What the file should hold, e.g. "images".
+        what: &'static str,
+    },
+
+    /// An IDX file (after decompression) is shorter than its header says.
+    #[error(
+        "{}: truncated IDX file: expected {expected} bytes ({what}), found {actual}",
+        path.display()
+    )]
+    Truncated {
+        /// The IDX file.
+        path: PathBuf,
+        /// Bytes the header (or the header itself) requires.
+        expected: u64,
+        /// Bytes actually present.
+        actual: u64,
+        /// Which part is short, e.g. "16-byte header" or "header + 3 images of 28x28".
+        what: String,
+    },
+
+    /// An IDX file (after decompression) holds more bytes than its header says.
+    #[error(
+        "{}: trailing data in IDX file: header implies {expected} bytes, file holds more",
+        path.display()
+    )]
+    TrailingData {
+        /// The IDX file.
+        path: PathBuf,
+        /// Bytes the header implies.
+        expected: u64,
+    },
+
+    /// Images are not of the size the dataset requires (MNIST: 28x28).
+    #[error(
+        "{}: expected {expected_rows}x{expected_cols} images, found {rows}x{cols}",
+        path.display()
+    )]
+    BadShape {
+        /// The image file.
+        path: PathBuf,
+        /// Rows found in the header.
+        rows: usize,
+        /// Columns found in the header.
+        cols: usize,
+        /// Rows required.
+        expected_rows: usize,
+        /// Columns required.
+        expected_cols: usize,
+    },
+
+    /// The image file and the label file of one split disagree on the number of examples.
+    #[error(
+        "{} holds {images} images but {} holds {labels} labels",
+        images_path.display(),
+        labels_path.display()
+    )]
+    CountMismatch {
+        /// The image file.
+        images_path: PathBuf,
+        /// Number of images it holds.
+        images: usize,
+        /// The label file.
+        labels_path: PathBuf,
+        /// Number of labels it holds.
+        labels: usize,
+    },
+
+    /// A label is outside the dataset's class range.
+    #[error(
+        "{}: label {label} at index {index} is out of range (classes are 0..={max})",
+        path.display()
+    )]
+    BadLabel {
+        /// The label file.
+        path: PathBuf,
+        /// Zero-based position of the offending label.
+        index: usize,
+        /// The offending label.
+        label: u8,
+        /// The largest valid label.
+        max: u8,
+    },
+
+    /// A file's SHA-256 digest differs from the canonical one.
+    #[error(
+        "{}: sha256 mismatch: expected {expected}, found {actual}",
+        path.display()
+    )]
+    Checksum {
+        /// The file that was hashed.
+        path: PathBuf,
+        /// The canonical digest (lower-case hex).
+        expected: String,
+        /// The digest of the file on disk (lower-case hex).
+        actual: String,
+    },
+
+    /// One download attempt failed (connection, HTTP status, I/O or checksum of the received bytes).
+    #[error("{}: download from {url} failed: {reason}", path.display())]
+    Download {
+        /// Where the file was to be written.
+        path: PathBuf,
+        /// The URL tried.
+        url: String,
+        /// Why it failed.
+        reason: String,
+    },
+
+    /// Dataset files are absent and could not be downloaded; says what to do about it.
+    #[error(
+        "{dataset} files missing: {} not found in {}; {download}; to fix this, pass --data-dir \
+         or set GTAP_DATA_DIR to a directory holding the files {}",
+        missing.join(", "),
+        searched.join(" or "),
+        expected.join(", ")
+    )]
+    Missing {
+        /// Dataset name, e.g. "MNIST".
+        dataset: &'static str,
+        /// The directories searched, in order (marked when they do not exist).
+        searched: Vec<String>,
+        /// The file names not found there.
+        missing: Vec<String>,
+        /// Every file name the dataset needs.
+        expected: Vec<String>,
+        /// What happened to the download: disabled, or which URL failed and why.
+        download: String,
+    },
+
+    /// A loader configuration is invalid (e.g. a probe split as large as the training set).
+    #[error("invalid {dataset} configuration: {reason}")]
+    Config {
+        /// Dataset name, e.g. "MNIST".
+        dataset: &'static str,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+
+    /// A cached split file is malformed (bad magic, inconsistent header, wrong length).
+    #[error("{}: invalid split file: {reason}", path.display())]
+    BadSplitFile {
+        /// The split file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl DataError {
+    /// Shorthand for [`DataError::Io`].
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests of gtap-data. No test touches the network: downloads are either disabled
+//! (`FetchPolicy::Never`) or served by a local HTTP server on 127.0.0.1.
+
+mod fixtures;
+
+mod checksum;
+mod fetch;
+mod idx;
+mod mnist;
+mod real;
+mod split;
