@@ -1,0 +1,241 @@
+//! The content-addressed cache: one directory per stage output, keyed by sha256 of its pre-image.
+//!
+//! Layout: `<root>/entries/<kind>/<key>/{manifest.json, preimage.json, outputs…}` and
+//! `<root>/index/<pipeline>/<instance>.json` (the pre-image last used by each pipeline stage, for
+//! `gtap why`). An entry is built in `<key>.tmp-<pid>`, the manifest is written last, and the
+//! directory is renamed into place; an entry without a manifest does not exist.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash;
+use crate::EngineError;
+
+pub const MANIFEST: &str = "manifest.json";
+pub const PREIMAGE: &str = "preimage.json";
+
+/// What a finished cache entry records about itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub key: String,
+    pub kind: String,
+    /// The pipeline stage instance that built the entry (informative only).
+    pub built_by: String,
+    /// sha256 over the output files (manifest and pre-image excluded): the identity downstream
+    /// stages are keyed on.
+    pub content_hash: String,
+    /// Names of the tables the entry holds under `tables/`.
+    pub tables: Vec<String>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
+    move |source| EngineError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Cache {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Cache { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn entry_dir(&self, kind: &str, key: &str) -> PathBuf {
+        self.root.join("entries").join(kind).join(key)
+    }
+
+    /// The manifest of a finished entry, or `None` if there is no finished entry.
+    pub fn lookup(&self, kind: &str, key: &str) -> Result<Option<Manifest>, EngineError> {
+        let path = self.entry_dir(kind, key).join(MANIFEST);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| EngineError::CorruptManifest {
+                        path,
+                        message: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Builds entry `key` with `produce` unless a finished one exists (or `force`), holding a
+    /// per-entry lock so concurrent runs sharing the cache build it once.
+    pub fn build(
+        &self,
+        kind: &str,
+        key: &str,
+        built_by: &str,
+        preimage: &serde_json::Value,
+        force: bool,
+        produce: impl FnOnce(&Path) -> Result<(), EngineError>,
+    ) -> Result<(Manifest, bool), EngineError> {
+        let final_dir = self.entry_dir(kind, key);
+        let parent = final_dir.parent().expect("entry dirs have a parent");
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        let lock_path = parent.join(format!("{key}.lock"));
+        let lock = File::create(&lock_path).map_err(io(&lock_path))?;
+        if lock.try_lock().is_err() {
+            tracing::info!("waiting for another run building {kind}/{}", &key[..12]);
+            lock.lock().map_err(io(&lock_path))?;
+        }
+        if !force {
+            if let Some(manifest) = self.lookup(kind, key)? {
+                return Ok((manifest, false));
+            }
+        }
+        // Under the lock, any temporary directory for this key is a leftover of a crashed run.
+        remove_leftovers(parent, key)?;
+        let tmp = parent.join(format!("{key}.tmp-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let started = Instant::now();
+        let result = produce(&tmp).and_then(|()| {
+            let pre = serde_json::to_vec_pretty(preimage).expect("JSON serialises");
+            std::fs::write(tmp.join(PREIMAGE), pre).map_err(io(&tmp))?;
+            let content_hash = hash::hash_dir(&tmp, &[MANIFEST, PREIMAGE])?;
+            let tables = list_tables(&tmp)?;
+            let manifest = Manifest {
+                key: key.to_owned(),
+                kind: kind.to_owned(),
+                built_by: built_by.to_owned(),
+                content_hash,
+                tables,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            let path = tmp.join(MANIFEST);
+            std::fs::write(
+                &path,
+                serde_json::to_vec_pretty(&manifest).expect("JSON serialises"),
+            )
+            .map_err(io(&path))?;
+            Ok(manifest)
+        });
+        let manifest = match result {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        if final_dir.exists() {
+            // A forced rebuild, or a directory left without a manifest: replace it. Between the
+            // two renames there is no entry at all, which readers treat as missing.
+            let old = parent.join(format!("{key}.old-{}", std::process::id()));
+            std::fs::rename(&final_dir, &old).map_err(io(&final_dir))?;
+            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        }
+        std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
+        Ok((manifest, true))
+    }
+
+    fn index_path(&self, pipeline: &str, instance: &str) -> PathBuf {
+        self.root
+            .join("index")
+            .join(pipeline)
+            .join(format!("{}.json", sanitize(instance)))
+    }
+
+    /// Remembers the pre-image last used by a pipeline's stage instance.
+    pub fn record(
+        &self,
+        pipeline: &str,
+        instance: &str,
+        preimage: &serde_json::Value,
+    ) -> Result<(), EngineError> {
+        let path = self.index_path(pipeline, instance);
+        let dir = path.parent().expect("index files have a parent");
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let tmp = crate::table::tmp_sibling(&path);
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(preimage).expect("JSON serialises"),
+        )
+        .map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    pub fn recorded(
+        &self,
+        pipeline: &str,
+        instance: &str,
+    ) -> Result<Option<serde_json::Value>, EngineError> {
+        let path = self.index_path(pipeline, instance);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| EngineError::CorruptManifest {
+                        path,
+                        message: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+}
+
+fn sanitize(instance: &str) -> String {
+    instance
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn remove_leftovers(parent: &Path, key: &str) -> Result<(), EngineError> {
+    let prefix = format!("{key}.tmp-");
+    for entry in std::fs::read_dir(parent).map_err(io(parent))? {
+        let entry = entry.map_err(io(parent))?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            tracing::warn!(
+                "removing leftover of an interrupted run: {}",
+                entry.path().display()
+            );
+            std::fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+fn list_tables(dir: &Path) -> Result<Vec<String>, EngineError> {
+    let tables_dir = dir.join("tables");
+    if !tables_dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&tables_dir).map_err(io(&tables_dir))? {
+        let name = entry
+            .map_err(io(&tables_dir))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if let Some(stem) = name.strip_suffix(".parquet") {
+            if !stem.starts_with('.') {
+                names.push(stem.to_owned());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}

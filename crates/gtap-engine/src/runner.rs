@@ -1,0 +1,490 @@
+//! Running a pipeline: expand stages per seed, key each instance, build what is missing,
+//! materialise the result tables.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::cache::{Cache, Manifest};
+use crate::config::{Pipeline, StageDecl};
+use crate::stage::{DynStage, Env, Registry, StageContext, Upstream};
+use crate::{hash, table, EngineError};
+
+/// One execution of a stage: the stage itself for unseeded kinds, one per seed for seeded ones.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// `stage` or `stage[seed]`.
+    pub id: String,
+    pub stage: String,
+    pub kind: String,
+    pub seed: Option<u64>,
+}
+
+/// How an instance fared in a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Cached,
+    Built { seconds: f64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct InstanceReport {
+    pub instance: Instance,
+    pub key: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub instances: Vec<InstanceReport>,
+    /// The materialised tables under `results/<pipeline>/`.
+    pub tables: Vec<PathBuf>,
+}
+
+impl RunReport {
+    pub fn built(&self) -> Vec<&str> {
+        self.instances
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Built { .. }))
+            .map(|r| r.instance.id.as_str())
+            .collect()
+    }
+}
+
+/// State of an instance for `gtap status`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    Cached,
+    Missing,
+    /// The key depends on upstream outputs that do not exist yet.
+    Blocked,
+}
+
+#[derive(Debug, Clone)]
+pub struct InstanceStatus {
+    pub instance: Instance,
+    pub key: Option<String>,
+    pub state: State,
+}
+
+/// What changed for one instance since the pre-image recorded by the last run.
+#[derive(Debug, Clone)]
+pub struct Why {
+    pub instance: Instance,
+    /// `None` when no run of this pipeline recorded the instance yet.
+    pub changes: Option<Vec<String>>,
+    /// `None` when upstream outputs are missing, so the current pre-image is not known yet.
+    pub current_key: Option<String>,
+}
+
+/// Runs pipelines against one cache.
+pub struct Runner<'a> {
+    registry: &'a Registry,
+    env: &'a Env,
+    cache: Cache,
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(registry: &'a Registry, env: &'a Env) -> Self {
+        Runner {
+            registry,
+            env,
+            cache: Cache::new(&env.cache_dir),
+        }
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Every instance in dependency order.
+    pub fn instances(&self, pipeline: &Pipeline) -> Vec<Instance> {
+        let mut out = Vec::new();
+        for decl in &self.decls(pipeline) {
+            out.extend(self.expand(pipeline, decl.0, decl.1));
+        }
+        out
+    }
+
+    fn decls<'p>(&self, pipeline: &'p Pipeline) -> Vec<(&'p StageDecl, &'a dyn DynStage)> {
+        pipeline
+            .stages
+            .iter()
+            .map(|d| {
+                (
+                    d,
+                    self.registry
+                        .get(&d.kind)
+                        .expect("validated pipelines name known kinds"),
+                )
+            })
+            .collect()
+    }
+
+    fn expand(&self, pipeline: &Pipeline, decl: &StageDecl, stage: &dyn DynStage) -> Vec<Instance> {
+        let one = |seed: Option<u64>| Instance {
+            id: match seed {
+                Some(s) => format!("{}[{s}]", decl.id),
+                None => decl.id.clone(),
+            },
+            stage: decl.id.clone(),
+            kind: decl.kind.clone(),
+            seed,
+        };
+        if stage.seeded() {
+            pipeline.seeds.iter().map(|&s| one(Some(s))).collect()
+        } else {
+            vec![one(None)]
+        }
+    }
+
+    /// The upstream instances bound to each input of `instance`: the same seed when both are
+    /// seeded, every seed when a seeded stage feeds an unseeded one, the one instance otherwise.
+    fn upstream_of(
+        &self,
+        pipeline: &Pipeline,
+        decl: &StageDecl,
+        instance: &Instance,
+    ) -> BTreeMap<String, Vec<Instance>> {
+        let mut out = BTreeMap::new();
+        for (name, upstream_ids) in &decl.inputs {
+            let mut chosen = Vec::new();
+            for upstream_id in upstream_ids {
+                let up_decl = pipeline.stage(upstream_id).expect("validated inputs exist");
+                let up_stage = self.registry.get(&up_decl.kind).expect("known kind");
+                let all = self.expand(pipeline, up_decl, up_stage);
+                match (up_stage.seeded(), instance.seed) {
+                    (true, Some(seed)) => {
+                        chosen.extend(all.into_iter().filter(|u| u.seed == Some(seed)))
+                    }
+                    _ => chosen.extend(all),
+                }
+            }
+            out.insert(name.clone(), chosen);
+        }
+        out
+    }
+
+    /// The canonical pre-image of an instance given its upstream content hashes.
+    fn preimage(
+        &self,
+        decl: &StageDecl,
+        stage: &dyn DynStage,
+        instance: &Instance,
+        inputs: &BTreeMap<String, Vec<Upstream>>,
+        files: &BTreeMap<String, String>,
+    ) -> serde_json::Value {
+        let inputs: BTreeMap<&String, Vec<&str>> = inputs
+            .iter()
+            .map(|(name, ups)| (name, ups.iter().map(|u| u.content_hash.as_str()).collect()))
+            .collect();
+        json!({
+            "stage": decl.kind,
+            "version": stage.version(),
+            "params": decl.params,
+            "seed": instance.seed,
+            "inputs": inputs,
+            "files": files,
+        })
+    }
+
+    fn external_files(
+        &self,
+        decl: &StageDecl,
+        stage: &dyn DynStage,
+        memo: &mut BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Result<BTreeMap<String, String>, EngineError> {
+        if let Some(files) = memo.get(&decl.id) {
+            return Ok(files.clone());
+        }
+        let listed = stage
+            .external_files(&decl.params, self.env)
+            .map_err(|source| EngineError::StageFailed {
+                instance: decl.id.clone(),
+                source,
+            })?;
+        let mut files = BTreeMap::new();
+        for (name, path) in listed {
+            files.insert(name, hash::sha256_file(&path)?);
+        }
+        memo.insert(decl.id.clone(), files.clone());
+        Ok(files)
+    }
+
+    /// Runs what is missing (and the stages in `force`), then writes the result tables.
+    pub fn run(&self, pipeline: &Pipeline, force: &[String]) -> Result<RunReport, EngineError> {
+        for id in force {
+            pipeline.stage(id)?;
+        }
+        let mut done: BTreeMap<String, (Manifest, PathBuf)> = BTreeMap::new();
+        let mut reports = Vec::new();
+        let mut files_memo = BTreeMap::new();
+        for (decl, stage) in self.decls(pipeline) {
+            for instance in self.expand(pipeline, decl, stage) {
+                let mut inputs = BTreeMap::new();
+                for (name, ups) in self.upstream_of(pipeline, decl, &instance) {
+                    let bound = ups
+                        .into_iter()
+                        .map(|u| {
+                            let (manifest, dir) = &done[&u.id];
+                            Upstream {
+                                stage: u.stage.clone(),
+                                kind: u.kind.clone(),
+                                seed: u.seed,
+                                dir: dir.clone(),
+                                content_hash: manifest.content_hash.clone(),
+                            }
+                        })
+                        .collect();
+                    inputs.insert(name, bound);
+                }
+                let files = self.external_files(decl, stage, &mut files_memo)?;
+                let preimage = self.preimage(decl, stage, &instance, &inputs, &files);
+                let key = hash::sha256_hex(hash::canonical_json(&preimage).as_bytes());
+                let forced = force.contains(&decl.id);
+                let (manifest, built) = self.cache.build(
+                    &decl.kind,
+                    &key,
+                    &instance.id,
+                    &preimage,
+                    forced,
+                    |out_dir| {
+                        tracing::info!("running {} ({})", instance.id, &key[..12]);
+                        let ctx = StageContext {
+                            env: self.env,
+                            instance: &instance.id,
+                            seed: instance.seed,
+                            out_dir,
+                            inputs: &inputs,
+                        };
+                        stage
+                            .run(&decl.params, &ctx)
+                            .map_err(|source| EngineError::StageFailed {
+                                instance: instance.id.clone(),
+                                source,
+                            })
+                    },
+                )?;
+                if !built {
+                    tracing::info!("cached  {} ({})", instance.id, &key[..12]);
+                }
+                self.cache.record(&pipeline.name, &instance.id, &preimage)?;
+                let outcome = if built {
+                    Outcome::Built {
+                        seconds: manifest.seconds,
+                    }
+                } else {
+                    Outcome::Cached
+                };
+                reports.push(InstanceReport {
+                    instance: instance.clone(),
+                    key: key.clone(),
+                    outcome,
+                });
+                done.insert(
+                    instance.id.clone(),
+                    (manifest, self.cache.entry_dir(&decl.kind, &key)),
+                );
+            }
+        }
+        let tables = self.materialise(pipeline, &reports, &done)?;
+        Ok(RunReport {
+            instances: reports,
+            tables,
+        })
+    }
+
+    /// Concatenates every instance's table of the same name, in pipeline order, into
+    /// `results/<pipeline>/<table>.parquet`, and writes `provenance.json` beside them.
+    fn materialise(
+        &self,
+        pipeline: &Pipeline,
+        reports: &[InstanceReport],
+        done: &BTreeMap<String, (Manifest, PathBuf)>,
+    ) -> Result<Vec<PathBuf>, EngineError> {
+        let out_dir = self.env.results_dir.join(&pipeline.name);
+        let mut by_table: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+        let mut provenance = Vec::new();
+        for report in reports {
+            let (manifest, dir) = &done[&report.instance.id];
+            for name in &manifest.tables {
+                by_table
+                    .entry(name.clone())
+                    .or_default()
+                    .push(dir.join(table::table_file(name)));
+            }
+            provenance.push(json!({
+                "instance": report.instance.id,
+                "kind": report.instance.kind,
+                "key": report.key,
+                "content_hash": manifest.content_hash,
+                "tables": manifest.tables,
+            }));
+        }
+        let mut written = Vec::new();
+        for report in reports {
+            let (_, dir) = &done[&report.instance.id];
+            written.extend(copy_figures(&dir.join("figures"), &self.env.figures_dir)?);
+        }
+        for (name, paths) in &by_table {
+            let mut df = table::concat(paths)?;
+            let path = out_dir.join(format!("{name}.parquet"));
+            table::write_parquet(&path, &mut df)?;
+            written.push(path);
+        }
+        let doc = json!({
+            "pipeline": pipeline.path.display().to_string(),
+            "name": pipeline.name,
+            "scale": pipeline.scale,
+            "seeds": pipeline.seeds,
+            "config": pipeline.resolved,
+            "instances": provenance,
+        });
+        let path = out_dir.join("provenance.json");
+        std::fs::create_dir_all(&out_dir).map_err(|source| EngineError::Io {
+            path: out_dir.clone(),
+            source,
+        })?;
+        std::fs::write(
+            &path,
+            serde_json::to_vec_pretty(&doc).expect("JSON serialises"),
+        )
+        .map_err(|source| EngineError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(written)
+    }
+
+    /// Keys and states of every instance, without running anything.
+    pub fn status(&self, pipeline: &Pipeline) -> Result<Vec<InstanceStatus>, EngineError> {
+        Ok(self
+            .survey(pipeline)?
+            .into_iter()
+            .map(|(status, _)| status)
+            .collect())
+    }
+
+    /// For the instances of `stage_id`: which pre-image fields changed since the last run.
+    pub fn why(&self, pipeline: &Pipeline, stage_id: &str) -> Result<Vec<Why>, EngineError> {
+        pipeline.stage(stage_id)?;
+        let mut out = Vec::new();
+        for (status, preimage) in self.survey(pipeline)? {
+            if status.instance.stage != stage_id {
+                continue;
+            }
+            let recorded = self.cache.recorded(&pipeline.name, &status.instance.id)?;
+            let changes = match (&recorded, &preimage) {
+                (Some(old), Some(new)) => Some(hash::diff_json(old, new)),
+                (Some(_), None) => Some(vec![
+                    "(upstream outputs missing: run the pipeline to compare)".into(),
+                ]),
+                (None, _) => None,
+            };
+            out.push(Why {
+                instance: status.instance,
+                changes,
+                current_key: status.key,
+            });
+        }
+        Ok(out)
+    }
+
+    fn survey(
+        &self,
+        pipeline: &Pipeline,
+    ) -> Result<Vec<(InstanceStatus, Option<serde_json::Value>)>, EngineError> {
+        let mut hashes: BTreeMap<String, String> = BTreeMap::new();
+        let mut blocked: BTreeSet<String> = BTreeSet::new();
+        let mut files_memo = BTreeMap::new();
+        let mut out = Vec::new();
+        for (decl, stage) in self.decls(pipeline) {
+            for instance in self.expand(pipeline, decl, stage) {
+                let mut inputs = BTreeMap::new();
+                let mut is_blocked = false;
+                for (name, ups) in self.upstream_of(pipeline, decl, &instance) {
+                    let mut bound = Vec::new();
+                    for u in ups {
+                        match hashes.get(&u.id) {
+                            Some(h) => bound.push(Upstream {
+                                stage: u.stage.clone(),
+                                kind: u.kind.clone(),
+                                seed: u.seed,
+                                dir: PathBuf::new(),
+                                content_hash: h.clone(),
+                            }),
+                            None => is_blocked = true,
+                        }
+                    }
+                    inputs.insert(name, bound);
+                }
+                if is_blocked
+                    || decl
+                        .inputs
+                        .values()
+                        .flatten()
+                        .any(|up| blocked.contains(up))
+                {
+                    blocked.insert(decl.id.clone());
+                    out.push((
+                        InstanceStatus {
+                            instance,
+                            key: None,
+                            state: State::Blocked,
+                        },
+                        None,
+                    ));
+                    continue;
+                }
+                let files = self.external_files(decl, stage, &mut files_memo)?;
+                let preimage = self.preimage(decl, stage, &instance, &inputs, &files);
+                let key = hash::sha256_hex(hash::canonical_json(&preimage).as_bytes());
+                let state = match self.cache.lookup(&decl.kind, &key)? {
+                    Some(manifest) => {
+                        hashes.insert(instance.id.clone(), manifest.content_hash);
+                        State::Cached
+                    }
+                    None => State::Missing,
+                };
+                out.push((
+                    InstanceStatus {
+                        instance,
+                        key: Some(key),
+                        state,
+                    },
+                    Some(preimage),
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Copies the figures a stage wrote under `figures/` into the figures directory.
+fn copy_figures(from: &std::path::Path, to: &std::path::Path) -> Result<Vec<PathBuf>, EngineError> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return Ok(out);
+    };
+    std::fs::create_dir_all(to).map_err(|source| EngineError::Io {
+        path: to.to_owned(),
+        source,
+    })?;
+    let mut names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+    names.sort();
+    for name in names {
+        let target = to.join(&name);
+        let tmp = table::tmp_sibling(&target);
+        std::fs::copy(from.join(&name), &tmp).map_err(|source| EngineError::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+        std::fs::rename(&tmp, &target).map_err(|source| EngineError::Io {
+            path: target.clone(),
+            source,
+        })?;
+        out.push(target);
+    }
+    Ok(out)
+}

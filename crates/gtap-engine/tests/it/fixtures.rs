@@ -1,0 +1,183 @@
+use std::path::{Path, PathBuf};
+
+use gtap_engine::{
+    ensure, Env, Invalid, Overrides, Pipeline, Registry, RunReport, Runner, Stage, StageContext,
+};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Unseeded source: writes `value` to `value.txt`. `note` does not affect the output, which
+/// lets tests check early cutoff.
+pub struct Source;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceParams {
+    pub value: i64,
+    #[serde(default)]
+    pub note: String,
+}
+
+impl Stage for Source {
+    type Params = SourceParams;
+    const KIND: &'static str = "source";
+    const VERSION: u32 = 1;
+    const SEEDED: bool = false;
+    const INPUTS: &'static [&'static str] = &[];
+    const ABOUT: &'static str = "writes a number";
+    fn run(params: &SourceParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
+        std::fs::write(ctx.out_dir().join("value.txt"), params.value.to_string())?;
+        Ok(())
+    }
+}
+
+/// Seeded: reads the source's value and writes a table row (seed, value * factor).
+pub struct Scale;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleParams {
+    #[serde(default = "one")]
+    pub factor: i64,
+    #[serde(default)]
+    pub fail: bool,
+}
+
+fn one() -> i64 {
+    1
+}
+
+impl Stage for Scale {
+    type Params = ScaleParams;
+    const KIND: &'static str = "scale";
+    const VERSION: u32 = 1;
+    const SEEDED: bool = true;
+    const INPUTS: &'static [&'static str] = &["x"];
+    const ABOUT: &'static str = "multiplies by a factor, per seed";
+    fn validate(params: &ScaleParams) -> Result<(), Invalid> {
+        ensure((1..=10).contains(&params.factor), "factor", || {
+            format!("must be between 1 and 10 (got {})", params.factor)
+        })
+    }
+    fn run(params: &ScaleParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
+        if params.fail {
+            // Leave a half-written output behind, as a crash would.
+            std::fs::write(ctx.out_dir().join("partial.txt"), "half")?;
+            anyhow::bail!("asked to fail");
+        }
+        let value: i64 = std::fs::read_to_string(ctx.input("x")?.path("value.txt"))?.parse()?;
+        let seed = ctx.seed()?;
+        let mut df = df!("seed" => [seed], "value" => [value * params.factor])?;
+        ctx.write_table("scaled", &mut df)?;
+        Ok(())
+    }
+}
+
+/// Unseeded sink over every seed of its input: sums the scaled values.
+pub struct Sum;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SumParams {}
+
+impl Stage for Sum {
+    type Params = SumParams;
+    const KIND: &'static str = "sum";
+    const VERSION: u32 = 1;
+    const SEEDED: bool = false;
+    const INPUTS: &'static [&'static str] = &["parts"];
+    const ABOUT: &'static str = "sums over seeds";
+    fn run(_: &SumParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
+        let mut total = 0i64;
+        for part in ctx.inputs("parts") {
+            let df = part.read_table("scaled")?;
+            total += df.column("value")?.i64()?.sum().unwrap_or(0);
+        }
+        let mut df = df!("total" => [total])?;
+        ctx.write_table("total", &mut df)?;
+        Ok(())
+    }
+}
+
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    r.register::<Source>().register::<Scale>().register::<Sum>();
+    r
+}
+
+pub const PIPELINE: &str = r#"
+[pipeline]
+name = "toy"
+seeds = [0, 1]
+
+[stage.src]
+kind = "source"
+value = 3
+
+[stage.scaled]
+kind = "scale"
+inputs = { x = "src" }
+factor = 2
+
+[stage.total]
+kind = "sum"
+inputs = { parts = "scaled" }
+
+[scale.ci]
+pipeline.seeds = [0]
+stage.scaled.factor = 5
+"#;
+
+/// A scratch project: cache, results and the pipeline text.
+pub struct Project {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub env: Env,
+    pub registry: Registry,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        let env = Env {
+            data_dir: root.join("data"),
+            cache_dir: root.join("cache"),
+            results_dir: root.join("results"),
+            figures_dir: root.join("figures"),
+            progress: false,
+        };
+        Project {
+            _dir: dir,
+            root,
+            env,
+            registry: registry(),
+        }
+    }
+
+    pub fn pipeline(&self, text: &str, overrides: &Overrides) -> Pipeline {
+        Pipeline::parse(Path::new("toy.toml"), text, overrides, &self.registry).unwrap()
+    }
+
+    pub fn run(&self, text: &str) -> RunReport {
+        self.run_with(text, &Overrides::default(), &[])
+    }
+
+    pub fn run_with(&self, text: &str, overrides: &Overrides, force: &[String]) -> RunReport {
+        let pipeline = self.pipeline(text, overrides);
+        Runner::new(&self.registry, &self.env)
+            .run(&pipeline, force)
+            .unwrap()
+    }
+
+    pub fn result(&self, table: &str) -> DataFrame {
+        gtap_engine::table::read_parquet(
+            &self
+                .env
+                .results_dir
+                .join("toy")
+                .join(format!("{table}.parquet")),
+        )
+        .unwrap()
+    }
+}

@@ -1,0 +1,5 @@
+//! Engine behaviour on toy stages: caching, invalidation, crash safety, config errors.
+
+mod config_errors;
+mod fixtures;
+mod runs;
