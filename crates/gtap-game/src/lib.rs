@@ -46,6 +46,7 @@ mod eval;
 mod exact;
 mod game;
 pub mod games;
+pub mod rank;
 
 pub use coalition::Coalition;
 pub use constraints::{Constraints, Resolved};

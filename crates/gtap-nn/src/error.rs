@@ -1,0 +1,22 @@
+use std::path::PathBuf;
+
+/// Errors of the model crate.
+#[derive(Debug, thiserror::Error)]
+pub enum NnError {
+    /// libtorch failed (shape mismatch, I/O inside libtorch, …).
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+    /// A checkpoint could not be read or does not match the architecture.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    /// A mask batch does not have one column per player.
+    #[error("mask has {got} columns, the network has {expected} players")]
+    MaskWidth { got: usize, expected: usize },
+    /// Data with the wrong example shape for the architecture.
+    #[error("examples of {got} values do not fit {arch} (expects {expected})")]
+    InputShape {
+        arch: String,
+        got: usize,
+        expected: usize,
+    },
+}

@@ -1,0 +1,179 @@
+use tch::{Kind, Tensor};
+
+use gtap_game::{Coalition, Game};
+
+use crate::model::MaskedHead;
+use crate::{Network, NnError, TensorData};
+
+/// Loss and accuracy of the whole network on a data set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub accuracy: f64,
+}
+
+/// Mean cross-entropy and accuracy, in chunks so memory stays bounded.
+pub fn evaluate(net: &Network, data: &TensorData) -> Evaluation {
+    let _guard = tch::no_grad_guard();
+    let n = data.len();
+    let (mut loss, mut correct) = (0.0, 0.0);
+    let chunk = 10_000;
+    let mut start = 0;
+    while start < n {
+        let len = chunk.min(n - start) as i64;
+        let xs = data.inputs.narrow(0, start as i64, len);
+        let ys = data.labels.narrow(0, start as i64, len);
+        let logits = net.forward(&xs);
+        loss += logits
+            .cross_entropy_loss::<Tensor>(&ys, None, tch::Reduction::Sum, -100, 0.0)
+            .double_value(&[]);
+        correct += logits
+            .argmax(-1, false)
+            .eq_tensor(&ys)
+            .to_kind(Kind::Double)
+            .sum(Kind::Double)
+            .double_value(&[]);
+        start += len as usize;
+    }
+    Evaluation {
+        loss: loss / n as f64,
+        accuracy: correct / n as f64,
+    }
+}
+
+/// What ν(C) measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Utility {
+    /// Accuracy on the evaluation examples (the paper's choice).
+    Accuracy,
+    /// Negative mean cross-entropy.
+    NegativeCrossEntropy,
+}
+
+/// ν(C) of a trained network on a fixed example set: the network with the activations of
+/// non-members zeroed. The prefix runs once at construction.
+pub struct MaskedEvaluator {
+    // libtorch tensors are not `Sync`; the lock makes the evaluator a `Game` (which must be
+    // shareable) while keeping every forward pass on one thread at a time.
+    state: std::sync::Mutex<EvalState>,
+    players: usize,
+    widest: i64,
+    utility: Utility,
+    batch: usize,
+}
+
+struct EvalState {
+    head: MaskedHead,
+    features: Tensor,
+    labels: Tensor,
+}
+
+/// Upper bound on floats in one `[E, K, width]` activation block, to bound memory (≈ 256 MiB).
+const BLOCK_FLOATS: i64 = 1 << 26;
+
+impl MaskedEvaluator {
+    pub fn new(
+        net: &Network,
+        data: &TensorData,
+        utility: Utility,
+        batch: usize,
+    ) -> MaskedEvaluator {
+        let features = tch::no_grad(|| net.prefix(&data.inputs));
+        let widest = net
+            .player_layers()
+            .iter()
+            .map(|l| l.size as i64)
+            .max()
+            .unwrap_or(1)
+            .max(300);
+        let state = EvalState {
+            head: net.masked_head(),
+            features,
+            labels: data.labels.shallow_clone(),
+        };
+        MaskedEvaluator {
+            state: std::sync::Mutex::new(state),
+            players: net.num_players(),
+            widest,
+            utility,
+            batch: batch.max(1),
+        }
+    }
+
+    pub fn num_examples(&self) -> usize {
+        self.lock().labels.size()[0] as usize
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, EvalState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// ν for each row of `masks` (`[K, players]`, float).
+    pub fn values_of_masks(&self, masks: &Tensor) -> Result<Vec<f64>, NnError> {
+        let _guard = tch::no_grad_guard();
+        let state = self.lock();
+        let k = masks.size()[0];
+        let e = state.features.size()[0];
+        let chunk = (BLOCK_FLOATS / (k * self.widest).max(1)).clamp(1, e);
+        let mut totals = Tensor::zeros([k], (Kind::Double, state.features.device()));
+        let mut start = 0;
+        while start < e {
+            let len = chunk.min(e - start);
+            let logits = state
+                .head
+                .masked_logits(&state.features.narrow(0, start, len), masks)?; // [E, K, C]
+            let ys = state.labels.narrow(0, start, len);
+            let per_coalition = match self.utility {
+                Utility::Accuracy => logits
+                    .argmax(-1, false)
+                    .eq_tensor(&ys.unsqueeze(1))
+                    .to_kind(Kind::Double)
+                    .sum_dim_intlist(0, false, Kind::Double),
+                Utility::NegativeCrossEntropy => {
+                    let logp = logits.log_softmax(-1, Kind::Float);
+                    let index = ys.view([len, 1, 1]).expand([len, k, 1], false);
+                    logp.gather(2, &index, false)
+                        .squeeze_dim(2)
+                        .to_kind(Kind::Double)
+                        .sum_dim_intlist(0, false, Kind::Double)
+                }
+            };
+            totals += per_coalition;
+            start += len;
+        }
+        let totals = totals / e as f64;
+        Ok(Vec::<f64>::try_from(totals.to_device(tch::Device::Cpu))?)
+    }
+}
+
+impl Game for MaskedEvaluator {
+    fn num_players(&self) -> usize {
+        self.players
+    }
+
+    fn values(&self, coalitions: &[Coalition], out: &mut [f64]) {
+        let players = self.players;
+        let mut rows = vec![0f32; coalitions.len() * players];
+        for (coalition, row) in coalitions.iter().zip(rows.chunks_mut(players)) {
+            coalition.write_mask(row);
+        }
+        let device = self.lock().features.device();
+        let masks = Network::mask_tensor(&rows, players, device);
+        let values = self
+            .values_of_masks(&masks)
+            .expect("mask width matches the network");
+        out.copy_from_slice(&values);
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch
+    }
+
+    fn parallel(&self) -> bool {
+        // libtorch already uses every core inside one batch.
+        false
+    }
+}

@@ -1,0 +1,36 @@
+//! Networks on libtorch (tch) whose prunable units are players of a cooperative game.
+//!
+//! Main types: [`Arch`] (which network: LeNet-300-100, LeNet5), [`Network`] (its weights in a
+//! `VarStore`, a convolutional *prefix* that is never pruned, and a dense *head* whose hidden
+//! units are the players), [`PlayerLayer`] (a named group of players with stable unit ids),
+//! [`train()`] (seeded, deterministic training) and [`MaskedEvaluator`] (ν(C) for a batch of
+//! coalitions).
+//!
+//! Key design decision: a coalition zeroes the *activations* of its non-members, never the
+//! weights, and the evaluator folds the first mask into the next layer's weight matrix, so
+//! `K` coalitions over `E` examples are one broadcast matmul `[E, n] × [K, n, m]` instead of `K`
+//! forward passes; the prefix (LeNet5's convolutions) runs once per example set.
+//!
+//! ```no_run
+//! use gtap_nn::{Arch, Network};
+//! let net = Network::new(Arch::Lenet5, tch::Device::Cpu, 0);
+//! assert_eq!(net.num_players(), 604);
+//! ```
+
+mod data;
+mod error;
+mod eval;
+mod model;
+mod train;
+
+pub use data::TensorData;
+pub use error::NnError;
+pub use eval::{evaluate, Evaluation, MaskedEvaluator, Utility};
+pub use model::{Arch, MaskedHead, Network, PlayerLayer, UnitId};
+pub use train::{train, EpochMetrics, Optimizer, TrainConfig};
+
+/// Fixes libtorch's intra-op thread count. Results are bit-identical for a given count on a
+/// given machine; a different count may change float summation order inside libtorch.
+pub fn set_threads(threads: usize) {
+    tch::set_num_threads(threads.max(1) as i32);
+}

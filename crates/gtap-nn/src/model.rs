@@ -1,0 +1,349 @@
+use std::path::Path;
+
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+use crate::NnError;
+
+/// The architectures of the paper (more arrive with later datasets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Arch {
+    /// 784-300-100-10 MLP; players: the 400 hidden neurons.
+    #[serde(rename = "lenet-300-100")]
+    Lenet300100,
+    /// conv 6@5x5 (pad 2), pool, conv 16@5x5, pool, FC 400-120-84-10; players: the 400 flattened
+    /// features of the last conv block and the 120 + 84 hidden FC neurons (604).
+    #[serde(rename = "lenet5")]
+    Lenet5,
+}
+
+impl Arch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Lenet300100 => "lenet-300-100",
+            Arch::Lenet5 => "lenet5",
+        }
+    }
+
+    /// Values per input example (28×28 for both LeNets).
+    pub fn input_size(self) -> usize {
+        784
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A group of players: the units of one layer, with their position in the global player order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayerLayer {
+    pub name: String,
+    pub size: usize,
+    /// Global id of the layer's unit 0.
+    pub offset: usize,
+}
+
+/// A stable unit address: layer name and index within the layer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UnitId {
+    pub layer: String,
+    pub unit: usize,
+}
+
+/// A network split into a prefix that is never pruned and a dense head whose hidden units are
+/// the players. Variables are named hierarchically (`conv1.weight`, `fc2.bias`), which are the
+/// checkpoint keys.
+pub struct Network {
+    pub arch: Arch,
+    pub vs: nn::VarStore,
+    convs: Vec<nn::Conv2D>,
+    head: Vec<nn::Linear>,
+    players: Vec<PlayerLayer>,
+    /// `mask_before[i]`: index of the player layer whose mask multiplies the input of `head[i]`.
+    mask_before: Vec<Option<usize>>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("arch", &self.arch)
+            .field("players", &self.players)
+            .finish()
+    }
+}
+
+fn layers(specs: &[(&str, usize)]) -> Vec<PlayerLayer> {
+    let mut offset = 0;
+    specs
+        .iter()
+        .map(|&(name, size)| {
+            let layer = PlayerLayer {
+                name: name.to_owned(),
+                size,
+                offset,
+            };
+            offset += size;
+            layer
+        })
+        .collect()
+}
+
+impl Network {
+    /// A freshly initialised network; `seed` fixes libtorch's RNG for the initial weights.
+    pub fn new(arch: Arch, device: Device, seed: u64) -> Network {
+        tch::manual_seed(seed as i64);
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let (convs, head, players, mask_before) = match arch {
+            Arch::Lenet300100 => (
+                vec![],
+                vec![
+                    nn::linear(&root / "fc1", 784, 300, Default::default()),
+                    nn::linear(&root / "fc2", 300, 100, Default::default()),
+                    nn::linear(&root / "fc3", 100, 10, Default::default()),
+                ],
+                layers(&[("fc1", 300), ("fc2", 100)]),
+                vec![None, Some(0), Some(1)],
+            ),
+            Arch::Lenet5 => {
+                let pad2 = nn::ConvConfig {
+                    padding: 2,
+                    ..Default::default()
+                };
+                (
+                    vec![
+                        nn::conv2d(&root / "conv1", 1, 6, 5, pad2),
+                        nn::conv2d(&root / "conv2", 6, 16, 5, Default::default()),
+                    ],
+                    vec![
+                        nn::linear(&root / "fc1", 400, 120, Default::default()),
+                        nn::linear(&root / "fc2", 120, 84, Default::default()),
+                        nn::linear(&root / "fc3", 84, 10, Default::default()),
+                    ],
+                    layers(&[("conv2", 400), ("fc1", 120), ("fc2", 84)]),
+                    vec![Some(0), Some(1), Some(2)],
+                )
+            }
+        };
+        Network {
+            arch,
+            vs,
+            convs,
+            head,
+            players,
+            mask_before,
+        }
+    }
+
+    /// Loads a checkpoint written by [`Network::save`].
+    pub fn load(arch: Arch, path: &Path, device: Device) -> Result<Network, NnError> {
+        let mut net = Network::new(arch, device, 0);
+        net.vs.load(path).map_err(|e| NnError::Checkpoint {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Ok(net)
+    }
+
+    /// Writes the weights as safetensors, tensors in name order (so equal weights give equal bytes).
+    pub fn save(&self, path: &Path) -> Result<(), NnError> {
+        let mut named: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let named: Vec<(String, Tensor)> = named
+            .into_iter()
+            .map(|(n, t)| (n, t.to_device(Device::Cpu)))
+            .collect();
+        Tensor::write_safetensors(&named, path)?;
+        Ok(())
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    pub fn player_layers(&self) -> &[PlayerLayer] {
+        &self.players
+    }
+
+    pub fn num_players(&self) -> usize {
+        self.players.iter().map(|l| l.size).sum()
+    }
+
+    /// The stable id of global player `player`.
+    pub fn unit(&self, player: usize) -> UnitId {
+        let layer = self
+            .players
+            .iter()
+            .find(|l| player >= l.offset && player < l.offset + l.size)
+            .expect("player id within the network");
+        UnitId {
+            layer: layer.name.clone(),
+            unit: player - layer.offset,
+        }
+    }
+
+    /// The part of the network before the first player layer; runs once per example set.
+    pub fn prefix(&self, xs: &Tensor) -> Tensor {
+        match self.arch {
+            Arch::Lenet300100 => xs.view([-1, 784]),
+            Arch::Lenet5 => xs
+                .view([-1, 1, 28, 28])
+                .apply(&self.convs[0])
+                .relu()
+                .max_pool2d_default(2)
+                .apply(&self.convs[1])
+                .relu()
+                .max_pool2d_default(2)
+                .flatten(1, -1),
+        }
+    }
+
+    /// Logits of the whole (unmasked) network.
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        let mut h = self.prefix(xs);
+        let last = self.head.len() - 1;
+        for (i, layer) in self.head.iter().enumerate() {
+            h = layer.forward(&h);
+            if i < last {
+                h = h.relu();
+            }
+        }
+        h
+    }
+
+    /// The dense head with its player layout, detached from the `VarStore` (shallow tensor
+    /// copies), so an evaluator can own it and move it between threads.
+    pub fn masked_head(&self) -> MaskedHead {
+        MaskedHead {
+            layers: self
+                .head
+                .iter()
+                .map(|l| {
+                    (
+                        l.ws.shallow_clone(),
+                        l.bs.as_ref().map(Tensor::shallow_clone),
+                    )
+                })
+                .collect(),
+            players: self.players.clone(),
+            mask_before: self.mask_before.clone(),
+        }
+    }
+
+    /// See [`MaskedHead::masked_logits`].
+    pub fn masked_logits(&self, features: &Tensor, masks: &Tensor) -> Result<Tensor, NnError> {
+        self.masked_head().masked_logits(features, masks)
+    }
+
+    /// See [`MaskedHead::paired_logits`].
+    pub fn paired_logits(&self, features: &Tensor, masks: &Tensor) -> Result<Tensor, NnError> {
+        self.masked_head().paired_logits(features, masks)
+    }
+
+    /// Parameters (weights and biases) in the whole network.
+    pub fn num_parameters(&self) -> usize {
+        self.vs.variables().values().map(|t| t.numel()).sum()
+    }
+
+    /// Converts a `[K, players]` boolean-like mask batch to the float layout the network uses.
+    pub fn mask_tensor(rows: &[f32], players: usize, device: Device) -> Tensor {
+        Tensor::from_slice(rows)
+            .view([(rows.len() / players) as i64, players as i64])
+            .to_kind(Kind::Float)
+            .to_device(device)
+    }
+}
+
+/// The dense layers of a [`Network`] with their masks: what coalition evaluation needs.
+#[derive(Debug)]
+pub struct MaskedHead {
+    layers: Vec<(Tensor, Option<Tensor>)>,
+    players: Vec<PlayerLayer>,
+    mask_before: Vec<Option<usize>>,
+}
+
+impl MaskedHead {
+    fn check_masks(&self, masks: &Tensor) -> Result<(), NnError> {
+        let width = masks.size()[1] as usize;
+        if width != self.players.iter().map(|l| l.size).sum::<usize>() {
+            return Err(NnError::MaskWidth {
+                got: width,
+                expected: self.players.iter().map(|l| l.size).sum::<usize>(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Logits `[E, K, C]` of `K` coalitions (`masks`: `[K, players]`, 1.0 = present) on the prefix
+    /// outputs `features` (`[E, n0]`) of `E` examples. The first mask is folded into the next
+    /// weight matrix, so the first layer is one GEMM `[E, n0] × [n0, K·m]`; later layers keep
+    /// the `[E, K, ·]` layout, which folds into plain GEMMs too.
+    pub fn masked_logits(&self, features: &Tensor, masks: &Tensor) -> Result<Tensor, NnError> {
+        self.check_masks(masks)?;
+        let k = masks.size()[0];
+        let e = features.size()[0];
+        let mut h = features.shallow_clone();
+        let mut expanded = false;
+        let last = self.layers.len() - 1;
+        for (i, (w, bias)) in self.layers.iter().enumerate() {
+            // w: [out, in]
+            let (out_dim, in_dim) = (w.size()[0], w.size()[1]);
+            h = match (self.mask_before[i], expanded) {
+                (Some(pl), false) => {
+                    let pl = &self.players[pl];
+                    let m = masks.narrow(1, pl.offset as i64, pl.size as i64); // [K, in]
+                                                                               // (x ⊙ m) Wᵀ = x (W ⊙ m)ᵀ: stack the K masked matrices as [in, K·out].
+                    let wm = (w.unsqueeze(0) * m.unsqueeze(1))
+                        .permute([2, 0, 1])
+                        .reshape([in_dim, k * out_dim]);
+                    expanded = true;
+                    h.matmul(&wm).view([e, k, out_dim])
+                }
+                (Some(pl), true) => {
+                    let pl = &self.players[pl];
+                    let m = masks
+                        .narrow(1, pl.offset as i64, pl.size as i64)
+                        .unsqueeze(0); // [1, K, in]
+                    (h * m).matmul(&w.tr())
+                }
+                (None, _) => h.matmul(&w.tr()),
+            };
+            if let Some(b) = bias {
+                h = h + b;
+            }
+            if i < last {
+                h = h.relu();
+            }
+        }
+        if !expanded {
+            // No player layer at all: every coalition sees the same network.
+            h = h.unsqueeze(1).expand([e, k, -1], false);
+        }
+        Ok(h)
+    }
+
+    /// Logits `[K, C]` for `K` (example, coalition) pairs: row `j` of `features` under mask row
+    /// `j` (MCUE's trials, each on its own example).
+    pub fn paired_logits(&self, features: &Tensor, masks: &Tensor) -> Result<Tensor, NnError> {
+        self.check_masks(masks)?;
+        let mut h = features.shallow_clone();
+        let last = self.layers.len() - 1;
+        for (i, (w, bias)) in self.layers.iter().enumerate() {
+            if let Some(pl) = self.mask_before[i] {
+                let pl = &self.players[pl];
+                h = h * masks.narrow(1, pl.offset as i64, pl.size as i64);
+            }
+            h = h.matmul(&w.tr());
+            if let Some(b) = bias {
+                h = h + b;
+            }
+            if i < last {
+                h = h.relu();
+            }
+        }
+        Ok(h)
+    }
+}
