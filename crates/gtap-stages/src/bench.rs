@@ -1,0 +1,99 @@
+//! `gtap bench coalitions`: how fast masked coalition evaluation runs next to libtorch's dense
+//! matmul on the same machine.
+
+use std::time::Instant;
+
+use gtap_nn::{Arch, MaskedEvaluator, Network, TensorData, Utility};
+use tch::{Device, Kind, Tensor};
+
+/// One measured configuration.
+#[derive(Debug, Clone)]
+pub struct CoalitionRate {
+    pub batch: usize,
+    pub evaluations_per_second: f64,
+    pub gflops: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct CoalitionBench {
+    pub examples: usize,
+    pub threads: i32,
+    /// FLOPs of one coalition evaluation (the masked head over every example).
+    pub flops_per_evaluation: f64,
+    /// GEMM `[E, 400] × [400, 64·120]`: the shape of the first masked layer at a batch of 64.
+    pub matmul_same_shape_gflops: f64,
+    /// Square 2048³ GEMM: roughly the machine's peak through libtorch.
+    pub matmul_square_gflops: f64,
+    pub rates: Vec<CoalitionRate>,
+}
+
+/// Runs `f` until at least `min_seconds` have passed (after one warm-up call); seconds per call.
+fn time_per_call(min_seconds: f64, mut f: impl FnMut()) -> f64 {
+    f();
+    let started = Instant::now();
+    let mut calls = 0u32;
+    while calls == 0 || started.elapsed().as_secs_f64() < min_seconds {
+        f();
+        calls += 1;
+    }
+    started.elapsed().as_secs_f64() / f64::from(calls)
+}
+
+/// Measures LeNet5's 604-player head on `examples` probe-sized inputs (weights are random: the
+/// FLOPs do not depend on them).
+pub fn coalitions(
+    examples: usize,
+    batches: &[usize],
+    min_seconds: f64,
+) -> anyhow::Result<CoalitionBench> {
+    let _guard = tch::no_grad_guard();
+    let device = Device::cuda_if_available();
+    let net = Network::new(Arch::Lenet5, device, 0);
+    tch::manual_seed(1);
+    let e = examples as i64;
+    let data = TensorData {
+        inputs: Tensor::randn([e, 784], (Kind::Float, device)),
+        labels: Tensor::randint(10, [e], (Kind::Int64, device)),
+    };
+    let head_macs: f64 = (400 * 120 + 120 * 84 + 84 * 10) as f64;
+    let flops_per_evaluation = 2.0 * head_macs * examples as f64;
+
+    let a = Tensor::randn([e, 400], (Kind::Float, device));
+    let b = Tensor::randn([400, 64 * 120], (Kind::Float, device));
+    let t = time_per_call(min_seconds, || {
+        let _ = a.matmul(&b).sum(Kind::Float).double_value(&[]);
+    });
+    let matmul_same_shape_gflops = 2.0 * (e * 400 * 64 * 120) as f64 / t / 1e9;
+    let sq = Tensor::randn([2048, 2048], (Kind::Float, device));
+    let t = time_per_call(min_seconds, || {
+        let _ = sq.matmul(&sq).sum(Kind::Float).double_value(&[]);
+    });
+    let matmul_square_gflops = 2.0 * 2048f64.powi(3) / t / 1e9;
+
+    let evaluator = MaskedEvaluator::new(&net, &data, Utility::Accuracy, 64);
+    let mut rates = Vec::new();
+    for &batch in batches {
+        let masks = Tensor::rand([batch as i64, 604], (Kind::Float, device))
+            .gt(0.5)
+            .to_kind(Kind::Float);
+        let t = time_per_call(min_seconds, || {
+            evaluator
+                .values_of_masks(&masks)
+                .expect("mask width matches");
+        });
+        let evaluations_per_second = batch as f64 / t;
+        rates.push(CoalitionRate {
+            batch,
+            evaluations_per_second,
+            gflops: evaluations_per_second * flops_per_evaluation / 1e9,
+        });
+    }
+    Ok(CoalitionBench {
+        examples,
+        threads: tch::get_num_threads(),
+        flops_per_evaluation,
+        matmul_same_shape_gflops,
+        matmul_square_gflops,
+        rates,
+    })
+}

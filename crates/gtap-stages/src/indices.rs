@@ -1,0 +1,301 @@
+//! `power-indices`: Shapley, Banzhaf or β_d of every player of a trained network, by Monte Carlo
+//! on the probe split; and `rank-agreement`: Spearman correlation between two index tables.
+
+use std::collections::BTreeMap;
+
+use gtap_engine::{ensure, Invalid, Stage, StageContext};
+use gtap_game::{Constraints, EstimateConfig, Estimator, IndexKind};
+use gtap_nn::{MaskedEvaluator, Network, Utility};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::progress;
+use crate::train::{load_model, load_split};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IndexName {
+    Shapley,
+    Banzhaf,
+    BiasedBanzhaf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EstimatorName {
+    /// Random permutations (Shapley).
+    Permutation,
+    /// The paper's Algorithm 2: k coalitions per player (Banzhaf-type).
+    Paired,
+    /// Footnote 5 / maximum sample reuse: one pool of coalitions (Banzhaf-type).
+    Shared,
+}
+
+/// The bias d of β_d: a number in (0, 1), or "mcue" to take d = 1 − argmax of the MCUE diagonal
+/// from the stage's `bias` input (an `mcue-bias` stage).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Bias {
+    Fixed(f64),
+    Named(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerIndexParams {
+    pub index: IndexName,
+    /// Required for `biased-banzhaf`.
+    #[serde(default)]
+    pub d: Option<Bias>,
+    pub estimator: EstimatorName,
+    /// Permutations (permutation), coalitions per player (paired) or pool size (shared).
+    pub samples: usize,
+    /// Permutation estimator only: permutations in (π, reversed π) pairs.
+    #[serde(default)]
+    pub antithetic: bool,
+    #[serde(default = "default_utility")]
+    pub utility: Utility,
+    /// Player layers that are free; the others are always present. Default: every layer.
+    #[serde(default)]
+    pub layers: Option<Vec<String>>,
+    /// Probe examples ν is measured on (the first n of the probe split). Default: all.
+    #[serde(default)]
+    pub probe_examples: Option<usize>,
+    /// Coalitions per forward pass.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+}
+
+fn default_utility() -> Utility {
+    Utility::Accuracy
+}
+fn default_batch() -> usize {
+    64
+}
+
+impl PowerIndexParams {
+    fn estimator(&self) -> Estimator {
+        match self.estimator {
+            EstimatorName::Permutation => Estimator::Permutation {
+                antithetic: self.antithetic,
+            },
+            EstimatorName::Paired => Estimator::Paired,
+            EstimatorName::Shared => Estimator::Shared,
+        }
+    }
+}
+
+pub struct PowerIndexStage;
+
+impl Stage for PowerIndexStage {
+    type Params = PowerIndexParams;
+    const KIND: &'static str = "power-indices";
+    const VERSION: u32 = 1;
+    const SEEDED: bool = true;
+    const INPUTS: &'static [&'static str] = &["model", "data"];
+    const OPTIONAL_INPUTS: &'static [&'static str] = &["bias"];
+    const ABOUT: &'static str =
+        "Monte-Carlo Shapley / Banzhaf / β_d of every player, on the probe split";
+
+    fn validate(p: &PowerIndexParams) -> Result<(), Invalid> {
+        ensure(p.samples >= 1, "samples", || "must be at least 1".into())?;
+        ensure(p.batch >= 1, "batch", || "must be at least 1".into())?;
+        let banzhaf_type = p.index != IndexName::Shapley;
+        match p.estimator {
+            EstimatorName::Permutation => ensure(!banzhaf_type, "estimator", || {
+                "`permutation` estimates Shapley values; use `paired` or `shared` for Banzhaf-type indices".into()
+            })?,
+            _ => ensure(banzhaf_type, "estimator", || {
+                "Shapley values use the `permutation` estimator (`paired` and `shared` are for Banzhaf-type indices)".into()
+            })?,
+        }
+        ensure(
+            !p.antithetic || p.estimator == EstimatorName::Permutation,
+            "antithetic",
+            || "applies to the permutation estimator only".into(),
+        )?;
+        match (&p.index, &p.d) {
+            (IndexName::BiasedBanzhaf, None) => Err(Invalid::new(
+                "d",
+                "biased-banzhaf needs d: a number in (0, 1) or \"mcue\"",
+            )),
+            (IndexName::BiasedBanzhaf, Some(Bias::Fixed(d))) => {
+                ensure(*d > 0.0 && *d < 1.0, "d", || {
+                    format!("must be in (0, 1) (got {d})")
+                })
+            }
+            (IndexName::BiasedBanzhaf, Some(Bias::Named(name))) => {
+                ensure(name == "mcue", "d", || {
+                    format!("must be a number in (0, 1) or \"mcue\" (got \"{name}\")")
+                })
+            }
+            (_, Some(_)) => Err(Invalid::new("d", "only biased-banzhaf takes a bias d")),
+            (_, None) => Ok(()),
+        }?;
+        if let Some(n) = p.probe_examples {
+            ensure(n >= 1, "probe_examples", || "must be at least 1".into())?;
+        }
+        Ok(())
+    }
+
+    fn run(p: &PowerIndexParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
+        let seed = ctx.seed()?;
+        let (net, model) = load_model(ctx.input("model")?)?;
+        let data = ctx.input("data")?;
+        let probe = load_split(&data.dir, "probe")?;
+        let probe = probe.head(p.probe_examples.unwrap_or(usize::MAX));
+        let d = match &p.d {
+            None => None,
+            Some(Bias::Fixed(d)) => Some(*d),
+            Some(Bias::Named(_)) => {
+                let Some(bias) = ctx.inputs("bias").first() else {
+                    anyhow::bail!("d = \"mcue\" needs a `bias` input: an `mcue-bias` stage (inputs = {{ bias = \"<stage>\" }})");
+                };
+                Some(crate::mcue::read_bias(bias)?)
+            }
+        };
+        let index = match p.index {
+            IndexName::Shapley => IndexKind::Shapley,
+            IndexName::Banzhaf => IndexKind::Banzhaf,
+            IndexName::BiasedBanzhaf => IndexKind::BiasedBanzhaf {
+                d: d.expect("validated"),
+            },
+        };
+        let constraints = layer_constraints(&net, p.layers.as_deref())?;
+        let free = constraints.resolve(net.num_players())?.free.len();
+        let total = match p.estimator {
+            EstimatorName::Permutation => {
+                p.samples.next_multiple_of(if p.antithetic { 2 } else { 1 }) * (free + 1)
+            }
+            EstimatorName::Paired => 2 * p.samples * free,
+            EstimatorName::Shared => p.samples,
+        };
+        let game = MaskedEvaluator::new(&net, &probe, p.utility, p.batch);
+        let bar = progress::bar(ctx.env.progress, total as u64, ctx.instance);
+        let cfg = EstimateConfig {
+            index,
+            estimator: p.estimator(),
+            samples: p.samples,
+            seed,
+        };
+        let started = std::time::Instant::now();
+        let estimates = gtap_game::estimate(&game, &cfg, &constraints, &|n| bar.inc(n))?;
+        bar.finish_and_clear();
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            "{}: {} players, {total} coalitions in {seconds:.1}s ({:.0}/s)",
+            ctx.instance,
+            estimates.len(),
+            total as f64 / seconds
+        );
+        let units: Vec<_> = estimates.iter().map(|e| net.unit(e.player)).collect();
+        let n = estimates.len();
+        let index_name = serde_json::to_value(p.index)?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let estimator_name = serde_json::to_value(p.estimator)?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut df = df!(
+            "model" => vec![model.arch.name(); n],
+            "dataset" => vec![model.dataset.as_str(); n],
+            "seed" => vec![seed; n],
+            "player" => estimates.iter().map(|e| e.player as u32).collect::<Vec<_>>(),
+            "layer" => units.iter().map(|u| u.layer.as_str()).collect::<Vec<_>>(),
+            "unit" => units.iter().map(|u| u.unit as u32).collect::<Vec<_>>(),
+            "index" => vec![index_name.as_str(); n],
+            "d" => vec![d.unwrap_or(f64::NAN); n],
+            "estimator" => vec![estimator_name.as_str(); n],
+            "estimate" => estimates.iter().map(|e| e.estimate).collect::<Vec<_>>(),
+            "stderr" => estimates.iter().map(|e| e.stderr).collect::<Vec<_>>(),
+            "samples" => estimates.iter().map(|e| e.samples as u64).collect::<Vec<_>>(),
+        )?;
+        ctx.write_table("power_indices", &mut df)?;
+        Ok(())
+    }
+}
+
+/// Constraints that free the players of `layers` (all when `None`) and keep the others present.
+pub fn layer_constraints(net: &Network, layers: Option<&[String]>) -> anyhow::Result<Constraints> {
+    let Some(layers) = layers else {
+        return Ok(Constraints::none());
+    };
+    let known: Vec<&str> = net
+        .player_layers()
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
+    let mut free = Vec::new();
+    for name in layers {
+        let Some(layer) = net.player_layers().iter().find(|l| &l.name == name) else {
+            anyhow::bail!(
+                "{} has no player layer `{name}` (layers: {})",
+                net.arch,
+                known.join(", ")
+            );
+        };
+        free.extend(layer.offset..layer.offset + layer.size);
+    }
+    Ok(Constraints {
+        restrict_to: Some(free),
+        ..Constraints::none()
+    })
+}
+
+pub struct RankAgreementStage;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RankAgreementParams {}
+
+impl Stage for RankAgreementStage {
+    type Params = RankAgreementParams;
+    const KIND: &'static str = "rank-agreement";
+    const VERSION: u32 = 1;
+    const SEEDED: bool = true;
+    const INPUTS: &'static [&'static str] = &["a", "b"];
+    const ABOUT: &'static str =
+        "Spearman correlation between the player rankings of two power-index stages";
+
+    fn run(_: &RankAgreementParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
+        let read = |name: &str| -> anyhow::Result<(BTreeMap<u32, f64>, String)> {
+            let df = ctx.input(name)?.read_table("power_indices")?;
+            let players = df.column("player")?.u32()?.into_no_null_iter();
+            let estimates = df.column("estimate")?.f64()?.into_no_null_iter();
+            let samples = df.column("samples")?.u64()?.get(0).unwrap_or(0);
+            let label = format!(
+                "{} {} {}",
+                df.column("index")?.str()?.get(0).unwrap_or_default(),
+                df.column("estimator")?.str()?.get(0).unwrap_or_default(),
+                samples
+            );
+            Ok((players.zip(estimates).collect(), label))
+        };
+        let (a, label_a) = read("a")?;
+        let (b, label_b) = read("b")?;
+        anyhow::ensure!(
+            a.keys().eq(b.keys()),
+            "inputs `a` and `b` rank different players ({} vs {})",
+            a.len(),
+            b.len()
+        );
+        let xs: Vec<f64> = a.values().copied().collect();
+        let ys: Vec<f64> = b.values().copied().collect();
+        let rho = gtap_game::rank::spearman(&xs, &ys);
+        tracing::info!(
+            "{}: Spearman {rho:.4} between {label_a} and {label_b}",
+            ctx.instance
+        );
+        let mut df = df!(
+            "seed" => [ctx.seed()?],
+            "a" => [label_a],
+            "b" => [label_b],
+            "players" => [xs.len() as u32],
+            "spearman" => [rho],
+        )?;
+        ctx.write_table("rank_agreement", &mut df)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,191 @@
+//! `train` (a model per seed, checkpoint + per-epoch metrics) and `evaluate` (test accuracy).
+
+use std::path::Path;
+
+use gtap_engine::{ensure, Invalid, Stage, StageContext, Upstream};
+use gtap_nn::{Arch, Network, Optimizer, TensorData, TrainConfig};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::mnist::{read_info, read_split};
+use crate::progress;
+
+pub struct TrainStage;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainParams {
+    /// `lenet-300-100` or `lenet5`.
+    pub model: Arch,
+    pub epochs: usize,
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    #[serde(default = "default_optimizer")]
+    pub optimizer: Optimizer,
+    /// SGD only.
+    #[serde(default)]
+    pub momentum: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+}
+
+fn default_batch() -> usize {
+    128
+}
+fn default_lr() -> f64 {
+    1e-3
+}
+fn default_optimizer() -> Optimizer {
+    Optimizer::Adam
+}
+
+/// What `train` writes beside the checkpoint, so downstream stages rebuild the right network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub arch: Arch,
+    pub dataset: String,
+    pub seed: u64,
+}
+
+pub const CHECKPOINT: &str = "model.safetensors";
+
+/// Loads the network a `train` stage wrote.
+pub fn load_model(upstream: &Upstream) -> anyhow::Result<(Network, ModelInfo)> {
+    let info: ModelInfo = serde_json::from_slice(&std::fs::read(upstream.path("model.json"))?)?;
+    let net = Network::load(
+        info.arch,
+        &upstream.path(CHECKPOINT),
+        tch::Device::cuda_if_available(),
+    )?;
+    Ok((net, info))
+}
+
+/// Loads one split of a dataset stage's output as tensors.
+pub fn load_split(dir: &Path, split: &str) -> anyhow::Result<TensorData> {
+    let info = read_info(dir)?;
+    let split = read_split(dir, split)?;
+    Ok(TensorData::from_flat(
+        split.images(),
+        info.features,
+        split.labels(),
+        tch::Device::cuda_if_available(),
+    ))
+}
+
+impl Stage for TrainStage {
+    type Params = TrainParams;
+    const KIND: &'static str = "train";
+    const VERSION: u32 = 1;
+    const SEEDED: bool = true;
+    const INPUTS: &'static [&'static str] = &["data"];
+    const ABOUT: &'static str =
+        "trains a model per seed: safetensors checkpoint and per-epoch metrics";
+
+    fn validate(p: &TrainParams) -> Result<(), Invalid> {
+        ensure(p.epochs >= 1 && p.epochs <= 1000, "epochs", || {
+            format!("must be between 1 and 1000 (got {})", p.epochs)
+        })?;
+        ensure(p.batch_size >= 1, "batch_size", || {
+            "must be at least 1".into()
+        })?;
+        ensure(p.lr > 0.0 && p.lr.is_finite(), "lr", || {
+            format!("must be positive (got {})", p.lr)
+        })?;
+        ensure((0.0..1.0).contains(&p.momentum), "momentum", || {
+            format!("must be in [0, 1) (got {})", p.momentum)
+        })?;
+        ensure(p.weight_decay >= 0.0, "weight_decay", || {
+            format!("must be non-negative (got {})", p.weight_decay)
+        })
+    }
+
+    fn run(p: &TrainParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
+        let seed = ctx.seed()?;
+        let data = ctx.input("data")?;
+        let info = read_info(&data.dir)?;
+        let train = load_split(&data.dir, "train")?;
+        let probe = load_split(&data.dir, "probe")?;
+        let mut net = Network::new(p.model, train.inputs.device(), seed);
+        let cfg = TrainConfig {
+            epochs: p.epochs,
+            batch_size: p.batch_size,
+            lr: p.lr,
+            optimizer: p.optimizer,
+            momentum: p.momentum,
+            weight_decay: p.weight_decay,
+        };
+        let steps = (p.epochs * train.len().div_ceil(p.batch_size)) as u64;
+        let bar = progress::bar(ctx.env.progress, steps, ctx.instance);
+        let metrics = gtap_nn::train(&mut net, &train, &probe, &cfg, seed, &mut || bar.inc(1))?;
+        bar.finish_and_clear();
+        net.save(&ctx.out_dir().join(CHECKPOINT))?;
+        let model = ModelInfo {
+            arch: p.model,
+            dataset: info.name.clone(),
+            seed,
+        };
+        std::fs::write(
+            ctx.out_dir().join("model.json"),
+            serde_json::to_vec_pretty(&model)?,
+        )?;
+        let n = metrics.len();
+        let mut df = df!(
+            "model" => vec![p.model.name(); n],
+            "dataset" => vec![info.name.as_str(); n],
+            "seed" => vec![seed; n],
+            "epoch" => metrics.iter().map(|m| m.epoch as u32).collect::<Vec<_>>(),
+            "loss" => metrics.iter().map(|m| m.loss).collect::<Vec<_>>(),
+            "train_accuracy" => metrics.iter().map(|m| m.train_accuracy).collect::<Vec<_>>(),
+            "probe_accuracy" => metrics.iter().map(|m| m.probe_accuracy).collect::<Vec<_>>(),
+        )?;
+        ctx.write_table("training", &mut df)?;
+        if let Some(last) = metrics.last() {
+            tracing::info!(
+                "{}: {} epochs, probe accuracy {:.4}",
+                ctx.instance,
+                p.epochs,
+                last.probe_accuracy
+            );
+        }
+        Ok(())
+    }
+}
+
+pub struct EvaluateStage;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateParams {}
+
+impl Stage for EvaluateStage {
+    type Params = EvaluateParams;
+    const KIND: &'static str = "evaluate";
+    const VERSION: u32 = 1;
+    const SEEDED: bool = true;
+    const INPUTS: &'static [&'static str] = &["model", "data"];
+    const ABOUT: &'static str =
+        "test accuracy and loss of a trained model (never guided by test data)";
+
+    fn run(_: &EvaluateParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
+        let (net, model) = load_model(ctx.input("model")?)?;
+        let data = ctx.input("data")?;
+        let test = load_split(&data.dir, "test")?;
+        let probe = load_split(&data.dir, "probe")?;
+        let on_test = gtap_nn::evaluate(&net, &test);
+        let on_probe = gtap_nn::evaluate(&net, &probe);
+        let mut df = df!(
+            "model" => [model.arch.name()],
+            "dataset" => [model.dataset.as_str()],
+            "seed" => [model.seed],
+            "test_accuracy" => [on_test.accuracy],
+            "test_loss" => [on_test.loss],
+            "probe_accuracy" => [on_probe.accuracy],
+            "parameters" => [net.num_parameters() as u64],
+        )?;
+        ctx.write_table("evaluation", &mut df)?;
+        tracing::info!("{}: test accuracy {:.4}", ctx.instance, on_test.accuracy);
+        Ok(())
+    }
+}

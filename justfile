@@ -1,0 +1,66 @@
+# gtap task runner. `just --list` shows every recipe.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+root := justfile_directory()
+venv := root / ".venv"
+torch_version := "2.13.0"
+
+# libtorch comes from the PyPI torch wheel in the project's virtualenv (tch 0.26 expects 2.13).
+export VIRTUAL_ENV := venv
+export PATH := venv / "bin" + ":" + env_var("PATH")
+export LIBTORCH_USE_PYTORCH := "1"
+# Real datasets: $GTAP_DATA_DIR, else ../shared/datasets when present, else ./data.
+export GTAP_DATA_DIR := env_var_or_default("GTAP_DATA_DIR", if path_exists(root / "../shared/datasets") == "true" { root / "../shared/datasets" } else { root / "data" })
+
+default:
+    @just --list
+
+# Create .venv with torch=={{torch_version}} (skipped when it is already there)
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -x "{{venv}}/bin/python" ] && [ "$("{{venv}}/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null)" = "{{torch_version}}" ]; then
+        exit 0
+    fi
+    echo "setting up libtorch: torch=={{torch_version}} into {{venv}} (first time only; a few GB)"
+    python3 -m venv "{{venv}}"
+    "{{venv}}/bin/pip" install --quiet --disable-pip-version-check "torch=={{torch_version}}"
+
+# Build the gtap binary (one profile for runs and tests: dependencies optimised)
+build: setup
+    cargo build --bin gtap
+
+# Run every test (unit, integration, end-to-end on real MNIST at reduced scale)
+test: setup
+    cargo test --workspace --all-targets
+
+# What CI runs: formatting, lints, tests, and the reduced-scale pipelines on real data
+ci: setup
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    just test
+    just run pipelines/lenets.toml --scale ci
+    just run pipelines/power-indices.toml --scale ci
+    just reproduce-figure-2 ci
+
+# Run a pipeline: just run pipelines/lenets.toml [--scale ci] [--set k=v] [--force STAGE]
+run PIPELINE *ARGS: build
+    target/debug/gtap run {{PIPELINE}} {{ARGS}}
+
+# Figure 2 (MCUE heatmaps): just reproduce-figure-2 [ci]
+reproduce-figure-2 SCALE="full": build
+    target/debug/gtap run pipelines/figure-2.toml --scale {{SCALE}}
+
+# Coalition-evaluation throughput next to dense matmul (figures for BENCHMARKS.md)
+bench *ARGS: build
+    target/debug/gtap bench coalitions {{ARGS}}
+
+# Any gtap command: just gtap status pipelines/lenets.toml
+gtap *ARGS: build
+    target/debug/gtap {{ARGS}}
+
+fmt:
+    cargo fmt --all
+
+lint: setup
+    cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,256 @@
+//! `gtap`: game-theoretic pruning of neural networks as a cached, reproducible pipeline.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use gtap_engine::{Env, Outcome, Overrides, Pipeline, Runner, State};
+
+#[derive(Parser)]
+#[command(
+    name = "gtap",
+    version,
+    about = "Game-theoretic pruning of neural networks, as a cached pipeline"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    dirs: Dirs,
+    /// Log only warnings and errors.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct Dirs {
+    /// Where datasets are read from (then $GTAP_DATA_DIR, then ./data).
+    #[arg(long, global = true, env = "GTAP_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// The stage cache.
+    #[arg(
+        long,
+        global = true,
+        env = "GTAP_CACHE_DIR",
+        default_value = ".gtap/cache"
+    )]
+    cache_dir: PathBuf,
+    /// Where tables are materialised, as <results-dir>/<pipeline>/<table>.parquet.
+    #[arg(
+        long,
+        global = true,
+        env = "GTAP_RESULTS_DIR",
+        default_value = "results"
+    )]
+    results_dir: PathBuf,
+    /// Where figures are copied, as <figures-dir>/<figure>.{png,svg}.
+    #[arg(
+        long,
+        global = true,
+        env = "GTAP_FIGURES_DIR",
+        default_value = "figures"
+    )]
+    figures_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct PipelineArgs {
+    /// A pipeline file, e.g. pipelines/lenets.toml.
+    pipeline: PathBuf,
+    /// Scale preset from the file's [scale.<name>] tables (default: the file's default, or "full").
+    #[arg(long)]
+    scale: Option<String>,
+    /// Override one value: --set stage.train_lenet5.epochs=3 (repeatable; TOML syntax for values).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline: build the stages that are not cached, then write its tables.
+    Run {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Rebuild this stage (all its seeds) even if cached (repeatable).
+        #[arg(long, value_name = "STAGE")]
+        force: Vec<String>,
+    },
+    /// List every stage instance with its cache key and state.
+    Status {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Show which pre-image fields of a stage changed since the last run.
+    Why {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// The stage id, as in [stage.<id>].
+        stage: String,
+    },
+    /// List the stage kinds a pipeline may use.
+    Stages,
+    /// Measure performance (figures for BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Coalition evaluations per second on LeNet5's 604-player head, next to dense matmul GFLOP/s.
+    Coalitions {
+        /// Examples each coalition is evaluated on (the probe split has 5,000).
+        #[arg(long, default_value_t = 5000)]
+        examples: usize,
+        /// Coalitions per forward pass to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32,64,128,256")]
+        batches: Vec<usize>,
+        /// Minimum seconds per measurement.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = if cli.quiet { "warn" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(args: &PipelineArgs, registry: &gtap_engine::Registry) -> anyhow::Result<Pipeline> {
+    let overrides = Overrides {
+        scale: args.scale.clone(),
+        sets: args.sets.clone(),
+    };
+    Ok(Pipeline::load(&args.pipeline, &overrides, registry)?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let registry = gtap_stages::registry();
+    let env = Env {
+        data_dir: cli.dirs.data_dir,
+        cache_dir: cli.dirs.cache_dir,
+        results_dir: cli.dirs.results_dir,
+        figures_dir: cli.dirs.figures_dir,
+        progress: std::io::stderr().is_terminal() && !cli.quiet,
+    };
+    let runner = Runner::new(&registry, &env);
+    match cli.command {
+        Command::Run { pipeline, force } => {
+            let pipeline = load(&pipeline, &registry)?;
+            let report = runner
+                .run(&pipeline, &force)
+                .with_context(|| format!("running {}", pipeline.path.display()))?;
+            for r in &report.instances {
+                match r.outcome {
+                    Outcome::Cached => println!("cached  {:<28} {}", r.instance.id, &r.key[..16]),
+                    Outcome::Built { seconds } => println!(
+                        "built   {:<28} {} in {seconds:.1}s",
+                        r.instance.id,
+                        &r.key[..16]
+                    ),
+                }
+            }
+            for table in &report.tables {
+                println!("wrote   {}", table.display());
+            }
+        }
+        Command::Status { pipeline } => {
+            let pipeline = load(&pipeline, &registry)?;
+            println!(
+                "{} (scale {}, seeds {:?})",
+                pipeline.path.display(),
+                pipeline.scale,
+                pipeline.seeds
+            );
+            for s in runner.status(&pipeline)? {
+                let state = match s.state {
+                    State::Cached => "cached",
+                    State::Missing => "missing",
+                    State::Blocked => "blocked (upstream missing)",
+                };
+                let key = s.key.as_deref().map(|k| &k[..16]).unwrap_or("?");
+                println!(
+                    "{:<28} {:<10} {key:<16} {state}",
+                    s.instance.id, s.instance.kind
+                );
+            }
+        }
+        Command::Why { pipeline, stage } => {
+            let pipeline = load(&pipeline, &registry)?;
+            for why in runner.why(&pipeline, &stage)? {
+                match &why.changes {
+                    None => println!(
+                        "{}: never run in pipeline `{}`",
+                        why.instance.id, pipeline.name
+                    ),
+                    Some(changes) if changes.is_empty() => {
+                        println!("{}: unchanged since the last run", why.instance.id)
+                    }
+                    Some(changes) => {
+                        println!("{}: changed since the last run:", why.instance.id);
+                        for change in changes {
+                            println!("  {change}");
+                        }
+                    }
+                }
+            }
+        }
+        Command::Bench(Bench::Coalitions {
+            examples,
+            batches,
+            seconds,
+        }) => {
+            let report = gtap_stages::bench::coalitions(examples, &batches, seconds)?;
+            println!(
+                "LeNet5 head, {} examples, {} libtorch threads, {:.1} MFLOP per coalition",
+                report.examples,
+                report.threads,
+                report.flops_per_evaluation / 1e6
+            );
+            println!(
+                "dense matmul [E,400]x[400,7680]: {:.1} GFLOP/s",
+                report.matmul_same_shape_gflops
+            );
+            println!(
+                "dense matmul 2048^3:             {:.1} GFLOP/s",
+                report.matmul_square_gflops
+            );
+            println!(
+                "{:>6} {:>14} {:>10} {:>12}",
+                "batch", "coalitions/s", "GFLOP/s", "of matmul"
+            );
+            for r in &report.rates {
+                println!(
+                    "{:>6} {:>14.1} {:>10.1} {:>11.0}%",
+                    r.batch,
+                    r.evaluations_per_second,
+                    r.gflops,
+                    100.0 * r.gflops / report.matmul_same_shape_gflops
+                );
+            }
+        }
+        Command::Stages => {
+            for (kind, about) in registry.kinds() {
+                println!("{kind:<12} {about}");
+            }
+        }
+    }
+    Ok(())
+}

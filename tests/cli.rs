@@ -1,0 +1,226 @@
+//! The `gtap` binary end to end: exit codes and messages, caching across invocations, and
+//! recovery from a run killed mid-stage, on the real MNIST files in ../shared/datasets.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn real_data() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");
+    if dir.join("mnist").exists() {
+        return Some(dir);
+    }
+    if std::env::var_os("GTAP_SKIP_REAL_DATA").is_some() {
+        return None;
+    }
+    panic!(
+        "real MNIST expected at {} (set GTAP_SKIP_REAL_DATA=1 to skip these tests)",
+        dir.display()
+    );
+}
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(pipeline: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.toml"), pipeline).unwrap();
+        Project { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn command(&self, data: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gtap"));
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--cache-dir")
+            .arg(self.path("cache"))
+            .arg("--results-dir")
+            .arg(self.path("results"))
+            .arg("--figures-dir")
+            .arg(self.path("figures"))
+            .env("GTAP_OFFLINE", "1")
+            .env("RUST_LOG", "warn");
+        cmd
+    }
+
+    fn gtap(&self, data: &Path, args: &[&str]) -> Output {
+        self.command(data, args).output().unwrap()
+    }
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const SMALL: &str = r#"
+[pipeline]
+name = "small"
+seeds = [0]
+
+[stage.mnist]
+kind = "mnist"
+
+[stage.train]
+kind = "train"
+inputs = { data = "mnist" }
+model = "lenet-300-100"
+epochs = 1
+batch_size = 256
+
+[stage.eval]
+kind = "evaluate"
+inputs = { model = "train", data = "mnist" }
+"#;
+
+#[test]
+fn bad_key_exits_2_naming_file_and_key() {
+    let p = Project::new(&SMALL.replace("batch_size = 256", "batch_sise = 256"));
+    let out = p.gtap(
+        Path::new("/nonexistent"),
+        &["run", p.path("p.toml").to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("p.toml: `stage.train.batch_sise`: unknown field `batch_sise`"),
+        "{stderr}"
+    );
+    assert!(
+        !p.path("cache/entries").exists(),
+        "a bad config must cache nothing"
+    );
+}
+
+#[test]
+fn missing_dataset_is_one_clear_error_and_caches_nothing() {
+    let p = Project::new(SMALL);
+    let empty = tempfile::tempdir().unwrap();
+    let out = p.gtap(empty.path(), &["run", p.path("p.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("train-images-idx3-ubyte.gz"), "{stderr}");
+    assert!(stderr.contains("--data-dir"), "{stderr}");
+    assert!(!p.path("cache/entries").exists());
+}
+
+#[test]
+fn second_run_is_cached_and_a_training_change_reruns_train_and_eval_only() {
+    let Some(data) = real_data() else { return };
+    let p = Project::new(SMALL);
+    let pipeline = p.path("p.toml");
+    let pipeline = pipeline.to_str().unwrap();
+    let first = p.gtap(&data, &["run", pipeline]);
+    let (stdout, stderr) = text(&first);
+    assert!(first.status.success(), "{stderr}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("built")).count(),
+        3,
+        "{stdout}"
+    );
+
+    let started = Instant::now();
+    let second = p.gtap(&data, &["run", pipeline]);
+    let (stdout, _) = text(&second);
+    assert!(second.status.success());
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("cached")).count(),
+        3,
+        "{stdout}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    let changed = p.gtap(&data, &["run", pipeline, "--set", "stage.train.lr=0.002"]);
+    let (stdout, stderr) = text(&changed);
+    assert!(changed.status.success(), "{stderr}");
+    let built: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("built"))
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(built, ["train[0]", "eval[0]"], "{stdout}");
+
+    let why = p.gtap(&data, &["why", pipeline, "train"]);
+    let (stdout, _) = text(&why);
+    assert!(
+        stdout.contains("train[0]: changed since the last run:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("params.lr: 0.002 -> 0.001"), "{stdout}");
+
+    let status = p.gtap(&data, &["status", pipeline]);
+    let (stdout, _) = text(&status);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("train[0]") && l.ends_with("missing")),
+        "{stdout}"
+    );
+
+    for table in ["training", "evaluation"] {
+        assert!(p.path(&format!("results/small/{table}.parquet")).exists());
+    }
+}
+
+#[test]
+fn a_run_killed_mid_training_leaves_no_entry_and_the_next_run_finishes() {
+    let Some(data) = real_data() else { return };
+    let p = Project::new(&SMALL.replace("epochs = 1", "epochs = 3"));
+    let pipeline = p.path("p.toml");
+    let pipeline = pipeline.to_str().unwrap();
+    let mut child = p.command(&data, &["run", pipeline]).spawn().unwrap();
+    let train_dir = p.path("cache/entries/train");
+    let started = Instant::now();
+    let in_progress = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .map(|it| {
+                it.flatten()
+                    .any(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            })
+            .unwrap_or(false)
+    };
+    while !in_progress(&train_dir) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "training never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let finished = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().join("manifest.json").exists())
+            .count()
+    };
+    assert_eq!(
+        finished(&train_dir),
+        0,
+        "a killed stage must not leave a finished entry"
+    );
+
+    let out = p.gtap(&data, &["run", pipeline]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("built   train[0]"), "{stdout}");
+    assert_eq!(finished(&train_dir), 1);
+    assert!(
+        !in_progress(&train_dir),
+        "the leftover temporary directory was not removed"
+    );
+}
