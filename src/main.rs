@@ -77,7 +77,8 @@ enum Command {
         #[arg(long, value_name = "STAGE")]
         force: Vec<String>,
     },
-    /// List every stage instance with its cache key and state.
+    /// List every stage instance with its cache key and state: cached, missing, or blocked
+    /// (its key depends on upstream outputs that are missing).
     Status {
         #[command(flatten)]
         pipeline: PipelineArgs,
@@ -122,6 +123,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .init();
     match run(cli) {
@@ -183,7 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let state = match s.state {
                     State::Cached => "cached",
                     State::Missing => "missing",
-                    State::Blocked => "blocked (upstream missing)",
+                    State::Blocked => "blocked",
                 };
                 let key = s.key.as_deref().map(|k| &k[..16]).unwrap_or("?");
                 println!(

@@ -157,14 +157,20 @@ fn second_run_is_cached_and_a_training_change_reruns_train_and_eval_only() {
     );
     assert!(stdout.contains("params.lr: 0.002 -> 0.001"), "{stdout}");
 
-    let status = p.gtap(&data, &["status", pipeline]);
-    let (stdout, _) = text(&status);
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.starts_with("train[0]") && l.ends_with("missing")),
-        "{stdout}"
+    // Both learning rates are cached now; a third is not, and evaluation waits on it.
+    let status = p.gtap(
+        &data,
+        &["status", pipeline, "--set", "stage.train.lr=0.003"],
     );
+    let (stdout, _) = text(&status);
+    let state = |id: &str| {
+        let line = stdout.lines().find(|l| l.starts_with(id));
+        line.and_then(|l| l.split_whitespace().last())
+            .map(str::to_owned)
+    };
+    assert_eq!(state("mnist").as_deref(), Some("cached"), "{stdout}");
+    assert_eq!(state("train[0]").as_deref(), Some("missing"), "{stdout}");
+    assert_eq!(state("eval[0]").as_deref(), Some("blocked"), "{stdout}");
 
     for table in ["training", "evaluation"] {
         assert!(p.path(&format!("results/small/{table}.parquet")).exists());

@@ -1,0 +1,139 @@
+//! The shipped pipelines at `ci` scale on real MNIST: they run, their tables hold what the
+//! figures need, and a second run in a fresh cache reproduces them byte for byte.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use polars::prelude::*;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn real_data() -> Option<PathBuf> {
+    let dir = repo().join("../shared/datasets");
+    if dir.join("mnist").exists() {
+        return Some(dir);
+    }
+    if std::env::var_os("GTAP_SKIP_REAL_DATA").is_some() {
+        return None;
+    }
+    panic!(
+        "real MNIST expected at {} (set GTAP_SKIP_REAL_DATA=1 to skip)",
+        dir.display()
+    );
+}
+
+/// Runs a shipped pipeline at ci scale into `root`'s cache, results and figures.
+fn run(root: &Path, data: &Path, pipeline: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gtap"))
+        .args([
+            "run",
+            repo().join("pipelines").join(pipeline).to_str().unwrap(),
+            "--scale",
+            "ci",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--cache-dir")
+        .arg(root.join("cache"))
+        .arg("--results-dir")
+        .arg(root.join("results"))
+        .arg("--figures-dir")
+        .arg(root.join("figures"))
+        .env("GTAP_OFFLINE", "1")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{pipeline}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn table(root: &Path, pipeline: &str, name: &str) -> DataFrame {
+    let file = std::fs::File::open(
+        root.join("results")
+            .join(pipeline)
+            .join(format!("{name}.parquet")),
+    )
+    .unwrap();
+    ParquetReader::new(file).finish().unwrap()
+}
+
+fn f64s(df: &DataFrame, column: &str) -> Vec<f64> {
+    df.column(column)
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect()
+}
+
+fn strs(df: &DataFrame, column: &str) -> Vec<String> {
+    df.column(column)
+        .unwrap()
+        .str()
+        .unwrap()
+        .into_no_null_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
+    let Some(data) = real_data() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    for pipeline in ["lenets.toml", "figure-2.toml", "power-indices.toml"] {
+        run(root, &data, pipeline);
+    }
+
+    let evaluation = table(root, "lenets", "evaluation");
+    assert_eq!(strs(&evaluation, "model"), ["lenet-300-100", "lenet5"]);
+    assert!(
+        f64s(&evaluation, "test_accuracy").iter().all(|&a| a > 0.9),
+        "{evaluation}"
+    );
+    let training = table(root, "lenets", "training");
+    assert_eq!(training.height(), 2, "one epoch per model at ci scale");
+
+    let mcue = table(root, "figure-2", "mcue");
+    assert_eq!(
+        mcue.height(),
+        3 * 11 * 11,
+        "three 11 x 11 grids at step 0.1"
+    );
+    assert!(
+        f64s(&mcue, "variance")
+            .iter()
+            .all(|v| (0.0..=0.25 + 1e-12).contains(v)),
+        "a 0/1 statistic has variance <= 1/4"
+    );
+    let bias = table(root, "figure-2", "mcue_bias");
+    assert!(f64s(&bias, "d").iter().all(|d| (0.0..=1.0).contains(d)));
+    for ext in ["png", "svg"] {
+        assert!(root.join(format!("figures/figure-2-ci.{ext}")).exists());
+    }
+
+    let indices = table(root, "power-indices", "power_indices");
+    // Four power-index stages, 604 LeNet5 players each.
+    assert_eq!(indices.height(), 4 * 604);
+    assert!(f64s(&indices, "estimate").iter().all(|e| e.is_finite()));
+    let agreement = table(root, "power-indices", "rank_agreement");
+    let rho = f64s(&agreement, "spearman")[0];
+    assert!((-1.0..=1.0).contains(&rho), "{rho}");
+
+    // Same config, fresh cache: every table is the same bytes.
+    let again = tempfile::tempdir().unwrap();
+    run(again.path(), &data, "lenets.toml");
+    for name in ["evaluation", "training"] {
+        let read =
+            |r: &Path| std::fs::read(r.join(format!("results/lenets/{name}.parquet"))).unwrap();
+        assert!(
+            read(root) == read(again.path()),
+            "{name}.parquet differs between two runs of the same config"
+        );
+    }
+}
