@@ -92,6 +92,13 @@ enum Command {
     },
     /// List the stage kinds a pipeline may use.
     Stages,
+    /// Print a result table (parquet), e.g. results/lenets/evaluation.parquet.
+    Show {
+        table: PathBuf,
+        /// Rows to print (all by default).
+        #[arg(long)]
+        rows: Option<usize>,
+    },
     /// Measure performance (figures for BENCHMARKS.md).
     #[command(subcommand)]
     Bench(Bench),
@@ -247,6 +254,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     100.0 * r.gflops / report.matmul_same_shape_gflops
                 );
             }
+        }
+        Command::Show { table, rows } => {
+            let df = gtap_engine::table::read_parquet(&table)?;
+            let df = match rows {
+                Some(n) => df.head(Some(n)),
+                None => df,
+            };
+            // polars reads its printing limits from the environment.
+            std::env::set_var("POLARS_FMT_MAX_ROWS", df.height().to_string());
+            std::env::set_var("POLARS_FMT_MAX_COLS", "64");
+            std::env::set_var("POLARS_FMT_STR_LEN", "48");
+            println!("{df}");
         }
         Command::Stages => {
             for (kind, about) in registry.kinds() {

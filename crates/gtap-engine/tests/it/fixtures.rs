@@ -131,7 +131,6 @@ stage.scaled.factor = 5
 /// A scratch project: cache, results and the pipeline text.
 pub struct Project {
     _dir: tempfile::TempDir,
-    pub root: PathBuf,
     pub env: Env,
     pub registry: Registry,
 }
@@ -149,7 +148,6 @@ impl Project {
         };
         Project {
             _dir: dir,
-            root,
             env,
             registry: registry(),
         }
