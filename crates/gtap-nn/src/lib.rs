@@ -29,6 +29,17 @@ pub use eval::{evaluate, Evaluation, MaskedEvaluator, Utility};
 pub use model::{Arch, MaskedHead, Network, PlayerLayer, UnitId};
 pub use train::{train, EpochMetrics, Optimizer, TrainConfig};
 
+/// Runs `f` with libtorch's global RNG seeded to `seed`, holding a process-wide lock, so that
+/// concurrent callers (test threads, say) cannot interleave draws and break determinism.
+pub fn with_torch_rng<T>(seed: u64, f: impl FnOnce() -> T) -> T {
+    static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _lock = TORCH_RNG
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    tch::manual_seed(seed as i64);
+    f()
+}
+
 /// Fixes libtorch's intra-op thread count. Results are bit-identical for a given count on a
 /// given machine; a different count may change float summation order inside libtorch.
 pub fn set_threads(threads: usize) {

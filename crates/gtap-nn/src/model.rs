@@ -94,7 +94,10 @@ fn layers(specs: &[(&str, usize)]) -> Vec<PlayerLayer> {
 impl Network {
     /// A freshly initialised network; `seed` fixes libtorch's RNG for the initial weights.
     pub fn new(arch: Arch, device: Device, seed: u64) -> Network {
-        tch::manual_seed(seed as i64);
+        crate::with_torch_rng(seed, || Self::init(arch, device))
+    }
+
+    fn init(arch: Arch, device: Device) -> Network {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let (convs, head, players, mask_before) = match arch {

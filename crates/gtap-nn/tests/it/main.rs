@@ -7,11 +7,10 @@ use tch::{Device, Kind, Tensor};
 const ARCHS: [Arch; 2] = [Arch::Lenet300100, Arch::Lenet5];
 
 fn synthetic(n: i64, seed: i64) -> TensorData {
-    tch::manual_seed(seed);
-    TensorData {
+    gtap_nn::with_torch_rng(seed as u64, || TensorData {
         inputs: Tensor::randn([n, 784], (Kind::Float, Device::Cpu)),
         labels: Tensor::randint(10, [n], (Kind::Int64, Device::Cpu)),
-    }
+    })
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -146,10 +145,11 @@ fn paired_rows_equal_the_matching_masked_entries() {
     let _g = tch::no_grad_guard();
     let data = synthetic(5, 7);
     let net = Network::new(Arch::Lenet5, Device::Cpu, 8);
-    tch::manual_seed(9);
-    let masks = Tensor::rand([5, 604], (Kind::Float, Device::Cpu))
-        .gt(0.5)
-        .to_kind(Kind::Float);
+    let masks = gtap_nn::with_torch_rng(9, || {
+        Tensor::rand([5, 604], (Kind::Float, Device::Cpu))
+            .gt(0.5)
+            .to_kind(Kind::Float)
+    });
     let features = net.prefix(&data.inputs);
     let paired = net.paired_logits(&features, &masks).unwrap();
     let all = net.masked_logits(&features, &masks).unwrap();
