@@ -15,7 +15,7 @@ export GTAP_DATA_DIR := env_var_or_default("GTAP_DATA_DIR", if path_exists(root 
 default:
     @just --list
 
-# Create .venv with torch=={{torch_version}} (skipped when it is already there)
+# Create .venv with the torch wheel that provides libtorch (skipped when it is already there)
 setup:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -26,8 +26,10 @@ setup:
     python3 -m venv "{{venv}}"
     "{{venv}}/bin/pip" install --quiet --disable-pip-version-check "torch=={{torch_version}}"
 
-# Build the gtap binary. Same profile and target set as `just test`, so cargo's feature
-# unification is identical and nothing compiles twice.
+# Same profile and target set as `just test`: cargo's feature unification is identical and
+# nothing compiles twice.
+#
+# Build the gtap binary (and the tests)
 build: setup
     cargo build --workspace --all-targets
 
@@ -35,8 +37,10 @@ build: setup
 test: setup
     cargo test --workspace --all-targets
 
-# What CI runs: formatting, tests, and the reduced-scale pipelines on real data. (Clippy is
-# `just lint`: its check-mode build of every dependency would double CI's compile time.)
+# Clippy is `just lint`, not part of ci: its check-mode build of every dependency would double
+# CI's compile time.
+#
+# What CI runs: formatting, tests, and the reduced-scale pipelines on real data
 ci: setup
     cargo fmt --all -- --check
     just test
