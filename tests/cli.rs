@@ -1,23 +1,11 @@
 //! The `gtap` binary end to end: exit codes and messages, caching across invocations, and
 //! recovery from a run killed mid-stage, on the real MNIST files in ../shared/datasets.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-fn real_data() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");
-    if dir.join("mnist").exists() {
-        return Some(dir);
-    }
-    if std::env::var_os("GTAP_SKIP_REAL_DATA").is_some() {
-        return None;
-    }
-    panic!(
-        "real MNIST expected at {} (set GTAP_SKIP_REAL_DATA=1 to skip these tests)",
-        dir.display()
-    );
-}
 
 struct Project {
     dir: tempfile::TempDir,
@@ -115,7 +103,9 @@ fn missing_dataset_is_one_clear_error_and_caches_nothing() {
 
 #[test]
 fn second_run_is_cached_and_a_training_change_reruns_train_and_eval_only() {
-    let Some(data) = real_data() else { return };
+    let Some(data) = common::real_data() else {
+        return;
+    };
     let p = Project::new(SMALL);
     let pipeline = p.path("p.toml");
     let pipeline = pipeline.to_str().unwrap();
@@ -179,7 +169,9 @@ fn second_run_is_cached_and_a_training_change_reruns_train_and_eval_only() {
 
 #[test]
 fn a_run_killed_mid_training_leaves_no_entry_and_the_next_run_finishes() {
-    let Some(data) = real_data() else { return };
+    let Some(data) = common::real_data() else {
+        return;
+    };
     let p = Project::new(&SMALL.replace("epochs = 1", "epochs = 3"));
     let pipeline = p.path("p.toml");
     let pipeline = pipeline.to_str().unwrap();

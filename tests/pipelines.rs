@@ -1,27 +1,15 @@
 //! The shipped pipelines at `ci` scale on real MNIST: they run, their tables hold what the
 //! figures need, and a second run in a fresh cache reproduces them byte for byte.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
 use polars::prelude::*;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn real_data() -> Option<PathBuf> {
-    let dir = repo().join("../shared/datasets");
-    if dir.join("mnist").exists() {
-        return Some(dir);
-    }
-    if std::env::var_os("GTAP_SKIP_REAL_DATA").is_some() {
-        return None;
-    }
-    panic!(
-        "real MNIST expected at {} (set GTAP_SKIP_REAL_DATA=1 to skip)",
-        dir.display()
-    );
 }
 
 /// Runs a shipped pipeline at ci scale into `root`'s cache, results and figures.
@@ -81,7 +69,9 @@ fn strs(df: &DataFrame, column: &str) -> Vec<String> {
 
 #[test]
 fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
-    let Some(data) = real_data() else { return };
+    let Some(data) = common::real_data() else {
+        return;
+    };
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
     for pipeline in ["lenets.toml", "figure-2.toml", "power-indices.toml"] {

@@ -59,19 +59,7 @@ impl Cache {
 
     /// The manifest of a finished entry, or `None` if there is no finished entry.
     pub fn lookup(&self, kind: &str, key: &str) -> Result<Option<Manifest>, EngineError> {
-        let path = self.entry_dir(kind, key).join(MANIFEST);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| EngineError::CorruptManifest {
-                        path,
-                        message: e.to_string(),
-                    })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(&path)(e)),
-        }
+        read_json_if_present(&self.entry_dir(kind, key).join(MANIFEST))
     }
 
     /// Builds entry `key` with `produce` unless a finished one exists (or `force`), holding a
@@ -174,19 +162,25 @@ impl Cache {
         pipeline: &str,
         instance: &str,
     ) -> Result<Option<serde_json::Value>, EngineError> {
-        let path = self.index_path(pipeline, instance);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| EngineError::CorruptManifest {
-                        path,
-                        message: e.to_string(),
-                    })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(&path)(e)),
+        read_json_if_present(&self.index_path(pipeline, instance))
+    }
+}
+
+/// A JSON file's contents, `None` if the file does not exist.
+fn read_json_if_present<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<Option<T>, EngineError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| EngineError::CorruptManifest {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path)(e)),
     }
 }
 

@@ -49,12 +49,11 @@ pub fn coalitions(
     let _guard = tch::no_grad_guard();
     let device = Device::cuda_if_available();
     let net = Network::new(Arch::Lenet5, device, 0);
-    tch::manual_seed(1);
     let e = examples as i64;
-    let data = TensorData {
+    let data = gtap_nn::with_torch_rng(1, || TensorData {
         inputs: Tensor::randn([e, 784], (Kind::Float, device)),
         labels: Tensor::randint(10, [e], (Kind::Int64, device)),
-    };
+    });
     let head_macs: f64 = (400 * 120 + 120 * 84 + 84 * 10) as f64;
     let flops_per_evaluation = 2.0 * head_macs * examples as f64;
 

@@ -1,4 +1,4 @@
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use gtap_engine::{
     ensure, Env, Invalid, Overrides, Pipeline, Registry, RunReport, Runner, Stage, StageContext,
