@@ -43,6 +43,16 @@ pub enum GameError {
         /// The largest supported number.
         max: usize,
     },
+    /// The regression estimator needs more coalitions than unknowns.
+    #[error(
+        "the shared-regression estimator fits one coefficient per free player: it needs more than {free} + 1 samples, got {samples}"
+    )]
+    TooFewSamplesForRegression {
+        /// The requested pool size.
+        samples: usize,
+        /// Number of free players.
+        free: usize,
+    },
     /// Exact enumeration was asked for over too many free players.
     #[error(
         "exact enumeration over {free} free players needs 2^{free} evaluations; at most {max} free players are supported"

@@ -63,6 +63,14 @@ pub enum Estimator {
     /// contain it (or fewer than two lack it), the standard error is NaN. Unlike the other
     /// estimators, a dummy player's estimate is noise around 0, not exactly 0.
     Shared,
+    /// The shared pool, read by least squares: ν(C) ≈ a + Σ_i b_i·[i ∈ C] fitted over the pooled
+    /// coalitions, estimate_i = b_i. Under independent inclusions the population coefficient of
+    /// this linear projection *is* β_d(i) (the players' indicators are independent, so each
+    /// coefficient equals E[ν | i ∈ C] − E[ν | i ∉ C]); the fit removes the part of every value
+    /// that the other players explain, so the standard error (the usual OLS one) is that of the
+    /// residual, not of ν. Same pool and evaluations as `Shared`; needs more coalitions than
+    /// free players + 1. Bias of order 1/k; a dummy player's estimate is noise around 0.
+    SharedRegression,
 }
 
 impl Estimator {
@@ -71,6 +79,7 @@ impl Estimator {
             Estimator::Permutation { .. } => "Permutation",
             Estimator::Paired => "Paired",
             Estimator::Shared => "Shared",
+            Estimator::SharedRegression => "SharedRegression",
         }
     }
 }
@@ -126,7 +135,9 @@ pub fn estimate(
     };
     match (cfg.estimator, bias) {
         (Estimator::Permutation { .. }, Some(_)) => return Err(incompatible("Paired or Shared")),
-        (Estimator::Paired | Estimator::Shared, None) => return Err(incompatible("Permutation")),
+        (Estimator::Paired | Estimator::Shared | Estimator::SharedRegression, None) => {
+            return Err(incompatible("Permutation"))
+        }
         _ => {}
     }
     if cfg.samples == 0 {
@@ -149,10 +160,17 @@ pub fn estimate(
     if s.free.is_empty() {
         return Ok(Vec::new());
     }
+    if cfg.estimator == Estimator::SharedRegression && cfg.samples <= s.free.len() + 1 {
+        return Err(GameError::TooFewSamplesForRegression {
+            samples: cfg.samples,
+            free: s.free.len(),
+        });
+    }
     Ok(match (cfg.estimator, bias) {
         (Estimator::Permutation { antithetic }, _) => s.permutation(antithetic, progress),
         (Estimator::Paired, Some(d)) => s.paired(d, progress),
         (Estimator::Shared, Some(d)) => s.shared(d, progress),
+        (Estimator::SharedRegression, Some(d)) => s.shared_regression(d, progress),
         _ => unreachable!("checked above"),
     })
 }
@@ -267,43 +285,42 @@ impl Setup<'_> {
         self.report(&stats, k)
     }
 
-    fn shared(&self, d: f64, progress: &(dyn Fn(u64) + Sync)) -> Vec<PlayerEstimate> {
-        let (f, k) = (self.free.len(), self.samples);
+    /// Membership of the free slots in pooled coalition `t`.
+    fn pooled_members(&self, t: usize, d: f64, mut on: impl FnMut(usize, bool)) {
+        let f = self.free.len();
+        draw_members(&mut sample_rng(self.seed, t as u64), f, None, d, &mut on);
+    }
+
+    /// Values of the pooled coalitions `0..k`.
+    fn pooled_values(&self, d: f64, progress: &(dyn Fn(u64) + Sync)) -> Vec<f64> {
         let build = |range: std::ops::Range<usize>, out: &mut Vec<Coalition>| {
             for t in range {
                 let mut c = self.base.clone();
-                draw_members(
-                    &mut sample_rng(self.seed, t as u64),
-                    f,
-                    None,
-                    d,
-                    |slot, m| {
-                        if m {
-                            c.insert(self.free[slot]);
-                        }
-                    },
-                );
+                self.pooled_members(t, d, |slot, m| {
+                    if m {
+                        c.insert(self.free[slot]);
+                    }
+                });
                 out.push(c);
             }
         };
-        let vals = evaluate(self.game, k, build, progress);
+        evaluate(self.game, self.samples, build, progress)
+    }
+
+    fn shared(&self, d: f64, progress: &(dyn Fn(u64) + Sync)) -> Vec<PlayerEstimate> {
+        let (f, k) = (self.free.len(), self.samples);
+        let vals = self.pooled_values(d, progress);
         let mut with = vec![Stats::default(); f];
         let mut without = vec![Stats::default(); f];
         for (t, &v) in vals.iter().enumerate() {
-            draw_members(
-                &mut sample_rng(self.seed, t as u64),
-                f,
-                None,
-                d,
-                |slot, m| {
-                    if m {
-                        &mut with[slot]
-                    } else {
-                        &mut without[slot]
-                    }
-                    .push(v);
-                },
-            );
+            self.pooled_members(t, d, |slot, m| {
+                if m {
+                    &mut with[slot]
+                } else {
+                    &mut without[slot]
+                }
+                .push(v);
+            });
         }
         self.free
             .iter()
@@ -316,6 +333,31 @@ impl Setup<'_> {
                     stderr: (w.var() / w.count() as f64 + o.var() / o.count() as f64).sqrt(),
                     samples: k,
                 }
+            })
+            .collect()
+    }
+
+    fn shared_regression(&self, d: f64, progress: &(dyn Fn(u64) + Sync)) -> Vec<PlayerEstimate> {
+        let (f, k) = (self.free.len(), self.samples);
+        let vals = self.pooled_values(d, progress);
+        // Normal equations from integer co-membership counts (exact in u32) and member sums,
+        // accumulated in fixed chunks reduced in order: bit-identical for any thread count.
+        let fit = crate::ols::MembershipFit::accumulate(f, &vals, |t, on| {
+            self.pooled_members(t, d, |slot, m| {
+                if m {
+                    on(slot)
+                }
+            })
+        });
+        let (coef, stderr) = fit.solve();
+        self.free
+            .iter()
+            .zip(coef.iter().zip(&stderr))
+            .map(|(&player, (&estimate, &stderr))| PlayerEstimate {
+                player,
+                estimate,
+                stderr,
+                samples: k,
             })
             .collect()
     }

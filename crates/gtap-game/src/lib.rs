@@ -46,6 +46,7 @@ mod eval;
 mod exact;
 mod game;
 pub mod games;
+mod ols;
 pub mod rank;
 
 pub use coalition::Coalition;

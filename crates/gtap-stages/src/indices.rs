@@ -29,6 +29,8 @@ pub enum EstimatorName {
     Paired,
     /// Footnote 5 / maximum sample reuse: one pool of coalitions (Banzhaf-type).
     Shared,
+    /// `shared` with a control variate: values regressed on per-layer coalition sizes first.
+    SharedRegression,
 }
 
 /// The bias d of β_d: a number in (0, 1), or "mcue" to take d = 1 − argmax of the MCUE diagonal
@@ -81,6 +83,7 @@ impl PowerIndexParams {
             },
             EstimatorName::Paired => Estimator::Paired,
             EstimatorName::Shared => Estimator::Shared,
+            EstimatorName::SharedRegression => Estimator::SharedRegression,
         }
     }
 }
@@ -103,7 +106,7 @@ impl Stage for PowerIndexStage {
         let banzhaf_type = p.index != IndexName::Shapley;
         match p.estimator {
             EstimatorName::Permutation => ensure(!banzhaf_type, "estimator", || {
-                "`permutation` estimates Shapley values; use `paired` or `shared` for Banzhaf-type indices".into()
+                "`permutation` estimates Shapley values; use `paired`, `shared` or `shared-regression` for Banzhaf-type indices".into()
             })?,
             _ => ensure(banzhaf_type, "estimator", || {
                 "Shapley values use the `permutation` estimator (`paired` and `shared` are for Banzhaf-type indices)".into()
@@ -168,7 +171,7 @@ impl Stage for PowerIndexStage {
                 p.samples.next_multiple_of(if p.antithetic { 2 } else { 1 }) * (free + 1)
             }
             EstimatorName::Paired => 2 * p.samples * free,
-            EstimatorName::Shared => p.samples,
+            EstimatorName::Shared | EstimatorName::SharedRegression => p.samples,
         };
         let game = MaskedEvaluator::new(&net, &probe, p.utility, p.batch);
         let bar = progress::bar(ctx.env.progress, total as u64, ctx.instance);

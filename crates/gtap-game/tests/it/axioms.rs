@@ -102,7 +102,10 @@ fn dummy_players_get_exactly_zero() {
             let est = run(game, &cfg, &Constraints::none());
             for &i in dummies {
                 let e = est[i];
-                if cfg.estimator == Estimator::Shared {
+                if matches!(
+                    cfg.estimator,
+                    Estimator::Shared | Estimator::SharedRegression
+                ) {
                     // Mean with i minus mean without i is noise around 0, not 0.
                     assert_within_4se(&[e], &[0.0], &format!("{cfg:?}"));
                 } else {
@@ -121,7 +124,11 @@ fn biased_banzhaf_at_one_half_is_banzhaf() {
         exact_values(&game, half, &Constraints::none()),
         exact_values(&game, IndexKind::Banzhaf, &Constraints::none())
     );
-    for estimator in [Estimator::Paired, Estimator::Shared] {
+    for estimator in [
+        Estimator::Paired,
+        Estimator::Shared,
+        Estimator::SharedRegression,
+    ] {
         let cfg = |index| EstimateConfig {
             index,
             estimator,

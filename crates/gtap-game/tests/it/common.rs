@@ -54,6 +54,12 @@ pub fn mc_configs(seed: u64) -> Vec<EstimateConfig> {
         c(IndexKind::BiasedBanzhaf { d: 0.3 }, Estimator::Paired, 400),
         c(IndexKind::Banzhaf, Estimator::Shared, 8000),
         c(IndexKind::BiasedBanzhaf { d: 0.7 }, Estimator::Shared, 8000),
+        c(IndexKind::Banzhaf, Estimator::SharedRegression, 8000),
+        c(
+            IndexKind::BiasedBanzhaf { d: 0.3 },
+            Estimator::SharedRegression,
+            8000,
+        ),
     ]
 }
 

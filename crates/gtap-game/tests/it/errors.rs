@@ -67,6 +67,10 @@ fn incompatible_estimator_and_index() {
 #[test]
 fn sample_counts() {
     check(
+        mc(IndexKind::Banzhaf, Estimator::SharedRegression, 11),
+        "needs more than 10 + 1 samples, got 11",
+    );
+    check(
         mc(IndexKind::Banzhaf, Estimator::Shared, 0),
         "samples must be at least 1, got 0",
     );

@@ -2,7 +2,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use gtap_game::{estimate, Constraints, EstimateConfig, Estimator, Game, IndexKind};
+use gtap_game::{
+    estimate, Coalition, Constraints, EstimateConfig, Estimator, Game, IndexKind, PlayerEstimate,
+};
 
 use crate::common::{assert_within_4se, exact_values, mc_configs, pairwise10, voting10};
 
@@ -113,4 +115,89 @@ fn stderr_shrinks_with_samples() {
         (3.0..5.5).contains(&ratio),
         "ratio {ratio}, expected about 4"
     );
+}
+
+/// A game whose value is driven by how many members one group has, plus small individual
+/// weights: ν(C) = |C ∩ A|² / 10 + Σ_{i ∈ C} w_i, A = players 0..20, B = 20..40. β_d of i is w_i + (2·E[X] + 1) / 10 for i in A (X ~ Bin(19, d)), w_i in B.
+struct GroupSizeGame {
+    weights: Vec<f64>,
+}
+
+impl Game for GroupSizeGame {
+    fn num_players(&self) -> usize {
+        40
+    }
+
+    fn values(&self, coalitions: &[Coalition], out: &mut [f64]) {
+        for (c, o) in coalitions.iter().zip(out) {
+            let in_a = (0..20).filter(|&i| c.contains(i)).count() as f64;
+            let weights: f64 = (0..40)
+                .filter(|&i| c.contains(i))
+                .map(|i| self.weights[i])
+                .sum();
+            *o = in_a * in_a / 10.0 + weights;
+        }
+    }
+}
+
+/// The regression removes what the other players explain: estimates stay on the exact values
+/// and the standard error drops several-fold against the plain shared estimator on the same pool.
+#[test]
+fn shared_regression_removes_group_size_variance() {
+    let game = GroupSizeGame {
+        weights: (0..40).map(|i| 0.01 * (i % 7) as f64).collect(),
+    };
+    let d = 0.6;
+    let exact: Vec<f64> = (0..40)
+        .map(|i| {
+            game.weights[i]
+                + if i < 20 {
+                    (2.0 * 19.0 * d + 1.0) / 10.0
+                } else {
+                    0.0
+                }
+        })
+        .collect();
+    let run = |estimator| {
+        let cfg = EstimateConfig {
+            index: IndexKind::BiasedBanzhaf { d },
+            estimator,
+            samples: 4000,
+            seed: 11,
+        };
+        estimate(&game, &cfg, &Constraints::none(), &|_| {}).unwrap()
+    };
+    let plain = run(Estimator::Shared);
+    let control = run(Estimator::SharedRegression);
+    assert_within_4se(&control, &exact, "shared-regression");
+    let mean_se = |e: &[PlayerEstimate]| e.iter().map(|e| e.stderr).sum::<f64>() / 40.0;
+    let gain = mean_se(&plain) / mean_se(&control);
+    assert!(
+        gain > 5.0,
+        "stderr ratio {gain}, expected a large reduction"
+    );
+}
+
+/// An additive game is its own linear model: the regression recovers every weight exactly,
+/// with zero standard error, from any pool larger than the number of players.
+#[test]
+fn shared_regression_is_exact_on_additive_games() {
+    let weights: Vec<f64> = (0..12).map(|i| 0.25 * i as f64 - 1.0).collect();
+    let game = gtap_game::FnGame::new(12, |c: &Coalition| {
+        (0..12)
+            .filter(|&i| c.contains(i))
+            .map(|i| 0.25 * i as f64 - 1.0)
+            .sum()
+    });
+    let cfg = EstimateConfig {
+        index: IndexKind::BiasedBanzhaf { d: 0.3 },
+        estimator: Estimator::SharedRegression,
+        samples: 40,
+        seed: 4,
+    };
+    let est = estimate(&game, &cfg, &Constraints::none(), &|_| {}).unwrap();
+    for (e, w) in est.iter().zip(&weights) {
+        assert!((e.estimate - w).abs() < 1e-9, "{e:?} vs {w}");
+        assert!(e.stderr < 1e-6, "{e:?}");
+    }
 }
