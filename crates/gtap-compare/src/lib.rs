@@ -313,10 +313,10 @@ pub struct Summary {
     /// Keys present in A only, and in B only.
     pub only_a: usize,
     pub only_b: usize,
-    /// Keys where some metric's |B − A| exceeds [`TOLERANCE`].
+    /// Keys where some metric's |B − A| exceeds [`TOLERANCE`] (or is NaN on one side only).
     pub differing: usize,
-    /// The largest |B − A| over every key and metric present on both sides (the first in key
-    /// order on ties); `None` when there is no such pair.
+    /// The largest |B − A| over every key and metric present on both sides, NaN aside (the
+    /// first in key order on ties); `None` when there is no such pair.
     pub max: Option<MaxDiff>,
 }
 
@@ -333,7 +333,7 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} keys ({} only in A, {} only in B), {} differ by more than {TOLERANCE:e}",
+            "{} keys ({} only in A, {} only in B), {} with |diff| > {TOLERANCE:e} in some metric",
             self.keys, self.only_a, self.only_b, self.differing
         )?;
         match &self.max {
@@ -462,10 +462,13 @@ pub fn compare(
             let (ma, sa) = stats(&ga, &va, *k);
             let (mb, sb) = stats(&gb, &vb, *k);
             let d = ma.zip(mb).map(|(ma, mb)| mb - ma);
-            if let Some(d) = d {
-                if d.abs() > TOLERANCE {
+            if let Some((ma, mb)) = ma.zip(mb) {
+                // NaN on one side only is a difference; NaN on both is not.
+                if (mb - ma).abs() > TOLERANCE || ma.is_nan() != mb.is_nan() {
                     differs[i] = true;
                 }
+            }
+            if let Some(d) = d.filter(|d| !d.is_nan()) {
                 if summary.max.as_ref().is_none_or(|best| d.abs() > best.abs) {
                     summary.max = Some(MaxDiff {
                         abs: d.abs(),

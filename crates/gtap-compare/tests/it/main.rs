@@ -127,7 +127,7 @@ fn one_method_changed_gives_diffs_on_its_rows_only() {
     assert!(max.key.contains("method=\"random\""), "{}", max.key);
     assert!(
         c.summary.to_string().starts_with(
-            "12 keys (0 only in A, 0 only in B), 3 differ by more than 1e-12; max |diff| 2.000e-2 \
+            "12 keys (0 only in A, 0 only in B), 3 with |diff| > 1e-12 in some metric; max |diff| 2.000e-2 \
              in test_accuracy at model=\"lenet-300-100\", method=\"random\", index=null"
         ),
         "{}",
@@ -370,4 +370,23 @@ fn same_inputs_write_the_same_bytes() {
         std::fs::read(&path).unwrap()
     };
     assert_eq!(write("one.parquet"), write("two.parquet"));
+}
+
+#[test]
+fn nan_on_one_side_differs_and_never_hides_the_maximum() {
+    let a = curves(&[
+        ("random", None, 0.5, 0, f64::NAN),
+        ("random", None, 0.25, 0, f64::NAN),
+        ("random", None, 0.1, 0, 0.5),
+    ]);
+    let b = curves(&[
+        ("random", None, 0.5, 0, 0.4),
+        ("random", None, 0.25, 0, f64::NAN),
+        ("random", None, 0.1, 0, 0.25),
+    ]);
+    let c = run(&a, &b);
+    assert_eq!(c.summary.differing, 2);
+    let max = c.summary.max.unwrap();
+    assert_eq!(max.abs, 0.25);
+    assert!(max.key.contains("size_fraction=0.1,"), "{}", max.key);
 }
