@@ -102,6 +102,24 @@ enum Command {
     /// Measure performance (figures for BENCHMARKS.md).
     #[command(subcommand)]
     Bench(Bench),
+    /// Compare two runs' tables: per key, each metric's mean and std over seeds in A and B,
+    /// and B - A. Prints the table and a summary, writes it as parquet.
+    Compare {
+        /// Run A: a result directory (reads <A>/<table>.parquet) or a parquet file.
+        a: PathBuf,
+        /// Run B: a result directory or a parquet file.
+        b: PathBuf,
+        /// The table read from a result directory.
+        #[arg(long, default_value = "curves")]
+        table: String,
+        /// Join on these columns (default: every column but `seed` and the floating-point
+        /// metrics; `size_fraction` is a key).
+        #[arg(long, value_delimiter = ',', value_name = "COLUMN,...")]
+        on: Option<Vec<String>>,
+        /// Where the joined table is written [default: <results-dir>/compare.parquet].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -267,11 +285,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             std::env::set_var("POLARS_FMT_STR_LEN", "48");
             println!("{df}");
         }
+        Command::Compare {
+            a,
+            b,
+            table,
+            on,
+            out,
+        } => {
+            let out = out.unwrap_or_else(|| env.results_dir.join("compare.parquet"));
+            compare(&a, &b, &table, on.as_deref(), &out)?;
+        }
         Command::Stages => {
             for (kind, about) in registry.kinds() {
                 println!("{kind:<12} {about}");
             }
         }
     }
+    Ok(())
+}
+
+/// `gtap compare`: prints the joined table and a one-line summary, writes the table to `out`.
+fn compare(
+    a: &std::path::Path,
+    b: &std::path::Path,
+    table: &str,
+    on: Option<&[String]>,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let (file_a, a) = gtap_compare::read(a, table).context("reading A")?;
+    let (file_b, b) = gtap_compare::read(b, table).context("reading B")?;
+    let comparison = gtap_compare::compare(&a, &b, on)
+        .with_context(|| format!("comparing {} with {}", file_a.display(), file_b.display()))?;
+    let mut joined = comparison.table;
+    println!("A: {}", file_a.display());
+    println!("B: {}", file_b.display());
+    if !comparison.roles.ignored.is_empty() {
+        println!("ignored: {}", comparison.roles.ignored.join(", "));
+    }
+    // polars reads its printing limits from the environment: every row, no wrapping.
+    std::env::set_var("POLARS_FMT_MAX_ROWS", joined.height().to_string());
+    std::env::set_var("POLARS_FMT_MAX_COLS", "256");
+    std::env::set_var("POLARS_FMT_STR_LEN", "48");
+    std::env::set_var("POLARS_TABLE_WIDTH", "-1");
+    println!("{joined}");
+    println!("{}", comparison.summary);
+    gtap_engine::table::write_parquet(out, &mut joined)?;
+    println!("wrote   {}", out.display());
     Ok(())
 }

@@ -222,3 +222,106 @@ fn a_run_killed_mid_training_leaves_no_entry_and_the_next_run_finishes() {
         "the leftover temporary directory was not removed"
     );
 }
+
+/// A small curves table: two methods at two size fractions, two seeds; `shift` moves the
+/// `random` method's accuracy.
+fn curves(shift: f64) -> polars::prelude::DataFrame {
+    use polars::prelude::*;
+    let mut rows = Vec::new();
+    for method in ["power-index", "random"] {
+        for size_fraction in [1.0, 0.5] {
+            for seed in 0..2u64 {
+                let acc = 0.9 * size_fraction + 0.01 * seed as f64;
+                let acc = if method == "random" { acc + shift } else { acc };
+                rows.push((method, size_fraction, seed, acc));
+            }
+        }
+    }
+    df!(
+        "model" => vec!["lenet5"; rows.len()],
+        "method" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        "size_fraction" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        "seed" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        "test_accuracy" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn compare_writes_the_joined_table_and_exits_2_naming_columns_on_schema_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |rel: &str| dir.path().join(rel);
+    let write = |rel: &str, mut df: polars::prelude::DataFrame| {
+        gtap_engine::table::write_parquet(&path(rel), &mut df).unwrap();
+    };
+    write("a/curves.parquet", curves(0.0));
+    write("b.parquet", curves(-0.25));
+    let gtap = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gtap"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("GTAP_RESULTS_DIR")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+
+    // A result directory against a file; the default output is results/compare.parquet.
+    let out = gtap(&["compare", "a", "b.parquet"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(
+            "4 keys (0 only in A, 0 only in B), 2 with |diff| > 1e-12 in some metric; max |diff| \
+             2.500e-1 in test_accuracy at model=\"lenet5\", method=\"random\""
+        ),
+        "{stdout}"
+    );
+    let joined = gtap_engine::table::read_parquet(&path("results/compare.parquet")).unwrap();
+    assert_eq!(joined.height(), 4);
+    let diffs: Vec<f64> = joined
+        .column("test_accuracy_diff")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert_eq!(diffs[..2], [0.0, 0.0]);
+    assert!(
+        diffs[2..].iter().all(|d| (d + 0.25).abs() < 1e-12),
+        "{diffs:?}"
+    );
+
+    // --out, and the same bytes for the same inputs.
+    let out = gtap(&["compare", "a", "b.parquet", "--out", "again.parquet"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(
+        std::fs::read(path("again.parquet")).unwrap(),
+        std::fs::read(path("results/compare.parquet")).unwrap()
+    );
+
+    let mut extra = curves(0.0);
+    extra
+        .with_column(polars::prelude::Column::new(
+            "loss".into(),
+            vec![0.5; extra.height()],
+        ))
+        .unwrap();
+    write("c.parquet", extra);
+    let out = gtap(&["compare", "a", "c.parquet", "--out", "never.parquet"]);
+    assert_eq!(out.status.code(), Some(2));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("the tables' schemas differ: only in B: loss"),
+        "{stderr}"
+    );
+    assert!(!path("never.parquet").exists());
+
+    let out = gtap(&["compare", "a", "missing"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).1.contains("reading B: missing does not exist"),
+        "{}",
+        text(&out).1
+    );
+}
