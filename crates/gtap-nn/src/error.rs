@@ -19,4 +19,7 @@ pub enum NnError {
         got: usize,
         expected: usize,
     },
+    /// An operation that needs examples (gradients) was given none.
+    #[error("{0} need examples to compute gradients on")]
+    NeedsExamples(&'static str),
 }

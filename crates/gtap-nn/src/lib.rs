@@ -21,12 +21,14 @@ mod data;
 mod error;
 mod eval;
 mod model;
+mod prune;
 mod train;
 
 pub use data::TensorData;
 pub use error::NnError;
 pub use eval::{evaluate, Evaluation, MaskedEvaluator, Utility};
 pub use model::{Arch, MaskedHead, Network, PlayerLayer, UnitId};
+pub use prune::{Cost, UnstructuredPoint, WeightCriterion};
 pub use train::{train, EpochMetrics, Optimizer, TrainConfig};
 
 /// Runs `f` with libtorch's global RNG seeded to `seed`, holding a process-wide lock, so that

@@ -251,6 +251,55 @@ impl Network {
         self.vs.variables().values().map(|t| t.numel()).sum()
     }
 
+    /// Names of the dense head's layers in order (`fc1`, `fc2`, …), the checkpoint prefixes.
+    pub(crate) fn head_names(&self) -> Vec<String> {
+        (1..=self.head.len()).map(|i| format!("fc{i}")).collect()
+    }
+
+    /// `(out, in)` of each dense head layer.
+    pub(crate) fn head_dims(&self) -> Vec<(usize, usize)> {
+        self.head
+            .iter()
+            .map(|l| (l.ws.size()[0] as usize, l.ws.size()[1] as usize))
+            .collect()
+    }
+
+    /// Index of the player layer whose mask multiplies the input of each head layer.
+    pub(crate) fn mask_before(&self) -> &[Option<usize>] {
+        &self.mask_before
+    }
+
+    /// Parameters and FLOPs of the prefix when the players `kept` remain (see [`Network::cost`]).
+    pub(crate) fn prefix_cost(&self, kept: &[bool]) -> crate::Cost {
+        match self.arch {
+            Arch::Lenet300100 => crate::Cost::default(),
+            Arch::Lenet5 => {
+                // conv1: 6 filters 1×5×5 over 28×28 positions (padding 2).
+                let conv1 = crate::Cost {
+                    params: 6 * 25 + 6,
+                    flops: 2 * 6 * 25 * 28 * 28,
+                };
+                // conv2: 16 channels × 5×5 pooled features; player p = channel·25 + position.
+                let features = &kept[..400];
+                let channels = features.chunks(25).filter(|c| c.iter().any(|&k| k)).count() as u64;
+                let kept_features = features.iter().filter(|&&k| k).count() as u64;
+                crate::Cost {
+                    params: conv1.params + channels * (6 * 25 + 1),
+                    flops: conv1.flops + kept_features * 4 * 2 * 6 * 25,
+                }
+            }
+        }
+    }
+
+    /// Output positions each weight of variable `name` is applied at (1 for dense layers).
+    pub(crate) fn output_positions(&self, name: &str) -> u64 {
+        match (self.arch, name) {
+            (Arch::Lenet5, "conv1.weight") => 28 * 28,
+            (Arch::Lenet5, "conv2.weight") => 10 * 10,
+            _ => 1,
+        }
+    }
+
     /// Converts a `[K, players]` boolean-like mask batch to the float layout the network uses.
     pub fn mask_tensor(rows: &[f32], players: usize, device: Device) -> Tensor {
         Tensor::from_slice(rows)

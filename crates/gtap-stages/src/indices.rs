@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use gtap_engine::{ensure, Invalid, Stage, StageContext};
-use gtap_game::{Constraints, EstimateConfig, Estimator, IndexKind};
-use gtap_nn::{MaskedEvaluator, Network, Utility};
+use gtap_game::{Constraints, EstimateConfig, Estimator, IndexKind, PlayerEstimate};
+use gtap_nn::{MaskedEvaluator, Network, TensorData, Utility};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +76,70 @@ fn default_batch() -> usize {
 }
 
 impl PowerIndexParams {
+    /// d for a biased-Banzhaf index: the fixed number, or the `bias` input's for "mcue".
+    pub(crate) fn resolve_bias(&self, ctx: &StageContext<'_>) -> anyhow::Result<Option<f64>> {
+        Ok(match &self.d {
+            None => None,
+            Some(Bias::Fixed(d)) => Some(*d),
+            Some(Bias::Named(_)) => {
+                let Some(bias) = ctx.inputs("bias").first() else {
+                    anyhow::bail!("d = \"mcue\" needs a `bias` input: an `mcue-bias` stage (inputs = {{ bias = \"<stage>\" }})");
+                };
+                Some(crate::mcue::read_bias(bias)?)
+            }
+        })
+    }
+
+    /// Estimates the index of every free player of `constraints` on the first
+    /// `probe_examples` of `probe`, with a progress bar and a log line.
+    pub(crate) fn estimate(
+        &self,
+        net: &Network,
+        probe: &TensorData,
+        d: Option<f64>,
+        seed: u64,
+        constraints: &Constraints,
+        ctx: &StageContext<'_>,
+    ) -> anyhow::Result<Vec<PlayerEstimate>> {
+        let index = match self.index {
+            IndexName::Shapley => IndexKind::Shapley,
+            IndexName::Banzhaf => IndexKind::Banzhaf,
+            IndexName::BiasedBanzhaf => IndexKind::BiasedBanzhaf {
+                d: d.expect("validated: biased-banzhaf has d"),
+            },
+        };
+        let probe = probe.head(self.probe_examples.unwrap_or(usize::MAX));
+        let free = constraints.resolve(net.num_players())?.free.len();
+        let total = match self.estimator {
+            EstimatorName::Permutation => {
+                self.samples
+                    .next_multiple_of(if self.antithetic { 2 } else { 1 })
+                    * (free + 1)
+            }
+            EstimatorName::Paired => 2 * self.samples * free,
+            EstimatorName::Shared | EstimatorName::SharedRegression => self.samples,
+        };
+        let game = MaskedEvaluator::new(net, &probe, self.utility, self.batch);
+        let bar = progress::bar(ctx.env.progress, total as u64, ctx.instance);
+        let cfg = EstimateConfig {
+            index,
+            estimator: self.estimator(),
+            samples: self.samples,
+            seed,
+        };
+        let started = std::time::Instant::now();
+        let estimates = gtap_game::estimate(&game, &cfg, constraints, &|n| bar.inc(n))?;
+        bar.finish_and_clear();
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            "{}: {} players, {total} coalitions in {seconds:.1}s ({:.0}/s)",
+            ctx.instance,
+            estimates.len(),
+            total as f64 / seconds
+        );
+        Ok(estimates)
+    }
+
     fn estimator(&self) -> Estimator {
         match self.estimator {
             EstimatorName::Permutation => Estimator::Permutation {
@@ -144,53 +208,10 @@ impl Stage for PowerIndexStage {
     fn run(p: &PowerIndexParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
         let seed = ctx.seed()?;
         let (net, model) = load_model(ctx.input("model")?)?;
-        let data = ctx.input("data")?;
-        let probe = load_split(&data.dir, "probe")?;
-        let probe = probe.head(p.probe_examples.unwrap_or(usize::MAX));
-        let d = match &p.d {
-            None => None,
-            Some(Bias::Fixed(d)) => Some(*d),
-            Some(Bias::Named(_)) => {
-                let Some(bias) = ctx.inputs("bias").first() else {
-                    anyhow::bail!("d = \"mcue\" needs a `bias` input: an `mcue-bias` stage (inputs = {{ bias = \"<stage>\" }})");
-                };
-                Some(crate::mcue::read_bias(bias)?)
-            }
-        };
-        let index = match p.index {
-            IndexName::Shapley => IndexKind::Shapley,
-            IndexName::Banzhaf => IndexKind::Banzhaf,
-            IndexName::BiasedBanzhaf => IndexKind::BiasedBanzhaf {
-                d: d.expect("validated"),
-            },
-        };
+        let probe = load_split(&ctx.input("data")?.dir, "probe")?;
+        let d = p.resolve_bias(ctx)?;
         let constraints = layer_constraints(&net, p.layers.as_deref())?;
-        let free = constraints.resolve(net.num_players())?.free.len();
-        let total = match p.estimator {
-            EstimatorName::Permutation => {
-                p.samples.next_multiple_of(if p.antithetic { 2 } else { 1 }) * (free + 1)
-            }
-            EstimatorName::Paired => 2 * p.samples * free,
-            EstimatorName::Shared | EstimatorName::SharedRegression => p.samples,
-        };
-        let game = MaskedEvaluator::new(&net, &probe, p.utility, p.batch);
-        let bar = progress::bar(ctx.env.progress, total as u64, ctx.instance);
-        let cfg = EstimateConfig {
-            index,
-            estimator: p.estimator(),
-            samples: p.samples,
-            seed,
-        };
-        let started = std::time::Instant::now();
-        let estimates = gtap_game::estimate(&game, &cfg, &constraints, &|n| bar.inc(n))?;
-        bar.finish_and_clear();
-        let seconds = started.elapsed().as_secs_f64();
-        tracing::info!(
-            "{}: {} players, {total} coalitions in {seconds:.1}s ({:.0}/s)",
-            ctx.instance,
-            estimates.len(),
-            total as f64 / seconds
-        );
+        let estimates = p.estimate(&net, &probe, d, seed, &constraints, ctx)?;
         let units: Vec<_> = estimates.iter().map(|e| net.unit(e.player)).collect();
         let n = estimates.len();
         let index_name = serde_json::to_value(p.index)?

@@ -8,14 +8,21 @@
 //! prepared splits, `train` a safetensors checkpoint with `model.json`, `evaluate` only tables.
 
 pub mod bench;
+mod curves;
+mod figure_curves;
 mod indices;
 mod mcue;
+pub mod methods;
 mod mnist;
 mod progress;
+pub mod ranking;
 mod train;
 
 use gtap_engine::Registry;
+use ranking::RankerStage;
 
+pub use curves::{size_grid, CurvesStage, UnstructuredStage};
+pub use figure_curves::FigureCurvesStage;
 pub use indices::{PowerIndexStage, RankAgreementStage};
 pub use mcue::{McueBiasStage, McueFigureStage, McueStage};
 pub use mnist::{DatasetInfo, MnistStage};
@@ -32,6 +39,13 @@ pub fn registry() -> Registry {
         .register::<McueBiasStage>()
         .register::<McueFigureStage>()
         .register::<PowerIndexStage>()
-        .register::<RankAgreementStage>();
+        .register::<RankAgreementStage>()
+        .register::<RankerStage<methods::Gtap>>()
+        .register::<RankerStage<methods::Wmp>>()
+        .register::<RankerStage<methods::Wgmp>>()
+        .register::<RankerStage<methods::Random>>()
+        .register::<CurvesStage>()
+        .register::<UnstructuredStage>()
+        .register::<FigureCurvesStage>();
     registry
 }
