@@ -47,6 +47,7 @@ ci: setup
     just run pipelines/lenets.toml --scale ci
     just run pipelines/power-indices.toml --scale ci
     just reproduce-figure-2 ci
+    just reproduce-figure-3 ci
 
 # Run a pipeline: just run pipelines/lenets.toml [--scale ci] [--set k=v] [--force STAGE]
 run PIPELINE *ARGS: build
@@ -55,6 +56,14 @@ run PIPELINE *ARGS: build
 # Figure 2 (MCUE heatmaps): just reproduce-figure-2 [ci]
 reproduce-figure-2 SCALE="full": build
     target/debug/gtap run pipelines/figure-2.toml --scale {{SCALE}}
+
+# Figures 3 and 4 (LeNet5 compression curves, 5 seeds): just reproduce-figure-3 [ci]
+reproduce-figure-3 SCALE="full": build
+    target/debug/gtap run pipelines/figure-3.toml --scale {{SCALE}}
+
+# Figure 4 comes from the same pipeline as Figure 3 (cached stages are shared)
+reproduce-figure-4 SCALE="full": build
+    target/debug/gtap run pipelines/figure-3.toml --scale {{SCALE}}
 
 # Coalition-evaluation throughput next to dense matmul (figures for BENCHMARKS.md)
 bench *ARGS: build

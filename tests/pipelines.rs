@@ -74,7 +74,12 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
     };
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
-    for pipeline in ["lenets.toml", "figure-2.toml", "power-indices.toml"] {
+    for pipeline in [
+        "lenets.toml",
+        "figure-2.toml",
+        "power-indices.toml",
+        "figure-3.toml",
+    ] {
         run(root, &data, pipeline);
     }
 
@@ -114,6 +119,8 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
     let rho = f64s(&agreement, "spearman");
     assert!(rho.iter().all(|r| (-1.0..=1.0).contains(r)), "{rho:?}");
 
+    check_figure_3(root);
+
     // Same config, fresh cache: every table is the same bytes.
     let again = tempfile::tempdir().unwrap();
     run(again.path(), &data, "lenets.toml");
@@ -124,5 +131,63 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
             read(root) == read(again.path()),
             "{name}.parquet differs between two runs of the same config"
         );
+    }
+}
+
+/// Curves for every method at every grid size; at size 1 every method keeps the whole network,
+/// so its accuracy is the unpruned test accuracy (the masked evaluator's batched GEMM may sum
+/// in another order than the plain forward pass: allow one flipped example in 10,000).
+fn check_figure_3(root: &Path) {
+    let curves = table(root, "figure-3", "curves");
+    let method = strs(&curves, "method");
+    let strategy = strs(&curves, "strategy");
+    let index = strs(&curves, "index");
+    let fraction = f64s(&curves, "size_fraction");
+    let accuracy = f64s(&curves, "test_accuracy");
+    let mut curve_ids: Vec<String> = (0..curves.height())
+        .map(|i| format!("{} {} {}", method[i], index[i], strategy[i]))
+        .collect();
+    curve_ids.sort();
+    curve_ids.dedup();
+    assert_eq!(
+        curve_ids,
+        [
+            "gtap banzhaf iterated-pruning",
+            "gtap banzhaf top-n",
+            "gtap biased-banzhaf iterated-building",
+            "gtap biased-banzhaf iterated-pruning",
+            "gtap biased-banzhaf top-n",
+            "gtap shapley iterated-pruning",
+            "gtap shapley top-n",
+            "random  unit",
+            "wgmp  unit",
+            "wgmp  unstructured",
+            "wmp  unit",
+            "wmp  unstructured",
+        ]
+    );
+    assert_eq!(
+        curves.height(),
+        12 * 10,
+        "ten grid points per curve at ci scale"
+    );
+    let unpruned = f64s(&table(root, "figure-3", "evaluation"), "test_accuracy")[0];
+    let at_full: Vec<f64> = (0..curves.height())
+        .filter(|&i| fraction[i] == 1.0)
+        .map(|i| accuracy[i])
+        .collect();
+    assert_eq!(at_full.len(), 12);
+    assert!(
+        at_full.iter().all(|a| (a - unpruned).abs() <= 1e-4 + 1e-12),
+        "accuracy at size 1 {at_full:?} vs unpruned {unpruned}"
+    );
+    let critical = table(root, "figure-3", "critical_accuracy");
+    assert!(critical.height() >= 12, "{critical}");
+    for ext in ["png", "svg"] {
+        assert!(root.join(format!("figures/figure-3-ci.{ext}")).exists());
+        assert!(root
+            .join(format!("figures/figure-3-params-ci.{ext}"))
+            .exists());
+        assert!(root.join(format!("figures/figure-4-ci.{ext}")).exists());
     }
 }

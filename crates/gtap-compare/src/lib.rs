@@ -9,8 +9,9 @@
 //!
 //! Key design decision: **column roles follow from the schema** ([`Roles::infer`]):
 //! - the seed column is `seed`: aggregated over, its distinct values counted;
-//! - metrics are the floating-point columns except `size_fraction`;
-//! - every other column is part of the key, `size_fraction` included. Keys join **exactly**
+//! - metrics are the numeric columns except `size_fraction` (integers such as `params_kept`
+//!   differ between seeds at one size, so they are averaged, not keyed);
+//! - every other column (strings, booleans) is part of the key, `size_fraction` included. Keys join **exactly**
 //!   (floats by bit pattern): both sides come from the same grid, and a tolerance would merge
 //!   neighbouring points.
 //!
@@ -201,7 +202,7 @@ pub struct Roles {
 }
 
 impl Roles {
-    /// The default: `seed` is the seed column, floating columns other than `size_fraction` are
+    /// The default: `seed` is the seed column, numeric columns other than `size_fraction` are
     /// metrics, everything else is the key.
     pub fn infer(df: &DataFrame) -> Roles {
         let mut roles = Roles {
@@ -214,7 +215,7 @@ impl Roles {
             let name = col.name().to_string();
             if name == SEED {
                 roles.seed = Some(name);
-            } else if col.dtype().is_float() && name != SIZE_FRACTION {
+            } else if col.dtype().is_primitive_numeric() && name != SIZE_FRACTION {
                 roles.metrics.push(name);
             } else {
                 roles.keys.push(name);

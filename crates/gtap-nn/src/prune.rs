@@ -104,10 +104,16 @@ impl Network {
         })
     }
 
-    /// One score per player: the sum of its weights' scores over the weights that belong to
-    /// that unit alone — its outgoing weights (the next layer's column) and, for a fully
-    /// connected neuron, its incoming weights and bias. (A LeNet5 conv feature shares its filter
-    /// with the other positions of its channel, so only its outgoing weights count.)
+    /// One score per player from the weights that belong to that unit alone: its outgoing
+    /// weights (the next layer's column) and, for a fully connected neuron, its incoming weights
+    /// and bias. (A LeNet5 conv feature shares its filter with the other positions of its
+    /// channel, so only its outgoing weights count.)
+    ///
+    /// - `Magnitude` (WMP): the *mean* |w| of those weights. A sum would rank by fan-in (an fc1
+    ///   neuron of LeNet-300-100 owns 785 incoming weights, an fc2 neuron 301) and empty the
+    ///   narrower layer first, which no magnitude criterion intends.
+    /// - `WeightGradient` (W·GMP): the *sum* of |w · ∂L/∂w|, the first-order estimate of the
+    ///   loss change when the unit's weights are removed, comparable across layers as it is.
     pub fn unit_scores(
         &self,
         criterion: WeightCriterion,
@@ -123,6 +129,7 @@ impl Network {
                 .1
         };
         let mut out = vec![0.0; self.num_players()];
+        let mut owned = vec![0usize; self.num_players()];
         for (i, name) in self.head_names().iter().enumerate() {
             let (w, b) = (
                 score(&format!("{name}.weight")),
@@ -134,6 +141,7 @@ impl Network {
                 let cols = Vec::<f64>::try_from(w.sum_dim_intlist(0, false, Kind::Double))?;
                 for (u, c) in cols.iter().enumerate() {
                     out[pl.offset + u] += c;
+                    owned[pl.offset + u] += w.size()[0] as usize;
                 }
             }
             // Rows of layer i: incoming weights of the players masked after it.
@@ -142,8 +150,14 @@ impl Network {
                 let rows = Vec::<f64>::try_from(w.sum_dim_intlist(1, false, Kind::Double) + b)?;
                 for (u, r) in rows.iter().enumerate() {
                     out[pl.offset + u] += r;
+                    owned[pl.offset + u] += w.size()[1] as usize + 1;
                 }
             }
+        }
+        if criterion == WeightCriterion::Magnitude {
+            out.iter_mut()
+                .zip(&owned)
+                .for_each(|(s, &count)| *s /= count.max(1) as f64);
         }
         Ok(out)
     }

@@ -13,15 +13,17 @@ use crate::ranking::{by_descending_score, RankContext, Ranker};
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 
-/// Unit-level weight magnitude pruning: a unit's score is Σ|w| over the weights that belong to
-/// it alone (outgoing, and incoming + bias for fully connected neurons).
+/// Unit-level weight magnitude pruning: a unit's score is the mean |w| over the weights that
+/// belong to it alone (outgoing, and incoming + bias for fully connected neurons); see
+/// `Network::unit_scores` for why the mean and not the sum.
 pub struct Wmp;
 
 impl Ranker for Wmp {
     const METHOD: &'static str = "wmp";
-    const VERSION: u32 = 1;
+    // 2: mean instead of sum of |w|.
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
-        "baseline: keep the units with the largest Σ|w| of their own weights";
+        "baseline: keep the units with the largest mean |w| of their own weights";
     type Params = NoParams;
 
     fn rank(_: &NoParams, cx: &RankContext<'_>) -> anyhow::Result<Vec<usize>> {

@@ -1,0 +1,133 @@
+//! Stage-level integration tests on the real MNIST files (../shared/datasets).
+
+use std::path::{Path, PathBuf};
+
+use gtap_engine::{Env, Overrides, Pipeline, Runner};
+use gtap_nn::WeightCriterion;
+use gtap_stages::methods::NoParams;
+use gtap_stages::ranking::{by_descending_score, RankContext, Ranker, RankerStage};
+
+/// The real datasets, or `None` when absent and `GTAP_SKIP_REAL_DATA` is set.
+fn real_data() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets");
+    if dir.join("mnist").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("GTAP_SKIP_REAL_DATA").is_some(),
+        "real MNIST expected at {} (set GTAP_SKIP_REAL_DATA=1 to skip)",
+        dir.display()
+    );
+    None
+}
+
+/// A method that exists only in this test: WMP's order reversed (smallest weights kept first).
+struct ReversedWmp;
+
+impl Ranker for ReversedWmp {
+    const METHOD: &'static str = "reversed-wmp";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "test only: keep the units with the smallest weights";
+    type Params = NoParams;
+
+    fn rank(_: &NoParams, cx: &RankContext<'_>) -> anyhow::Result<Vec<usize>> {
+        let scores = cx.net.unit_scores(WeightCriterion::Magnitude, None)?;
+        Ok(by_descending_score(&scores).into_iter().rev().collect())
+    }
+}
+
+const PIPELINE: &str = r#"
+[pipeline]
+name = "plug-in"
+seeds = [0]
+
+[stage.mnist]
+kind = "mnist"
+
+[stage.train]
+kind = "train"
+inputs = { data = "mnist" }
+model = "lenet-300-100"
+epochs = 1
+
+[stage.wmp]
+kind = "wmp"
+inputs = { model = "train", data = "mnist" }
+
+[stage.reversed]
+kind = "reversed-wmp"
+inputs = { model = "train", data = "mnist" }
+
+[stage.curves]
+kind = "curves"
+inputs = { model = "train", data = "mnist", rankings = ["wmp", "reversed"] }
+points = 4
+"#;
+
+/// One `Ranker` impl and one registration line make a method: it runs as a stage and its rows
+/// appear in the curves table beside the built-in methods.
+#[test]
+fn a_method_registered_in_a_test_shows_up_in_the_curves() {
+    let Some(data) = real_data() else {
+        return;
+    };
+    let mut registry = gtap_stages::registry();
+    registry.register::<RankerStage<ReversedWmp>>();
+    let root = tempfile::tempdir().unwrap();
+    let env = Env {
+        data_dir: data,
+        cache_dir: root.path().join("cache"),
+        results_dir: root.path().join("results"),
+        figures_dir: root.path().join("figures"),
+        progress: false,
+    };
+    let pipeline = Pipeline::parse(
+        Path::new("plug-in.toml"),
+        PIPELINE,
+        &Overrides::default(),
+        &registry,
+    )
+    .unwrap();
+    Runner::new(&registry, &env).run(&pipeline, &[]).unwrap();
+    let curves =
+        gtap_engine::table::read_parquet(&env.results_dir.join("plug-in/curves.parquet")).unwrap();
+    let method: Vec<String> = curves
+        .column("method")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|m| m.unwrap_or_default().to_owned())
+        .collect();
+    let fraction: Vec<f64> = curves
+        .column("size_fraction")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    let accuracy: Vec<f64> = curves
+        .column("test_accuracy")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert_eq!(method.iter().filter(|m| *m == "reversed-wmp").count(), 4);
+    assert_eq!(method.iter().filter(|m| *m == "wmp").count(), 4);
+    // At size 1 both keep every unit: the same network, the same accuracy.
+    let full: Vec<f64> = (0..curves.height())
+        .filter(|&i| fraction[i] == 1.0)
+        .map(|i| accuracy[i])
+        .collect();
+    assert_eq!(full.len(), 2);
+    assert_eq!(full[0], full[1]);
+    // Keeping the smallest-weight quarter is worse than keeping the largest.
+    let at_quarter = |m: &str| {
+        (0..curves.height())
+            .find(|&i| method[i] == m && fraction[i] == 0.25)
+            .map(|i| accuracy[i])
+            .unwrap()
+    };
+    assert!(at_quarter("reversed-wmp") < at_quarter("wmp"), "{curves}");
+}
