@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use gtap_engine::{Env, Outcome, Overrides, Pipeline, Runner, State};
+use gtap_engine::{Env, Outcome, Overrides, Pipeline, Runner, State, Upstream};
 
 #[derive(Parser)]
 #[command(
@@ -99,6 +99,9 @@ enum Command {
         #[arg(long)]
         rows: Option<usize>,
     },
+    /// Write the network pruned by a ranking stage at one size as a smaller model; print its
+    /// parameters, test accuracy and CPU inference time next to the full network's.
+    Export(ExportArgs),
     /// Measure performance (figures for BENCHMARKS.md).
     #[command(subcommand)]
     Bench(Bench),
@@ -120,6 +123,24 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// The ranking stage (kind gtap, wmp, wgmp or random), as in [stage.<id>].
+    #[arg(long, value_name = "STAGE")]
+    ranking: String,
+    /// The seed of the ranking instance [default: the pipeline's first seed].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Fraction of the players kept, in (0, 1]: the first round(F·n) of the ranking, at least 1.
+    #[arg(long, value_name = "F")]
+    size: f64,
+    /// Directory the pruned model goes to (model.safetensors, model.json, export.json).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -239,6 +260,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Export(args) => export(&runner, &registry, &args)?,
         Command::Bench(Bench::Coalitions {
             examples,
             batches,
@@ -331,5 +353,169 @@ fn compare(
     println!("{}", comparison.summary);
     gtap_engine::table::write_parquet(out, &mut joined)?;
     println!("wrote   {}", out.display());
+    Ok(())
+}
+
+/// `gtap export`: the network of a ranking instance's `model` input with the first
+/// round(size · n) players of its ranking kept, written to `out` as a [`gtap_nn::PrunedNetwork`];
+/// prints parameters, test accuracy (masked and pruned, which must agree) and CPU inference time.
+fn export(
+    runner: &Runner<'_>,
+    registry: &gtap_engine::Registry,
+    args: &ExportArgs,
+) -> anyhow::Result<()> {
+    use gtap_nn::{Network, PrunedNetwork};
+    use tch::{Device, Kind, Tensor};
+
+    let pipeline = &load(&args.pipeline, registry)?;
+    let (ranking, size, out) = (args.ranking.as_str(), args.size, args.out.as_path());
+    let mut rerun = format!("gtap run {}", args.pipeline.pipeline.display());
+    if let Some(scale) = &args.pipeline.scale {
+        rerun += &format!(" --scale {scale}");
+    }
+    for set in &args.pipeline.sets {
+        rerun += &format!(" --set {set}");
+    }
+    let decl = pipeline.stage(ranking)?;
+    let kinds = gtap_stages::RANKING_KINDS;
+    anyhow::ensure!(
+        kinds.contains(&decl.kind.as_str()),
+        "stage `{ranking}` (kind `{}`) is not a ranking stage (ranking kinds: {})",
+        decl.kind,
+        kinds.join(", ")
+    );
+    anyhow::ensure!(
+        size > 0.0 && size <= 1.0,
+        "--size must be a fraction in (0, 1] (got {size})"
+    );
+    let seed = match args.seed {
+        Some(s) if pipeline.seeds.contains(&s) => s,
+        Some(s) => anyhow::bail!(
+            "seed {s} is not one of the pipeline's seeds {:?}",
+            pipeline.seeds
+        ),
+        None => *pipeline
+            .seeds
+            .first()
+            .context("the pipeline has no seeds")?,
+    };
+    // The instance of stage `id` bound to this seed (the one instance of an unseeded stage).
+    let built = |id: &str| -> anyhow::Result<Upstream> {
+        let instance = runner
+            .instances(pipeline)
+            .into_iter()
+            .find(|i| i.stage == id && i.seed.is_none_or(|s| s == seed))
+            .with_context(|| format!("no instance of stage `{id}` for seed {seed}"))?;
+        runner
+            .output(pipeline, &instance.id)?
+            .with_context(|| format!("stage {} is not built; run `{rerun}` first", instance.id))
+    };
+    let input = |name: &str| match decl.inputs.get(name).map(Vec::as_slice) {
+        Some([one]) => built(one),
+        _ => anyhow::bail!("stage `{ranking}` has no single `{name}` input"),
+    };
+    let ranked = built(ranking)?;
+    let order = gtap_stages::ranking::Ranking::read(&ranked)?.order;
+    let model = input("model")?;
+    let data = input("data")?;
+    let (mut net, _) = gtap_stages::load_model(&model)?;
+    net.vs.set_device(Device::Cpu);
+    let test = gtap_stages::load_split(&data.dir, "test")?;
+    let (xs, labels) = (
+        test.inputs.to_device(Device::Cpu),
+        test.labels.to_device(Device::Cpu),
+    );
+    let n = net.num_players();
+    anyhow::ensure!(
+        order.len() == n,
+        "ranking `{ranking}` orders {} players, the {} has {n}",
+        order.len(),
+        net.arch
+    );
+    let r = ((size * n as f64).round() as usize).clamp(1, n);
+    let mut kept = vec![false; n];
+    for &p in &order[..r] {
+        kept[p] = true;
+    }
+
+    let _guard = tch::no_grad_guard();
+    let pruned = PrunedNetwork::from_network(&net, &kept)?;
+    pruned.save(out)?;
+    let full_params = net.cost(&vec![true; n]).params;
+    let pruned_params = pruned.num_parameters();
+
+    let row: Vec<f32> = kept.iter().map(|&k| f32::from(u8::from(k))).collect();
+    let mask = Network::mask_tensor(&row, n, Device::Cpu);
+    let masked_pred = net
+        .masked_logits(&net.prefix(&xs), &mask)?
+        .select(1, 0)
+        .argmax(-1, false);
+    let pruned_pred = pruned.forward(&xs).argmax(-1, false);
+    let count = |t: Tensor| t.to_kind(Kind::Int64).sum(Kind::Int64).int64_value(&[]);
+    let examples = labels.size()[0];
+    let accuracy = |pred: &Tensor| count(pred.eq_tensor(&labels)) as f64 / examples as f64;
+    let full_acc = accuracy(&net.forward(&xs).argmax(-1, false));
+    let (masked_acc, pruned_acc) = (accuracy(&masked_pred), accuracy(&pruned_pred));
+    let agree = count(masked_pred.eq_tensor(&pruned_pred));
+
+    // Median of 5 timed forward passes over the whole test split, after one warm-up.
+    let median_seconds = |f: &dyn Fn() -> Tensor| {
+        drop(f());
+        let mut times: Vec<f64> = (0..5)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                drop(f());
+                started.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let full_s = median_seconds(&|| net.forward(&xs));
+    let pruned_s = median_seconds(&|| pruned.forward(&xs));
+
+    let provenance = serde_json::json!({
+        "pipeline": pipeline.path.display().to_string(),
+        "scale": pipeline.scale,
+        "ranking": { "stage": ranking, "kind": decl.kind, "seed": seed,
+                     "content_hash": ranked.content_hash },
+        "model": { "stage": model.stage, "content_hash": model.content_hash },
+        "size_fraction": size,
+        "players_kept": r,
+        "players": n,
+        "parameters": pruned_params,
+        "parameters_full": full_params,
+        "test_accuracy": pruned_acc,
+    });
+    std::fs::write(
+        out.join("export.json"),
+        serde_json::to_vec_pretty(&provenance)?,
+    )
+    .with_context(|| format!("writing {}", out.join("export.json").display()))?;
+
+    println!(
+        "{} pruned by {ranking}[{seed}] ({}) at size {size}",
+        net.arch, decl.kind
+    );
+    println!("players kept   {r} of {n}");
+    println!(
+        "parameters     {full_params} -> {pruned_params} ({:.1}% kept, {:.2}x fewer)",
+        100.0 * pruned_params as f64 / full_params as f64,
+        full_params as f64 / pruned_params as f64
+    );
+    println!(
+        "test accuracy  full {:.2}%, masked {:.2}%, pruned {:.2}% (predictions agree on {agree} of {examples})",
+        100.0 * full_acc,
+        100.0 * masked_acc,
+        100.0 * pruned_acc
+    );
+    println!(
+        "CPU inference  {examples} test images, {} threads, median of 5: full {:.1} ms, pruned {:.1} ms ({:.2}x faster)",
+        tch::get_num_threads(),
+        1e3 * full_s,
+        1e3 * pruned_s,
+        full_s / pruned_s
+    );
+    println!("wrote          {}", out.display());
     Ok(())
 }

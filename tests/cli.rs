@@ -325,3 +325,120 @@ fn compare_writes_the_joined_table_and_exits_2_naming_columns_on_schema_mismatch
         text(&out).1
     );
 }
+
+/// `SMALL` plus a WMP ranking of its model.
+fn with_wmp() -> String {
+    format!("{SMALL}\n[stage.wmp]\nkind = \"wmp\"\ninputs = {{ model = \"train\", data = \"mnist\" }}\n")
+}
+
+#[test]
+fn export_writes_a_smaller_model_with_the_masked_accuracy() {
+    let Some(data) = common::real_data() else {
+        return;
+    };
+    let p = Project::new(&with_wmp());
+    let pipeline = p.path("p.toml");
+    let pipeline = pipeline.to_str().unwrap();
+    let run = p.gtap(&data, &["run", pipeline]);
+    assert!(run.status.success(), "{}", text(&run).1);
+
+    let out_dir = p.path("pruned");
+    let args = [
+        "export",
+        pipeline,
+        "--ranking",
+        "wmp",
+        "--size",
+        "0.5",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    let out = p.gtap(&data, &args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("players kept   200 of 400"), "{stdout}");
+    assert!(stdout.contains("parameters     266610 -> "), "{stdout}");
+    let accuracy = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("test accuracy  "))
+        .unwrap_or_else(|| panic!("no accuracy line: {stdout}"));
+    let values: Vec<&str> = accuracy
+        .split([' ', ','])
+        .filter(|w| w.ends_with('%'))
+        .collect();
+    assert_eq!(values.len(), 3, "{accuracy}");
+    assert_eq!(values[1], values[2], "masked and pruned differ: {accuracy}");
+    assert!(accuracy.contains("agree on 10000 of 10000"), "{accuracy}");
+    assert!(
+        stdout.contains("CPU inference  10000 test images"),
+        "{stdout}"
+    );
+
+    for file in ["model.safetensors", "model.json", "export.json"] {
+        assert!(out_dir.join(file).exists(), "{file} missing");
+    }
+    let layout: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("model.json")).unwrap()).unwrap();
+    let params = layout["parameters"].as_u64().unwrap();
+    assert!(params < 266_610, "{params}");
+    assert!(stdout.contains(&format!("266610 -> {params} ")), "{stdout}");
+    let kept: usize = layout["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["units"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(kept, 200);
+}
+
+#[test]
+fn export_of_an_unbuilt_or_non_ranking_stage_exits_2() {
+    let Some(data) = common::real_data() else {
+        return;
+    };
+    let p = Project::new(&with_wmp());
+    let pipeline = p.path("p.toml");
+    let pipeline = pipeline.to_str().unwrap();
+    let out_dir = p.path("pruned");
+    let export = |extra: &[&str]| {
+        let mut args = vec!["export", pipeline, "--out", out_dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = p.gtap(&data, &args);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        text(&out).1
+    };
+    let stderr = export(&["--ranking", "wmp", "--size", "0.5"]);
+    assert!(
+        stderr.contains(&format!(
+            "stage wmp[0] is not built; run `gtap run {pipeline}` first"
+        )),
+        "{stderr}"
+    );
+    let stderr = export(&["--ranking", "wmp", "--size", "0.5", "--scale", "full"]);
+    assert!(
+        stderr.contains(&format!("run `gtap run {pipeline} --scale full` first")),
+        "{stderr}"
+    );
+    let stderr = export(&["--ranking", "eval", "--size", "0.5"]);
+    assert!(
+        stderr.contains(
+            "stage `eval` (kind `evaluate`) is not a ranking stage (ranking kinds: gtap, wmp, wgmp, random)"
+        ),
+        "{stderr}"
+    );
+    let stderr = export(&["--ranking", "wmp", "--size", "1.5"]);
+    assert!(
+        stderr.contains("--size must be a fraction in (0, 1] (got 1.5)"),
+        "{stderr}"
+    );
+    let stderr = export(&["--ranking", "wmp", "--size", "0.5", "--seed", "3"]);
+    assert!(
+        stderr.contains("seed 3 is not one of the pipeline's seeds [0]"),
+        "{stderr}"
+    );
+    assert!(!out_dir.exists(), "a failed export must write nothing");
+    assert!(
+        !p.path("cache/entries").exists(),
+        "export must build nothing"
+    );
+}

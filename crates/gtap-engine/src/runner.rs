@@ -366,6 +366,33 @@ impl<'a> Runner<'a> {
             .collect())
     }
 
+    /// The cache entry of instance `instance` (`stage` or `stage[seed]`) as a downstream stage
+    /// would see it, or `None` while it is not built (missing, blocked, or no such instance).
+    pub fn output(
+        &self,
+        pipeline: &Pipeline,
+        instance: &str,
+    ) -> Result<Option<Upstream>, EngineError> {
+        let Some((status, _)) = self
+            .survey(pipeline)?
+            .into_iter()
+            .find(|(s, _)| s.instance.id == instance)
+        else {
+            return Ok(None);
+        };
+        let (State::Cached, Some(key)) = (&status.state, &status.key) else {
+            return Ok(None);
+        };
+        let kind = &status.instance.kind;
+        Ok(self.cache.lookup(kind, key)?.map(|manifest| Upstream {
+            stage: status.instance.stage.clone(),
+            kind: kind.clone(),
+            seed: status.instance.seed,
+            dir: self.cache.entry_dir(kind, key),
+            content_hash: manifest.content_hash,
+        }))
+    }
+
     /// For the instances of `stage_id`: which pre-image fields changed since the last run.
     pub fn why(&self, pipeline: &Pipeline, stage_id: &str) -> Result<Vec<Why>, EngineError> {
         pipeline.stage(stage_id)?;

@@ -19,6 +19,9 @@ pub enum NnError {
         got: usize,
         expected: usize,
     },
+    /// A pruned model directory could not be written or read, or does not match its layout.
+    #[error("pruned model {path}: {message}")]
+    PrunedModel { path: PathBuf, message: String },
     /// An operation that needs examples (gradients) was given none.
     #[error("{0} need examples to compute gradients on")]
     NeedsExamples(&'static str),

@@ -4,7 +4,7 @@
 //! `VarStore`, a convolutional *prefix* that is never pruned, and a dense *head* whose hidden
 //! units are the players), [`PlayerLayer`] (a named group of players with stable unit ids),
 //! [`train()`] (seeded, deterministic training) and [`MaskedEvaluator`] (ν(C) for a batch of
-//! coalitions).
+//! coalitions), [`PrunedNetwork`] (the network physically sliced to a kept set, for export).
 //!
 //! Key design decision: a coalition zeroes the *activations* of its non-members, never the
 //! weights, and the evaluator folds the first mask into the next layer's weight matrix, so
@@ -20,6 +20,7 @@
 mod data;
 mod error;
 mod eval;
+mod export;
 mod model;
 mod prune;
 mod train;
@@ -27,6 +28,9 @@ mod train;
 pub use data::TensorData;
 pub use error::NnError;
 pub use eval::{evaluate, Evaluation, MaskedEvaluator, Utility};
+pub use export::{
+    KeptUnits, LayerShape, PrunedLayout, PrunedNetwork, PRUNED_LAYOUT, PRUNED_WEIGHTS,
+};
 pub use model::{Arch, MaskedHead, Network, PlayerLayer, UnitId};
 pub use prune::{Cost, UnstructuredPoint, WeightCriterion};
 pub use train::{train, EpochMetrics, Optimizer, TrainConfig};

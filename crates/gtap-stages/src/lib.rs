@@ -19,14 +19,14 @@ pub mod ranking;
 mod train;
 
 use gtap_engine::Registry;
-use ranking::RankerStage;
+use ranking::{Ranker, RankerStage};
 
 pub use curves::{size_grid, CurvesStage, UnstructuredStage};
 pub use figure_curves::FigureCurvesStage;
 pub use indices::{PowerIndexStage, RankAgreementStage};
 pub use mcue::{McueBiasStage, McueFigureStage, McueStage};
 pub use mnist::{DatasetInfo, MnistStage};
-pub use train::{EvaluateStage, TrainStage};
+pub use train::{load_model, load_split, EvaluateStage, TrainStage};
 
 /// Every stage kind a pipeline may name.
 pub fn registry() -> Registry {
@@ -49,3 +49,11 @@ pub fn registry() -> Registry {
         .register::<FigureCurvesStage>();
     registry
 }
+
+/// The kinds registered as [`RankerStage`]s: their entries hold a [`ranking::Ranking`].
+pub const RANKING_KINDS: [&str; 4] = [
+    methods::Gtap::METHOD,
+    methods::Wmp::METHOD,
+    methods::Wgmp::METHOD,
+    methods::Random::METHOD,
+];

@@ -212,6 +212,25 @@ fn why_names_the_changed_parameter() {
 }
 
 #[test]
+fn output_finds_built_instances_only() {
+    let p = Project::new();
+    let pipeline = p.pipeline(PIPELINE, &Overrides::default());
+    let runner = Runner::new(&p.registry, &p.env);
+    assert!(runner.output(&pipeline, "scaled[1]").unwrap().is_none());
+    let report = p.run(PIPELINE);
+    let out = runner.output(&pipeline, "scaled[1]").unwrap().unwrap();
+    let built = &report.instances[2];
+    assert_eq!(built.instance.id, "scaled[1]");
+    assert_eq!(out.seed, Some(1));
+    assert_eq!(
+        out.dir,
+        p.env.cache_dir.join("entries/scale").join(&built.key)
+    );
+    assert!(out.dir.join("manifest.json").exists());
+    assert!(runner.output(&pipeline, "scaled[7]").unwrap().is_none());
+}
+
+#[test]
 fn preimage_snapshot_of_the_source_stage() {
     // A key change must be deliberate: if this fails, bump the stage VERSION or update on purpose.
     let p = Project::new();

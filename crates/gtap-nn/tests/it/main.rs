@@ -1,5 +1,7 @@
 //! Models: masks do what they say, batching changes nothing, training is deterministic.
 
+mod export;
+
 use gtap_game::{Coalition, Game};
 use gtap_nn::{Arch, MaskedEvaluator, Network, Optimizer, TensorData, TrainConfig, Utility};
 use tch::{Device, Kind, Tensor};
