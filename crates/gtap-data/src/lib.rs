@@ -47,9 +47,11 @@ mod fetch;
 mod idx;
 mod mnist;
 mod split;
+mod text;
+mod vocab;
 
 pub use checksum::{sha256_bytes, sha256_file, verify_sha256};
-pub use error::DataError;
+pub use error::{DataError, Location};
 pub use fetch::{download_verified, FetchPolicy};
 pub use idx::{
     parse_idx_images, parse_idx_labels, read_idx_images_gz, read_idx_labels_gz, IdxImages,
@@ -61,3 +63,8 @@ pub use mnist::{
     TRAIN_LABELS,
 };
 pub use split::{seeded_permutation, Normalisation, Split};
+pub use text::{
+    load_text, read_corpus, text_files, Corpus, Holdout, TextConfig, TextData, TextDataset,
+    TextFiles, TextFormat, DEFAULT_TWEETS_PROBE, DEFAULT_VOCAB_SIZE, EMOTION_LABELS, TWEET_TOPICS,
+};
+pub use vocab::{tokenize, Vocabulary};
