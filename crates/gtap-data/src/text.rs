@@ -2,6 +2,15 @@
 //! (zeroshot/twitter-financial-news-topic) and CARER emotions (dair-ai/emotion, "split"
 //! configuration). Locating, fetching and checking their files, parsing them, and turning the
 //! texts into binary bag-of-words [`Split`]s.
+//!
+//! Sources (what [`text_files`] downloads, checked against pinned SHA-256s):
+//! - tweets: `topic_train.csv` and `topic_valid.csv` from the dataset's Hugging Face repository
+//!   (`zeroshot/twitter-financial-news-topic`, `resolve/main/`), the files its card publishes;
+//! - CARER: `train.txt`, `val.txt`, `test.txt` from the authors' links that the Hugging Face
+//!   `dair-ai/emotion` loading script used. That repository now serves only a parquet
+//!   conversion, whose bytes could not be pinned here, so it is accepted when present locally
+//!   (as `train.parquet`, `validation.parquet`, `test.parquet`) but not fetched. Other mirrors
+//!   can be given with [`FetchPolicy::DownloadFrom`] (base URL + file name).
 
 use std::fs;
 use std::path::{Path, PathBuf};
