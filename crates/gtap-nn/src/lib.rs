@@ -1,8 +1,10 @@
 //! Networks on libtorch (tch) whose prunable units are players of a cooperative game.
 //!
-//! Main types: [`Arch`] (which network: LeNet-300-100, LeNet5), [`Network`] (its weights in a
-//! `VarStore`, a convolutional *prefix* that is never pruned, and a dense *head* whose hidden
-//! units are the players), [`PlayerLayer`] (a named group of players with stable unit ids),
+//! Main types: [`Arch`] (which network: LeNet-300-100, LeNet5, the text MLP `mlp-3x256`),
+//! [`Shape`] (input width and classes it is built for: MNIST's for the LeNets, a dataset's
+//! vocabulary size and classes for the MLP), [`Network`] (its weights in a `VarStore`, a
+//! convolutional *prefix* that is never pruned, and a dense *head* whose hidden units are the
+//! players), [`PlayerLayer`] (a named group of players with stable unit ids),
 //! [`train()`] (seeded, deterministic training) and [`MaskedEvaluator`] (ν(C) for a batch of
 //! coalitions).
 //!
@@ -26,7 +28,7 @@ mod train;
 pub use data::TensorData;
 pub use error::NnError;
 pub use eval::{evaluate, Evaluation, MaskedEvaluator, Utility};
-pub use model::{Arch, MaskedHead, Network, PlayerLayer, UnitId};
+pub use model::{Arch, MaskedHead, Network, PlayerLayer, Shape, UnitId};
 pub use train::{train, EpochMetrics, Optimizer, TrainConfig};
 
 /// Runs `f` with libtorch's global RNG seeded to `seed`, holding a process-wide lock, so that
