@@ -736,7 +736,7 @@ pub fn load_text(files: &TextFiles, cfg: &TextConfig) -> Result<TextData, DataEr
             (all, probe, idx)
         }
         (None, Some(h)) => {
-            if h.size == 0 || h.size >= train_file.len() {
+            if !(1..train_file.len()).contains(&h.size) {
                 return Err(config_err(format!(
                     "probe size {} must be between 1 and {} (the {} examples in {} less one)",
                     h.size,

@@ -105,7 +105,7 @@ impl Stage for TextDatasetStage {
         })?;
         if let TextDatasetParams::TweetsTopic { probe_size, .. } = *p {
             ensure(
-                probe_size >= 1 && probe_size < TWEETS_TRAIN_ROWS,
+                (1..TWEETS_TRAIN_ROWS).contains(&probe_size),
                 "probe_size",
                 || {
                     format!(
