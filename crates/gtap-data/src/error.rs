@@ -1,4 +1,5 @@
-//! The one error type of this crate. Every variant names the file (or directory) involved.
+//! The one error type of this crate. Every variant names the file (or directory) involved;
+//! errors about one record of a text dataset also name its line (or parquet row).
 
 use std::io;
 use std::path::PathBuf;
@@ -183,6 +184,116 @@ pub enum DataError {
         /// What is wrong with it.
         reason: String,
     },
+
+    /// A line of a `text;label` file has no `;` between text and label.
+    #[error(
+        "{}: line {line} has no `;` separating text and label (expected `text;label`)",
+        path.display()
+    )]
+    MissingSeparator {
+        /// The text file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+    },
+
+    /// A label name is not one of the dataset's classes.
+    #[error(
+        "{}: line {line}: unknown label `{label}` (expected one of {})",
+        path.display(),
+        known.join(", ")
+    )]
+    UnknownLabel {
+        /// The text file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// The label as written.
+        label: String,
+        /// The dataset's label names, in class-id order.
+        known: Vec<String>,
+    },
+
+    /// A numeric label of a text dataset is outside `0..classes`.
+    #[error(
+        "{}: {at}: label {label} is out of range (classes are 0..={})",
+        path.display(),
+        classes - 1
+    )]
+    LabelOutOfRange {
+        /// The CSV or parquet file.
+        path: PathBuf,
+        /// Where the record is.
+        at: Location,
+        /// The offending label.
+        label: i64,
+        /// Number of classes of the dataset.
+        classes: usize,
+    },
+
+    /// A line (or CSV record) is not valid UTF-8.
+    #[error("{}: line {line} is not valid UTF-8", path.display())]
+    InvalidUtf8 {
+        /// The text file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+    },
+
+    /// A record of a text dataset is malformed otherwise (CSV structure, missing column, a
+    /// label that is not an integer, a null).
+    #[error("{}: {at}: {reason}", path.display())]
+    BadRecord {
+        /// The text file.
+        path: PathBuf,
+        /// Where the record is.
+        at: Location,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A dataset file holds no examples.
+    #[error("{}: file holds no examples", path.display())]
+    EmptyFile {
+        /// The empty file.
+        path: PathBuf,
+    },
+
+    /// A parquet file cannot be read or lacks the expected columns.
+    #[error("{}: invalid parquet file: {reason}", path.display())]
+    BadParquet {
+        /// The parquet file.
+        path: PathBuf,
+        /// What the reader reported, or which column is missing or of the wrong type.
+        reason: String,
+    },
+
+    /// A cached vocabulary file is malformed (not a JSON list of distinct tokens).
+    #[error("{}: invalid vocabulary file: {reason}", path.display())]
+    BadVocabulary {
+        /// The vocabulary file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Where a record sits in a dataset file: a 1-based line (text, CSV) or row (parquet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// 1-based line of a text or CSV file.
+    Line(u64),
+    /// 1-based data row of a parquet file.
+    Row(u64),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Line(n) => write!(f, "line {n}"),
+            Location::Row(n) => write!(f, "row {n}"),
+        }
+    }
 }
 
 impl DataError {

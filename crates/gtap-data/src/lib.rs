@@ -1,4 +1,4 @@
-//! Dataset loaders: MNIST IDX (and, later, text corpora), checksums, downloads, seeded splits.
+//! Dataset loaders: MNIST IDX and two text corpora, checksums, downloads, seeded splits.
 //!
 //! This crate knows nothing about tensors or libtorch: it returns plain Rust data (`Vec<u8>`,
 //! `Vec<f32>`) and the model crate turns it into tensors.
@@ -9,9 +9,15 @@
 //!   against its canonical SHA-256. It returns [`MnistFiles`].
 //! - [`load_mnist`] parses them with an [`MnistConfig`] into [`MnistData`]: three [`Split`]s,
 //!   `train`, `probe` and `test`.
-//! - [`Split`] holds raw pixel bytes, normalised `f32` images, labels and original indices, and
-//!   round-trips through a compact binary file ([`Split::write_to`] / [`Split::read_from`]) so the
-//!   pipeline can cache a prepared split.
+//! - [`Split`] holds raw bytes (pixels, or 0/1 word indicators), their `f32` values, labels and
+//!   original indices, and round-trips through a compact binary file ([`Split::write_to`] /
+//!   [`Split::read_from`]) so the pipeline can cache a prepared split.
+//! - [`text_files`] locates a [`TextDataset`] (financial-tweet topics, CARER emotions) in its
+//!   own format (CSV, `text;label` lines) or as Hugging Face parquet; [`load_text`] turns it
+//!   into [`TextData`]: train / probe / test [`Split`]s of binary bag-of-words vectors over a
+//!   [`Vocabulary`] built from the training split only ([`tokenize`]: lower-cased runs of
+//!   Unicode alphanumerics and `_`; the most frequent words by document frequency, ties by
+//!   word; serialised as a JSON list).
 //! - [`sha256_file`] (streaming, hex) is shared with the stage engine; [`DataError`] is the one
 //!   error type, and every variant names the file or directory involved.
 //!
@@ -21,6 +27,10 @@
 //!   the rest into `train` (55,000). Every split keeps ascending original-index order. The
 //!   permutation ([`seeded_permutation`]) uses only the ChaCha8 stream, not `rand`'s
 //!   distribution code, so it stays the same across dependency upgrades.
+//! - **Text splits reuse [`Split`].** A text example is `|V|` bytes, 1 where the word occurs,
+//!   read with [`Normalisation::Identity`], so every model and stage that reads MNIST splits
+//!   reads text splits too. The tweets' probe split is held out of train by the same seeded
+//!   permutation; CARER's is its `val` file.
 //! - **Labels are never remapped.** A class filter (e.g. digits 0 and 1) applies to all three
 //!   splits, but models keep [`NUM_CLASSES`] = 10 outputs.
 //! - **Normalisation is a setting.** By default pixels become `(p / 255 - 0.1307) / 0.3081`
@@ -47,9 +57,11 @@ mod fetch;
 mod idx;
 mod mnist;
 mod split;
+mod text;
+mod vocab;
 
 pub use checksum::{sha256_bytes, sha256_file, verify_sha256};
-pub use error::DataError;
+pub use error::{DataError, Location};
 pub use fetch::{download_verified, FetchPolicy};
 pub use idx::{
     parse_idx_images, parse_idx_labels, read_idx_images_gz, read_idx_labels_gz, IdxImages,
@@ -61,3 +73,8 @@ pub use mnist::{
     TRAIN_LABELS,
 };
 pub use split::{seeded_permutation, Normalisation, Split};
+pub use text::{
+    load_text, read_corpus, text_files, Corpus, Holdout, TextConfig, TextData, TextDataset,
+    TextFiles, TextFormat, DEFAULT_TWEETS_PROBE, DEFAULT_VOCAB_SIZE, EMOTION_LABELS, TWEET_TOPICS,
+};
+pub use vocab::{tokenize, Vocabulary};

@@ -191,7 +191,7 @@ pub fn mnist_files(dir: &Path, fetch: FetchPolicy) -> Result<MnistFiles, DataErr
     Ok(files)
 }
 
-fn ensure_slash(base: &str) -> String {
+pub(crate) fn ensure_slash(base: &str) -> String {
     if base.ends_with('/') {
         base.to_string()
     } else {

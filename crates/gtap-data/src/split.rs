@@ -1,5 +1,6 @@
-//! A split of an image dataset (raw bytes, normalised floats, labels, original indices), its
-//! compact binary file form, and the seeded permutation used to carve splits.
+//! A split of a dataset (raw bytes per example, their floats, labels, original indices), its
+//! compact binary file form, and the seeded permutation used to carve splits. Examples are
+//! images (MNIST pixels) or binary bag-of-words vectors (text, one byte per word).
 
 use std::fs;
 use std::path::Path;
@@ -9,10 +10,11 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::DataError;
 
-/// How raw pixel bytes `p` (0..=255) become model inputs.
+/// How raw bytes `p` (0..=255: pixels, or 0/1 word indicators) become model inputs.
 ///
 /// The value of each byte is computed once in `f32` as `p as f32 / 255.0` (unit range), then
-/// `(that - mean) / std` (mean/std), so the floats are the same on every machine.
+/// `(that - mean) / std` (mean/std), or as `p as f32` (identity), so the floats are the same on
+/// every machine.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Normalisation {
     /// `p / 255`, in `[0, 1]`.
@@ -24,6 +26,8 @@ pub enum Normalisation {
         /// Divided by after subtracting the mean; must be positive.
         std: f32,
     },
+    /// `p` itself as a float: 0/1 indicators (bag-of-words) or small counts.
+    Identity,
 }
 
 impl Normalisation {
@@ -40,6 +44,7 @@ impl Normalisation {
         match self {
             Normalisation::UnitRange => x,
             Normalisation::MeanStd { mean, std } => (x - mean) / std,
+            Normalisation::Identity => f32::from(p),
         }
     }
 
@@ -57,6 +62,7 @@ impl Normalisation {
         match self {
             Normalisation::UnitRange => (0, 0.0, 1.0),
             Normalisation::MeanStd { mean, std } => (1, mean, std),
+            Normalisation::Identity => (2, 0.0, 1.0),
         }
     }
 
@@ -69,14 +75,17 @@ impl Normalisation {
             1 => Err(format!(
                 "normalisation mean {mean} / std {std} is invalid (need finite values, std > 0)"
             )),
+            2 => Ok(Normalisation::Identity),
             t => Err(format!(
-                "unknown normalisation tag {t} (expected 0 = unit range or 1 = mean/std)"
+                "unknown normalisation tag {t} (expected 0 = unit range, 1 = mean/std or \
+                 2 = identity)"
             )),
         }
     }
 }
 
-/// One split of an image-classification dataset, e.g. MNIST's train, probe or test split.
+/// One split of a classification dataset, e.g. MNIST's train, probe or test split, or a text
+/// dataset's bag-of-words vectors (one byte per vocabulary word).
 ///
 /// Holds the raw pixel bytes (the source of truth, used for hashing and the split file), the
 /// normalised `f32` images derived from them, the labels and each example's index in the
@@ -160,7 +169,7 @@ impl Split {
         self.labels.is_empty()
     }
 
-    /// Pixels per example (784 for MNIST).
+    /// Bytes (features) per example: 784 pixels for MNIST, the vocabulary size for text.
     pub fn image_len(&self) -> usize {
         self.image_len
     }
@@ -278,7 +287,7 @@ impl Split {
     /// Writes the split to `path` in its compact binary form (overwriting it).
     ///
     /// Layout, little-endian: magic `GTAPSPL1`; `u32` pixels per image; `u32` normalisation tag
-    /// (0 unit range, 1 mean/std), `f32` mean, `f32` std; `u64` example count `n`; `n` × `u32`
+    /// (0 unit range, 1 mean/std, 2 identity), `f32` mean, `f32` std; `u64` example count `n`; `n` × `u32`
     /// original indices; `n × image_len` pixel bytes; `n` label bytes. Pixels are stored as raw
     /// bytes (4× smaller than floats) and normalised again on read, so a write/read round trip
     /// gives back an identical split. The file is written in place; callers that need atomicity

@@ -12,6 +12,14 @@ pub enum NnError {
     /// A mask batch does not have one column per player.
     #[error("mask has {got} columns, the network has {expected} players")]
     MaskWidth { got: usize, expected: usize },
+    /// An architecture built for an input width or class count it does not support.
+    #[error("{arch} cannot be built for {inputs} inputs and {classes} classes: {reason}")]
+    Shape {
+        arch: String,
+        inputs: usize,
+        classes: usize,
+        reason: String,
+    },
     /// Data with the wrong example shape for the architecture.
     #[error("examples of {got} values do not fit {arch} (expects {expected})")]
     InputShape {

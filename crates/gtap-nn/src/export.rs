@@ -234,7 +234,7 @@ impl PrunedNetwork {
     /// Logits `[E, C]` of examples `xs` (`[E, 784]` or `[E, 1, 28, 28]`).
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         let mut h = match self.layout.arch {
-            Arch::Lenet300100 => xs.view([-1, 784]),
+            Arch::Lenet300100 | Arch::Mlp3x256 => xs.view([-1, self.dense[0].weight.size()[1]]),
             Arch::Lenet5 => {
                 let x = xs.view([-1, 1, 28, 28]);
                 if self.convs[1].weight.size()[0] == 0 {
@@ -359,12 +359,13 @@ impl PrunedNetwork {
                 format!("tensor `{extra}` is not in the layout"),
             ));
         }
-        let expected_convs = match layout.arch {
-            Arch::Lenet300100 => 0,
-            Arch::Lenet5 => 2,
+        let (expected_convs, expected_dense) = match layout.arch {
+            Arch::Lenet300100 => (0, 3),
+            Arch::Lenet5 => (2, 3),
+            Arch::Mlp3x256 => (0, 4),
         };
         if convs.len() != expected_convs
-            || dense.len() != 3
+            || dense.len() != expected_dense
             || layout.gather.is_none() != (expected_convs == 0)
         {
             return Err(failed(

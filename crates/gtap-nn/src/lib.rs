@@ -1,8 +1,10 @@
 //! Networks on libtorch (tch) whose prunable units are players of a cooperative game.
 //!
-//! Main types: [`Arch`] (which network: LeNet-300-100, LeNet5), [`Network`] (its weights in a
-//! `VarStore`, a convolutional *prefix* that is never pruned, and a dense *head* whose hidden
-//! units are the players), [`PlayerLayer`] (a named group of players with stable unit ids),
+//! Main types: [`Arch`] (which network: LeNet-300-100, LeNet5, the text MLP `mlp-3x256`),
+//! [`Shape`] (input width and classes it is built for: MNIST's for the LeNets, a dataset's
+//! vocabulary size and classes for the MLP), [`Network`] (its weights in a `VarStore`, a
+//! convolutional *prefix* that is never pruned, and a dense *head* whose hidden units are the
+//! players), [`PlayerLayer`] (a named group of players with stable unit ids),
 //! [`train()`] (seeded, deterministic training) and [`MaskedEvaluator`] (ν(C) for a batch of
 //! coalitions), [`PrunedNetwork`] (the network physically sliced to a kept set, for export).
 //!
@@ -31,7 +33,7 @@ pub use eval::{evaluate, Evaluation, MaskedEvaluator, Utility};
 pub use export::{
     KeptUnits, LayerShape, PrunedLayout, PrunedNetwork, PRUNED_LAYOUT, PRUNED_WEIGHTS,
 };
-pub use model::{Arch, MaskedHead, Network, PlayerLayer, UnitId};
+pub use model::{Arch, MaskedHead, Network, PlayerLayer, Shape, UnitId};
 pub use prune::{Cost, UnstructuredPoint, WeightCriterion};
 pub use train::{train, EpochMetrics, Optimizer, TrainConfig};
 

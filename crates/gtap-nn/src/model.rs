@@ -15,6 +15,25 @@ pub enum Arch {
     /// features of the last conv block and the 120 + 84 hidden FC neurons (604).
     #[serde(rename = "lenet5")]
     Lenet5,
+    /// |V|-256-256-256-C MLP with ReLU, for binary bag-of-words text (any input width and class
+    /// count, see [`Shape`]); players: the 768 hidden neurons, three layers of 256.
+    #[serde(rename = "mlp-3x256")]
+    Mlp3x256,
+}
+
+/// What a network is built for: values per input example and number of classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shape {
+    pub inputs: usize,
+    pub classes: usize,
+}
+
+impl Shape {
+    /// 28×28 images, 10 classes: the LeNets' only shape and every architecture's default.
+    pub const MNIST: Shape = Shape {
+        inputs: 784,
+        classes: 10,
+    };
 }
 
 impl Arch {
@@ -22,12 +41,41 @@ impl Arch {
         match self {
             Arch::Lenet300100 => "lenet-300-100",
             Arch::Lenet5 => "lenet5",
+            Arch::Mlp3x256 => "mlp-3x256",
         }
     }
 
-    /// Values per input example (28×28 for both LeNets).
+    /// Values per input example of the default shape (28×28 for all).
     pub fn input_size(self) -> usize {
-        784
+        self.default_shape().inputs
+    }
+
+    /// The shape [`Network::new`] builds: [`Shape::MNIST`] for every architecture (the MLP
+    /// takes any other through [`Network::with_shape`]).
+    pub fn default_shape(self) -> Shape {
+        Shape::MNIST
+    }
+
+    /// Whether the architecture can be built for `shape`: the LeNets only for MNIST's, the MLP
+    /// for any input width and at least two classes.
+    pub fn check_shape(self, shape: Shape) -> Result<(), NnError> {
+        let fail = |reason: &str| {
+            Err(NnError::Shape {
+                arch: self.name().to_owned(),
+                inputs: shape.inputs,
+                classes: shape.classes,
+                reason: reason.to_owned(),
+            })
+        };
+        match self {
+            Arch::Lenet300100 | Arch::Lenet5 if shape != Shape::MNIST => {
+                fail("it takes 28x28 images (784 inputs) and 10 classes")
+            }
+            Arch::Mlp3x256 if shape.inputs == 0 || shape.classes < 2 => {
+                fail("it needs at least 1 input and 2 classes")
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -59,6 +107,7 @@ pub struct UnitId {
 pub struct Network {
     pub arch: Arch,
     pub vs: nn::VarStore,
+    shape: Shape,
     convs: Vec<nn::Conv2D>,
     head: Vec<nn::Linear>,
     players: Vec<PlayerLayer>,
@@ -92,12 +141,29 @@ fn layers(specs: &[(&str, usize)]) -> Vec<PlayerLayer> {
 }
 
 impl Network {
-    /// A freshly initialised network; `seed` fixes libtorch's RNG for the initial weights.
+    /// A freshly initialised network of the architecture's default shape (MNIST's: 784
+    /// inputs, 10 classes); `seed` fixes libtorch's RNG for the initial weights.
     pub fn new(arch: Arch, device: Device, seed: u64) -> Network {
-        crate::with_torch_rng(seed, || Self::init(arch, device))
+        Self::with_shape(arch, arch.default_shape(), device, seed)
+            .expect("every architecture supports its default shape")
     }
 
-    fn init(arch: Arch, device: Device) -> Network {
+    /// A freshly initialised network for `shape` (input width and classes of a dataset);
+    /// fails if the architecture does not support it ([`Arch::check_shape`]). For the default
+    /// shape, the same weights as [`Network::new`].
+    pub fn with_shape(
+        arch: Arch,
+        shape: Shape,
+        device: Device,
+        seed: u64,
+    ) -> Result<Network, NnError> {
+        arch.check_shape(shape)?;
+        Ok(crate::with_torch_rng(seed, || {
+            Self::init(arch, shape, device)
+        }))
+    }
+
+    fn init(arch: Arch, shape: Shape, device: Device) -> Network {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let (convs, head, players, mask_before) = match arch {
@@ -130,10 +196,25 @@ impl Network {
                     vec![Some(0), Some(1), Some(2)],
                 )
             }
+            Arch::Mlp3x256 => {
+                let (n, h, c) = (shape.inputs as i64, 256, shape.classes as i64);
+                (
+                    vec![],
+                    vec![
+                        nn::linear(&root / "fc1", n, h, Default::default()),
+                        nn::linear(&root / "fc2", h, h, Default::default()),
+                        nn::linear(&root / "fc3", h, h, Default::default()),
+                        nn::linear(&root / "fc4", h, c, Default::default()),
+                    ],
+                    layers(&[("fc1", 256), ("fc2", 256), ("fc3", 256)]),
+                    vec![None, Some(0), Some(1), Some(2)],
+                )
+            }
         };
         Network {
             arch,
             vs,
+            shape,
             convs,
             head,
             players,
@@ -141,13 +222,33 @@ impl Network {
         }
     }
 
-    /// Loads a checkpoint written by [`Network::save`].
+    /// Loads a checkpoint written by [`Network::save`]. The MLP's shape is read from the
+    /// checkpoint (its first and last weight matrices).
     pub fn load(arch: Arch, path: &Path, device: Device) -> Result<Network, NnError> {
-        let mut net = Network::new(arch, device, 0);
-        net.vs.load(path).map_err(|e| NnError::Checkpoint {
+        let fail = |message: String| NnError::Checkpoint {
             path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let shape = match arch {
+            Arch::Lenet300100 | Arch::Lenet5 => arch.default_shape(),
+            Arch::Mlp3x256 => {
+                let tensors = Tensor::read_safetensors(path).map_err(|e| fail(e.to_string()))?;
+                let size = |name: &str| {
+                    tensors
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, t)| t.size())
+                        .filter(|s| s.len() == 2)
+                        .ok_or_else(|| fail(format!("no 2-d tensor `{name}` for {arch}")))
+                };
+                Shape {
+                    inputs: size("fc1.weight")?[1] as usize,
+                    classes: size("fc4.weight")?[0] as usize,
+                }
+            }
+        };
+        let mut net = Network::with_shape(arch, shape, device, 0)?;
+        net.vs.load(path).map_err(|e| fail(e.to_string()))?;
         Ok(net)
     }
 
@@ -165,6 +266,11 @@ impl Network {
 
     pub fn device(&self) -> Device {
         self.vs.device()
+    }
+
+    /// Input width and number of classes the network was built for.
+    pub fn shape(&self) -> Shape {
+        self.shape
     }
 
     pub fn player_layers(&self) -> &[PlayerLayer] {
@@ -192,6 +298,7 @@ impl Network {
     pub fn prefix(&self, xs: &Tensor) -> Tensor {
         match self.arch {
             Arch::Lenet300100 => xs.view([-1, 784]),
+            Arch::Mlp3x256 => xs.view([-1, self.shape.inputs as i64]),
             Arch::Lenet5 => xs
                 .view([-1, 1, 28, 28])
                 .apply(&self.convs[0])
@@ -272,7 +379,7 @@ impl Network {
     /// Parameters and FLOPs of the prefix when the players `kept` remain (see [`Network::cost`]).
     pub(crate) fn prefix_cost(&self, kept: &[bool]) -> crate::Cost {
         match self.arch {
-            Arch::Lenet300100 => crate::Cost::default(),
+            Arch::Lenet300100 | Arch::Mlp3x256 => crate::Cost::default(),
             Arch::Lenet5 => {
                 // conv1: 6 filters 1×5×5 over 28×28 positions (padding 2).
                 let conv1 = crate::Cost {

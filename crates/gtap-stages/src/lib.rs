@@ -4,8 +4,9 @@
 //! `deny_unknown_fields` and documented defaults), a code version, and a `run` that writes its
 //! outputs and tables. Adding a kind is that file plus one line in [`registry`].
 //!
-//! Stages hand data to each other through files in their cache entries: `mnist` writes the
-//! prepared splits, `train` a safetensors checkpoint with `model.json`, `evaluate` only tables.
+//! Stages hand data to each other through files in their cache entries: `mnist` and
+//! `text-dataset` write prepared splits in one layout (`{train,probe,test}.split` +
+//! `dataset.json`), `train` a safetensors checkpoint with `model.json`, `evaluate` only tables.
 
 pub mod bench;
 mod curves;
@@ -16,6 +17,7 @@ pub mod methods;
 mod mnist;
 mod progress;
 pub mod ranking;
+mod text;
 mod train;
 
 use gtap_engine::Registry;
@@ -26,6 +28,7 @@ pub use figure_curves::FigureCurvesStage;
 pub use indices::{PowerIndexStage, RankAgreementStage};
 pub use mcue::{McueBiasStage, McueFigureStage, McueStage};
 pub use mnist::{DatasetInfo, MnistStage};
+pub use text::TextDatasetStage;
 pub use train::{load_model, load_split, EvaluateStage, TrainStage};
 
 /// Every stage kind a pipeline may name.
@@ -33,6 +36,7 @@ pub fn registry() -> Registry {
     let mut registry = Registry::new();
     registry
         .register::<MnistStage>()
+        .register::<TextDatasetStage>()
         .register::<TrainStage>()
         .register::<EvaluateStage>()
         .register::<McueStage>()

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use gtap_engine::{ensure, Invalid, Stage, StageContext, Upstream};
-use gtap_nn::{Arch, Network, Optimizer, TensorData, TrainConfig};
+use gtap_nn::{Arch, Network, Optimizer, Shape, TensorData, TrainConfig};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +15,8 @@ pub struct TrainStage;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainParams {
-    /// `lenet-300-100` or `lenet5`.
+    /// `lenet-300-100`, `lenet5` (MNIST) or `mlp-3x256` (any dataset: built for its
+    /// `dataset.json` feature count and classes).
     pub model: Arch,
     pub epochs: usize,
     #[serde(default = "default_batch")]
@@ -107,7 +108,11 @@ impl Stage for TrainStage {
         let info = read_info(&data.dir)?;
         let train = load_split(&data.dir, "train")?;
         let probe = load_split(&data.dir, "probe")?;
-        let mut net = Network::new(p.model, train.inputs.device(), seed);
+        let shape = Shape {
+            inputs: info.features,
+            classes: info.num_classes,
+        };
+        let mut net = Network::with_shape(p.model, shape, train.inputs.device(), seed)?;
         let cfg = TrainConfig {
             epochs: p.epochs,
             batch_size: p.batch_size,

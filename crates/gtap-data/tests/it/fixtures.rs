@@ -129,19 +129,27 @@ pub fn dead_url() -> String {
 ///
 /// Panics when the directory is absent and skipping was not asked for.
 pub fn real_mnist_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/mnist");
+    real_dataset_dir("mnist")
+}
+
+/// `../shared/datasets/<folder>` of the project, or `None` when absent and
+/// `GTAP_SKIP_REAL_DATA=1`. Panics when the directory is absent and skipping was not asked for.
+pub fn real_dataset_dir(folder: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/datasets")
+        .join(folder);
     if dir.is_dir() {
         return Some(dir);
     }
     if std::env::var("GTAP_SKIP_REAL_DATA").as_deref() == Ok("1") {
         eprintln!(
-            "skipping: no real MNIST at {} (GTAP_SKIP_REAL_DATA=1)",
+            "skipping: no real data at {} (GTAP_SKIP_REAL_DATA=1)",
             dir.display()
         );
         return None;
     }
     panic!(
-        "real MNIST files not found at {}; put the four files there or set GTAP_SKIP_REAL_DATA=1",
+        "real dataset not found at {}; put the files there or set GTAP_SKIP_REAL_DATA=1",
         dir.display()
     );
 }

@@ -8,4 +8,7 @@ mod fetch;
 mod idx;
 mod mnist;
 mod real;
+mod real_text;
 mod split;
+mod text;
+mod vocab;

@@ -36,6 +36,9 @@ fn normalisation_values() {
     check(Normalisation::UnitRange, 0, 0.0);
     check(Normalisation::UnitRange, 255, 1.0);
     check(Normalisation::UnitRange, 51, 0.2);
+    check(Normalisation::Identity, 0, 0.0);
+    check(Normalisation::Identity, 1, 1.0);
+    check(Normalisation::Identity, 255, 255.0);
     check(Normalisation::MNIST, 0, -0.1307 / 0.3081);
     check(Normalisation::MNIST, 255, (1.0 - 0.1307) / 0.3081);
     check(
@@ -84,7 +87,11 @@ fn from_raw_checks_lengths() {
 #[test]
 fn split_file_round_trips() {
     let dir = tempfile::tempdir().unwrap();
-    for norm in [Normalisation::MNIST, Normalisation::UnitRange] {
+    for norm in [
+        Normalisation::MNIST,
+        Normalisation::UnitRange,
+        Normalisation::Identity,
+    ] {
         let s = sample(norm);
         let path = dir.path().join("split.bin");
         s.write_to(&path).unwrap();

@@ -3,10 +3,11 @@
 mod export;
 
 use gtap_game::{Coalition, Game};
-use gtap_nn::{Arch, MaskedEvaluator, Network, Optimizer, TensorData, TrainConfig, Utility};
+use gtap_nn::{Arch, MaskedEvaluator, Network, Optimizer, Shape, TensorData, TrainConfig, Utility};
 use tch::{Device, Kind, Tensor};
 
-const ARCHS: [Arch; 2] = [Arch::Lenet300100, Arch::Lenet5];
+/// Every architecture at its default (MNIST) shape.
+const ARCHS: [Arch; 3] = [Arch::Lenet300100, Arch::Lenet5, Arch::Mlp3x256];
 
 fn synthetic(n: i64, seed: i64) -> TensorData {
     gtap_nn::with_torch_rng(seed as u64, || TensorData {
@@ -220,4 +221,170 @@ fn loading_a_checkpoint_of_the_wrong_architecture_fails_with_its_path() {
         .unwrap();
     let err = Network::load(Arch::Lenet5, &path, Device::Cpu).unwrap_err();
     assert!(err.to_string().contains("lenet300.safetensors"), "{err}");
+}
+
+/// The MLP's bag-of-words shape in these tests: a 50-word vocabulary, 6 classes.
+const TEXT: Shape = Shape {
+    inputs: 50,
+    classes: 6,
+};
+
+/// Binary bag-of-words examples whose class is decided by which of six word groups occurs:
+/// class `c` switches on words `8c..8c+4` (plus random noise words 48, 49).
+fn bag_of_words(n: i64, seed: u64) -> TensorData {
+    gtap_nn::with_torch_rng(seed, || {
+        let labels = Tensor::randint(6, [n], (Kind::Int64, Device::Cpu));
+        let mut rows = vec![0f32; (n * 50) as usize];
+        let noise = Tensor::rand([n, 2], (Kind::Float, Device::Cpu));
+        for i in 0..n {
+            let c = labels.int64_value(&[i]);
+            for w in 8 * c..8 * c + 4 {
+                rows[(i * 50 + w) as usize] = 1.0;
+            }
+            for j in 0..2 {
+                if noise.double_value(&[i, j]) > 0.5 {
+                    rows[(i * 50 + 48 + j) as usize] = 1.0;
+                }
+            }
+        }
+        TensorData {
+            inputs: Tensor::from_slice(&rows).view([n, 50]),
+            labels,
+        }
+    })
+}
+
+#[test]
+fn mlp_players_are_the_three_hidden_layers() {
+    let net = Network::with_shape(Arch::Mlp3x256, TEXT, Device::Cpu, 0).unwrap();
+    let layers: Vec<_> = net
+        .player_layers()
+        .iter()
+        .map(|l| (l.name.clone(), l.size, l.offset))
+        .collect();
+    assert_eq!(
+        layers,
+        [
+            ("fc1".into(), 256, 0),
+            ("fc2".into(), 256, 256),
+            ("fc3".into(), 256, 512)
+        ]
+    );
+    assert_eq!(net.num_players(), 768);
+    assert_eq!(
+        net.unit(600),
+        gtap_nn::UnitId {
+            layer: "fc3".into(),
+            unit: 88
+        }
+    );
+    assert_eq!(net.shape(), TEXT);
+    assert_eq!(
+        net.num_parameters(),
+        50 * 256 + 256 + 2 * (256 * 256 + 256) + 256 * 6 + 6
+    );
+    let _g = tch::no_grad_guard();
+    assert_eq!(net.forward(&bag_of_words(3, 1).inputs).size(), [3, 6]);
+    // The default shape is MNIST's, like the LeNets'.
+    let mnist = Network::new(Arch::Mlp3x256, Device::Cpu, 0);
+    assert_eq!(mnist.shape(), Shape::MNIST);
+    assert_eq!(Arch::Mlp3x256.name(), "mlp-3x256");
+}
+
+#[test]
+fn shapes_an_architecture_cannot_take_are_errors() {
+    let err = Network::with_shape(Arch::Lenet5, TEXT, Device::Cpu, 0).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "lenet5 cannot be built for 50 inputs and 6 classes: it takes 28x28 images (784 inputs) \
+         and 10 classes"
+    );
+    let bad = Shape {
+        inputs: 10,
+        classes: 1,
+    };
+    assert!(Network::with_shape(Arch::Mlp3x256, bad, Device::Cpu, 0).is_err());
+    // The default shape gives the same weights as `Network::new`.
+    let a = Network::with_shape(Arch::Lenet300100, Shape::MNIST, Device::Cpu, 5).unwrap();
+    let b = Network::new(Arch::Lenet300100, Device::Cpu, 5);
+    let (va, vb) = (a.vs.variables(), b.vs.variables());
+    assert!(va.iter().all(|(k, t)| t.equal(&vb[k])));
+}
+
+#[test]
+fn mlp_batched_values_equal_one_coalition_at_a_time() {
+    let data = bag_of_words(40, 3);
+    let net = Network::with_shape(Arch::Mlp3x256, TEXT, Device::Cpu, 4).unwrap();
+    let head = net.masked_head();
+    let game = MaskedEvaluator::new(&net, &data, Utility::NegativeCrossEntropy, 8);
+    let n = game.num_players();
+    assert_eq!(n, 768);
+    let coalitions: Vec<Coalition> = (0..11)
+        .map(|j| Coalition::from_players(n, (0..n).filter(|i| (i * 5 + j * 11) % (j + 2) != 0)))
+        .collect();
+    let mut batched = vec![0.0; coalitions.len()];
+    game.values(&coalitions, &mut batched);
+    for (c, &b) in coalitions.iter().zip(&batched) {
+        let mut one = [0.0];
+        game.values(std::slice::from_ref(c), &mut one);
+        assert!((one[0] - b).abs() < 1e-9, "{} vs {b}", one[0]);
+    }
+    // The masked head agrees with zeroing hidden activations by hand.
+    let _g = tch::no_grad_guard();
+    let mut mask = vec![1f32; 768];
+    for i in (0..768).step_by(3) {
+        mask[i] = 0.0;
+    }
+    let masks = Tensor::from_slice(&mask).view([1, 768]);
+    let masked = head
+        .masked_logits(&net.prefix(&data.inputs), &masks)
+        .unwrap()
+        .select(1, 0);
+    let vars = net.vs.variables();
+    let layer = |h: &Tensor, name: &str| {
+        h.matmul(&vars[&format!("{name}.weight")].tr()) + &vars[&format!("{name}.bias")]
+    };
+    let m = |l: i64| masks.narrow(1, l * 256, 256);
+    let h1 = layer(&data.inputs, "fc1").relu() * m(0);
+    let h2 = layer(&h1, "fc2").relu() * m(1);
+    let h3 = layer(&h2, "fc3").relu() * m(2);
+    let manual = layer(&h3, "fc4");
+    assert!(max_abs_diff(&masked, &manual) < 1e-4);
+}
+
+#[test]
+fn training_a_tiny_mlp_reduces_the_loss_and_checkpoints_keep_the_shape() {
+    gtap_nn::set_threads(2);
+    let data = bag_of_words(300, 12);
+    let probe = bag_of_words(60, 13);
+    let mut net = Network::with_shape(Arch::Mlp3x256, TEXT, Device::Cpu, 7).unwrap();
+    let before = gtap_nn::evaluate(&net, &probe);
+    let cfg = TrainConfig {
+        epochs: 3,
+        batch_size: 32,
+        lr: 1e-3,
+        optimizer: Optimizer::Adam,
+        momentum: 0.0,
+        weight_decay: 0.0,
+    };
+    let metrics = gtap_nn::train(&mut net, &data, &probe, &cfg, 7, &mut || {}).unwrap();
+    let after = gtap_nn::evaluate(&net, &probe);
+    assert!(metrics[2].loss < metrics[0].loss, "{metrics:?}");
+    assert!(after.loss < before.loss / 2.0, "{before:?} -> {after:?}");
+    assert!(after.accuracy > 0.9, "{after:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mlp.safetensors");
+    net.save(&path).unwrap();
+    let loaded = Network::load(Arch::Mlp3x256, &path, Device::Cpu).unwrap();
+    assert_eq!(loaded.shape(), TEXT);
+    let _g = tch::no_grad_guard();
+    assert!(max_abs_diff(&loaded.forward(&probe.inputs), &net.forward(&probe.inputs)) == 0.0);
+    // A LeNet checkpoint is no MLP.
+    let lenet = dir.path().join("lenet.safetensors");
+    Network::new(Arch::Lenet300100, Device::Cpu, 0)
+        .save(&lenet)
+        .unwrap();
+    let err = Network::load(Arch::Mlp3x256, &lenet, Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("lenet.safetensors"), "{err}");
 }
