@@ -48,6 +48,7 @@ ci: setup
     just run pipelines/power-indices.toml --scale ci
     just reproduce-figure-2 ci
     just reproduce-figure-3 ci
+    just run pipelines/text-models.toml --scale ci
 
 # Run a pipeline: just run pipelines/lenets.toml [--scale ci] [--set k=v] [--force STAGE]
 run PIPELINE *ARGS: build
