@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use polars::prelude::*;
 
@@ -14,25 +13,7 @@ fn repo() -> &'static Path {
 
 /// Runs a shipped pipeline at ci scale into `root`'s cache, results and figures.
 fn run(root: &Path, data: &Path, pipeline: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gtap"))
-        .args([
-            "run",
-            repo().join("pipelines").join(pipeline).to_str().unwrap(),
-            "--scale",
-            "ci",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--cache-dir")
-        .arg(root.join("cache"))
-        .arg("--results-dir")
-        .arg(root.join("results"))
-        .arg("--figures-dir")
-        .arg(root.join("figures"))
-        .env("GTAP_OFFLINE", "1")
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = common::run_ci(root, data, &repo().join("pipelines").join(pipeline));
     assert!(
         out.status.success(),
         "{pipeline}: {}",

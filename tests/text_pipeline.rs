@@ -4,27 +4,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use polars::prelude::*;
-
-fn gtap(root: &Path, data: &Path, pipeline: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gtap"))
-        .arg("run")
-        .arg(pipeline)
-        .args(["--scale", "ci", "--data-dir"])
-        .arg(data)
-        .arg("--cache-dir")
-        .arg(root.join("cache"))
-        .arg("--results-dir")
-        .arg(root.join("results"))
-        .arg("--figures-dir")
-        .arg(root.join("figures"))
-        .env("GTAP_OFFLINE", "1")
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
 
 fn pipeline() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/text-models.toml")
@@ -42,7 +23,7 @@ fn text_models_at_ci_scale_train_the_mlp_on_both_datasets() {
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let out = gtap(root.path(), &data, &pipeline());
+    let out = common::run_ci(root.path(), &data, &pipeline());
     assert!(
         out.status.success(),
         "{}",
@@ -87,7 +68,7 @@ fn missing_text_data_exits_2_naming_the_files_and_the_fix() {
     let root = tempfile::tempdir().unwrap();
     let empty = root.path().join("data");
     std::fs::create_dir(&empty).unwrap();
-    let out = gtap(root.path(), &empty, &pipeline());
+    let out = common::run_ci(root.path(), &empty, &pipeline());
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for part in [

@@ -145,3 +145,17 @@ mod tests {
         check("http://user@10.0.0.1:80/", false);
     }
 }
+
+/// The directories a loader searched, for a "missing files" message: each path, marked when it
+/// does not exist.
+pub(crate) fn describe_dirs(dirs: &[PathBuf]) -> Vec<String> {
+    dirs.iter()
+        .map(|d| {
+            if d.is_dir() {
+                d.display().to_string()
+            } else {
+                format!("{} (does not exist)", d.display())
+            }
+        })
+        .collect()
+}

@@ -160,16 +160,7 @@ pub fn mnist_files(dir: &Path, fetch: FetchPolicy) -> Result<MnistFiles, DataErr
     if !missing.is_empty() {
         return Err(DataError::Missing {
             dataset: "MNIST",
-            searched: candidates
-                .iter()
-                .map(|d| {
-                    if d.is_dir() {
-                        d.display().to_string()
-                    } else {
-                        format!("{} (does not exist)", d.display())
-                    }
-                })
-                .collect(),
+            searched: crate::fetch::describe_dirs(&candidates),
             missing,
             expected: MNIST_SHA256.iter().map(|(n, _)| n.to_string()).collect(),
             download: download_note,

@@ -395,16 +395,7 @@ pub fn text_files(
     ));
     Err(DataError::Missing {
         dataset: dataset.name(),
-        searched: candidates
-            .iter()
-            .map(|d| {
-                if d.is_dir() {
-                    d.display().to_string()
-                } else {
-                    format!("{} (does not exist)", d.display())
-                }
-            })
-            .collect(),
+        searched: crate::fetch::describe_dirs(&candidates),
         missing: if missing.is_empty() {
             // Every file exists somewhere, but not all in one directory.
             vec![format!(

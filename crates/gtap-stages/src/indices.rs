@@ -90,12 +90,18 @@ impl PowerIndexParams {
         })
     }
 
-    /// Estimates the index of every free player of `constraints` on the first
-    /// `probe_examples` of `probe`, with a progress bar and a log line.
+    /// The network game ν on the first `probe_examples` of `probe` (the prefix runs here, once).
+    pub(crate) fn game(&self, net: &Network, probe: &TensorData) -> MaskedEvaluator {
+        let probe = probe.head(self.probe_examples.unwrap_or(usize::MAX));
+        MaskedEvaluator::new(net, &probe, self.utility, self.batch)
+    }
+
+    /// Estimates the index of every free player of `constraints` in `game` (from
+    /// [`Self::game`]), with a progress bar and a log line.
     pub(crate) fn estimate(
         &self,
         net: &Network,
-        probe: &TensorData,
+        game: &MaskedEvaluator,
         d: Option<f64>,
         seed: u64,
         constraints: &Constraints,
@@ -108,7 +114,6 @@ impl PowerIndexParams {
                 d: d.expect("validated: biased-banzhaf has d"),
             },
         };
-        let probe = probe.head(self.probe_examples.unwrap_or(usize::MAX));
         let free = constraints.resolve(net.num_players())?.free.len();
         let total = match self.estimator {
             EstimatorName::Permutation => {
@@ -119,7 +124,6 @@ impl PowerIndexParams {
             EstimatorName::Paired => 2 * self.samples * free,
             EstimatorName::Shared | EstimatorName::SharedRegression => self.samples,
         };
-        let game = MaskedEvaluator::new(net, &probe, self.utility, self.batch);
         let bar = progress::bar(ctx.env.progress, total as u64, ctx.instance);
         let cfg = EstimateConfig {
             index,
@@ -128,7 +132,7 @@ impl PowerIndexParams {
             seed,
         };
         let started = std::time::Instant::now();
-        let estimates = gtap_game::estimate(&game, &cfg, constraints, &|n| bar.inc(n))?;
+        let estimates = gtap_game::estimate(game, &cfg, constraints, &|n| bar.inc(n))?;
         bar.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(
@@ -211,7 +215,7 @@ impl Stage for PowerIndexStage {
         let probe = load_split(&ctx.input("data")?.dir, "probe")?;
         let d = p.resolve_bias(ctx)?;
         let constraints = layer_constraints(&net, p.layers.as_deref())?;
-        let estimates = p.estimate(&net, &probe, d, seed, &constraints, ctx)?;
+        let estimates = p.estimate(&net, &p.game(&net, &probe), d, seed, &constraints, ctx)?;
         let units: Vec<_> = estimates.iter().map(|e| net.unit(e.player)).collect();
         let n = estimates.len();
         let index_name = serde_json::to_value(p.index)?

@@ -69,11 +69,13 @@ impl Ranker for Gtap {
     fn rank(p: &GtapParams, cx: &RankContext<'_>) -> anyhow::Result<Vec<usize>> {
         let d = p.estimate.resolve_bias(cx.stage)?;
         let n = cx.net.num_players();
+        // One game for every iteration: the prefix runs once.
+        let game = p.estimate.game(cx.net, cx.probe);
         let estimate = |iteration: usize, constraints: &Constraints| {
             // Each iteration samples from its own streams.
             let seed = cx.seed ^ (iteration as u64).rotate_left(32);
             p.estimate
-                .estimate(cx.net, cx.probe, d, seed, constraints, cx.stage)
+                .estimate(cx.net, &game, d, seed, constraints, cx.stage)
         };
         let step = p.step.unwrap_or(n);
         match p.strategy {
