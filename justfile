@@ -49,6 +49,7 @@ ci: setup
     just reproduce-figure-2 ci
     just reproduce-figure-3 ci
     just run pipelines/text-models.toml --scale ci
+    just reproduce-figure-5 ci
 
 # Run a pipeline: just run pipelines/lenets.toml [--scale ci] [--set k=v] [--force STAGE]
 run PIPELINE *ARGS: build
@@ -65,6 +66,14 @@ reproduce-figure-3 SCALE="full": build
 # Figure 4 comes from the same pipeline as Figure 3 (cached stages are shared)
 reproduce-figure-4 SCALE="full": build
     target/debug/gtap run pipelines/figure-3.toml --scale {{SCALE}}
+
+# Figures 3 and 4 for LeNet-300-100: just reproduce-figure-3-lenet300 [ci]
+reproduce-figure-3-lenet300 SCALE="full": build
+    target/debug/gtap run pipelines/figure-3-lenet300.toml --scale {{SCALE}}
+
+# Figure 5 (text MLPs on tweet topics and CARER emotions, 5 seeds): just reproduce-figure-5 [ci]
+reproduce-figure-5 SCALE="full": build
+    target/debug/gtap run pipelines/figure-5.toml --scale {{SCALE}}
 
 # Coalition-evaluation throughput next to dense matmul (figures for BENCHMARKS.md)
 bench *ARGS: build

@@ -442,3 +442,36 @@ fn export_of_an_unbuilt_or_non_ranking_stage_exits_2() {
         "export must build nothing"
     );
 }
+
+/// Every shipped pipeline validates at both scales (`gtap status` loads, applies the preset and
+/// checks every stage's parameters and inputs without running anything), so a pipeline that CI
+/// does not run still cannot rot.
+#[test]
+fn every_shipped_pipeline_validates_at_every_scale() {
+    let Some(data) = common::real_data() else {
+        return;
+    };
+    let p = Project::new("");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|f| f.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    for file in &files {
+        for scale in ["full", "ci"] {
+            let out = p.gtap(&data, &["status", file.to_str().unwrap(), "--scale", scale]);
+            let (stdout, stderr) = text(&out);
+            assert!(
+                out.status.success(),
+                "{} at scale {scale}: {stderr}",
+                file.display()
+            );
+            assert!(stdout.contains(&format!("scale {scale}")), "{stdout}");
+        }
+    }
+    assert!(!p.path("cache/entries").exists(), "status built something");
+}

@@ -5,48 +5,8 @@ mod common;
 
 use std::path::Path;
 
+use common::{f64s, strs, table};
 use polars::prelude::*;
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs a shipped pipeline at ci scale into `root`'s cache, results and figures.
-fn run(root: &Path, data: &Path, pipeline: &str) {
-    let out = common::run_ci(root, data, &repo().join("pipelines").join(pipeline));
-    assert!(
-        out.status.success(),
-        "{pipeline}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn table(root: &Path, pipeline: &str, name: &str) -> DataFrame {
-    let file = std::fs::File::open(
-        root.join("results")
-            .join(pipeline)
-            .join(format!("{name}.parquet")),
-    )
-    .unwrap();
-    ParquetReader::new(file).finish().unwrap()
-}
-
-fn f64s(df: &DataFrame, column: &str) -> Vec<f64> {
-    df.column(column)
-        .unwrap()
-        .f64()
-        .unwrap()
-        .into_no_null_iter()
-        .collect()
-}
-
-fn strs(df: &DataFrame, column: &str) -> Vec<String> {
-    let column = df.column(column).unwrap().str().unwrap();
-    column
-        .iter()
-        .map(|v| v.unwrap_or_default().to_owned())
-        .collect()
-}
 
 #[test]
 fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
@@ -61,7 +21,7 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
         "power-indices.toml",
         "figure-3.toml",
     ] {
-        run(root, &data, pipeline);
+        common::run_shipped(root, &data, pipeline);
     }
 
     let evaluation = table(root, "lenets", "evaluation");
@@ -86,25 +46,31 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
         "the sample variance of 100 0/1 trials is at most k/(4(k-1))"
     );
     let bias = table(root, "figure-2", "mcue_bias");
-    assert!(f64s(&bias, "d").iter().all(|d| (0.0..=1.0).contains(d)));
+    // Never an end point of the diagonal: β_0 and β_1 are not estimable indices.
+    assert!(f64s(&bias, "d").iter().all(|&d| d > 0.0 && d < 1.0));
     for ext in ["png", "svg"] {
         assert!(root.join(format!("figures/figure-2-ci.{ext}")).exists());
     }
 
     let indices = table(root, "power-indices", "power_indices");
-    // Six power-index stages, 604 LeNet5 players each.
-    assert_eq!(indices.height(), 6 * 604);
+    // Ten power-index stages (six on the plain LeNet5, four on the dropout one), 604 players each.
+    assert_eq!(indices.height(), 10 * 604);
     assert!(f64s(&indices, "estimate").iter().all(|e| e.is_finite()));
     let agreement = table(root, "power-indices", "rank_agreement");
-    assert_eq!(agreement.height(), 2, "plain and control-variate agreement");
+    assert_eq!(
+        agreement.height(),
+        4,
+        "shared and shared-regression agreement, plain and dropout LeNet5"
+    );
     let rho = f64s(&agreement, "spearman");
     assert!(rho.iter().all(|r| (-1.0..=1.0).contains(r)), "{rho:?}");
 
     check_figure_3(root);
+    compare_shows_only_the_changed_method(root, &data);
 
     // Same config, fresh cache: every table is the same bytes.
     let again = tempfile::tempdir().unwrap();
-    run(again.path(), &data, "lenets.toml");
+    common::run_shipped(again.path(), &data, "lenets.toml");
     for name in ["evaluation", "training"] {
         let read =
             |r: &Path| std::fs::read(r.join(format!("results/lenets/{name}.parquet"))).unwrap();
@@ -171,4 +137,72 @@ fn check_figure_3(root: &Path) {
             .exists());
         assert!(root.join(format!("figures/figure-4-ci.{ext}")).exists());
     }
+}
+
+/// Figure 3 again with one method's parameter changed (β_d Top-n: 800 coalitions instead of
+/// 700), into other result directories on the same cache: `gtap compare` of the two curve
+/// tables finds differences in that method's rows and nowhere else.
+fn compare_shows_only_the_changed_method(root: &Path, data: &Path) {
+    let other = root.join("other");
+    let gtap = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gtap"))
+            .args(args)
+            .env("GTAP_OFFLINE", "1")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gtap {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    let pipeline = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/figure-3.toml");
+    gtap(&[
+        "run",
+        &path(&pipeline),
+        "--scale",
+        "ci",
+        "--set",
+        "stage.beta_topn.estimate.samples=800",
+        "--data-dir",
+        &path(data),
+        "--cache-dir",
+        &path(&root.join("cache")),
+        "--results-dir",
+        &path(&other.join("results")),
+        "--figures-dir",
+        &path(&other.join("figures")),
+    ]);
+    let diff = root.join("compare.parquet");
+    gtap(&[
+        "compare",
+        &path(&root.join("results/figure-3")),
+        &path(&other.join("results/figure-3")),
+        "--out",
+        &path(&diff),
+    ]);
+    let table = ParquetReader::new(std::fs::File::open(diff).unwrap())
+        .finish()
+        .unwrap();
+    let (method, index, strategy) = (
+        strs(&table, "method"),
+        strs(&table, "index"),
+        strs(&table, "strategy"),
+    );
+    let changed: Vec<String> = f64s(&table, "test_accuracy_diff")
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.abs() > 1e-12)
+        .map(|(i, _)| format!("{} {} {}", method[i], index[i], strategy[i]))
+        .collect();
+    assert!(
+        !changed.is_empty(),
+        "the changed method's curve moved nowhere"
+    );
+    assert!(
+        changed.iter().all(|c| c == "gtap biased-banzhaf top-n"),
+        "rows of other methods differ: {changed:?}"
+    );
 }

@@ -1,7 +1,11 @@
 //! Helpers shared by the binary's integration tests.
 
+#![allow(dead_code)] // each test binary uses its own subset of these helpers
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use polars::prelude::*;
 
 /// The real datasets in ../shared/datasets, or `None` when absent and `GTAP_SKIP_REAL_DATA` is
 /// set; absent without it is a failure, so CI never silently skips the real-data tests.
@@ -21,7 +25,6 @@ pub fn real_data() -> Option<PathBuf> {
 
 /// `gtap run PIPELINE --scale ci` with `data` as data directory and cache, results and figures
 /// under `root`; offline, warnings only.
-#[allow(dead_code)] // tests/cli.rs shares this module but builds its own commands
 pub fn run_ci(root: &Path, data: &Path, pipeline: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gtap"))
         .arg("run")
@@ -38,4 +41,47 @@ pub fn run_ci(root: &Path, data: &Path, pipeline: &Path) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap()
+}
+
+/// [`run_ci`] on the shipped `pipelines/<file>`, asserting that it succeeds.
+pub fn run_shipped(root: &Path, data: &Path, file: &str) {
+    let pipeline = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("pipelines")
+        .join(file);
+    let out = run_ci(root, data, &pipeline);
+    assert!(
+        out.status.success(),
+        "{file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `results/<pipeline>/<name>.parquet` under `root`.
+pub fn table(root: &Path, pipeline: &str, name: &str) -> DataFrame {
+    let file = std::fs::File::open(
+        root.join("results")
+            .join(pipeline)
+            .join(format!("{name}.parquet")),
+    )
+    .unwrap();
+    ParquetReader::new(file).finish().unwrap()
+}
+
+pub fn f64s(df: &DataFrame, column: &str) -> Vec<f64> {
+    df.column(column)
+        .unwrap()
+        .f64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect()
+}
+
+pub fn strs(df: &DataFrame, column: &str) -> Vec<String> {
+    df.column(column)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap_or_default().to_owned())
+        .collect()
 }

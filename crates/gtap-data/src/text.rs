@@ -737,9 +737,11 @@ pub fn load_text(files: &TextFiles, cfg: &TextConfig) -> Result<TextData, DataEr
                 )));
             }
             let perm = seeded_permutation(train_file.len(), h.seed);
-            let mut probe_idx: Vec<u32> = perm[..h.size].iter().map(|&k| k as u32).collect();
+            // The probe stays in the permutation's order: topic_train.csv is sorted by label,
+            // and stages that read the first N probe examples (ν on `probe_examples`) must get
+            // a uniform sample, not the first few classes.
+            let probe_idx: Vec<u32> = perm[..h.size].iter().map(|&k| k as u32).collect();
             let mut train_idx: Vec<u32> = perm[h.size..].iter().map(|&k| k as u32).collect();
-            probe_idx.sort_unstable();
             train_idx.sort_unstable();
             let probe = subset(&train_file, &probe_idx);
             (train_idx, probe, probe_idx)

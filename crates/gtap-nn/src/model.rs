@@ -324,6 +324,28 @@ impl Network {
         h
     }
 
+    /// Training-mode logits: dropout with rate `dropout` on every player layer's activations
+    /// (LeNet5's flattened conv features and each hidden layer), so the trained network
+    /// tolerates the random coalitions the power indices evaluate. `dropout = 0` is
+    /// [`Self::forward`]. Draws come from libtorch's global RNG (see `with_torch_rng`).
+    pub fn forward_train(&self, xs: &Tensor, dropout: f64) -> Tensor {
+        if dropout == 0.0 {
+            return self.forward(xs);
+        }
+        let mut h = self.prefix(xs);
+        if self.arch == Arch::Lenet5 {
+            h = h.dropout(dropout, true);
+        }
+        let last = self.head.len() - 1;
+        for (i, layer) in self.head.iter().enumerate() {
+            h = layer.forward(&h);
+            if i < last {
+                h = h.relu().dropout(dropout, true);
+            }
+        }
+        h
+    }
+
     /// The dense head with its player layout, detached from the `VarStore` (shallow tensor
     /// copies), so an evaluator can own it and move it between threads.
     pub fn masked_head(&self) -> MaskedHead {

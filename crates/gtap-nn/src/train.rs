@@ -23,6 +23,8 @@ pub struct TrainConfig {
     /// SGD momentum (ignored by Adam).
     pub momentum: f64,
     pub weight_decay: f64,
+    /// Dropout rate on the player layers' activations during training (0 = none).
+    pub dropout: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,8 +39,20 @@ pub struct EpochMetrics {
 
 /// Trains `net` in place. Deterministic for a seed on one machine with a fixed libtorch thread
 /// count: initial weights come from `Network::new(.., seed)`, and the mini-batch order of epoch
-/// `e` from a ChaCha8 stream seeded with `(seed, e)`. `on_step` is called after each mini-batch.
+/// `e` from a ChaCha8 stream seeded with `(seed, e)`; dropout masks from libtorch's RNG seeded
+/// with `seed` (held for the whole run). `on_step` is called after each mini-batch.
 pub fn train(
+    net: &mut Network,
+    train: &TensorData,
+    probe: &TensorData,
+    cfg: &TrainConfig,
+    seed: u64,
+    on_step: &mut dyn FnMut(),
+) -> Result<Vec<EpochMetrics>, NnError> {
+    crate::with_torch_rng(seed, || train_seeded(net, train, probe, cfg, seed, on_step))
+}
+
+fn train_seeded(
     net: &mut Network,
     train: &TensorData,
     probe: &TensorData,
@@ -71,7 +85,7 @@ pub fn train(
             let index = Tensor::from_slice(chunk).to_device(net.device());
             let batch = train.select(&index);
             let loss = net
-                .forward(&batch.inputs)
+                .forward_train(&batch.inputs, cfg.dropout)
                 .cross_entropy_for_logits(&batch.labels);
             opt.backward_step(&loss);
             loss_sum += loss.to_kind(Kind::Double).double_value(&[]);

@@ -2,7 +2,7 @@
 //! tables only, with the MCUE critical size marked; also the plotted points and the accuracy at
 //! the critical size as tables.
 
-use gtap_engine::{ensure, Invalid, Stage, StageContext};
+use gtap_engine::{ensure, Invalid, Stage, StageContext, Upstream};
 use gtap_plot::{LinePanel, Series};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,14 @@ pub struct PanelSpec {
     /// Only GTAP rows with these indices; default all.
     #[serde(default)]
     pub indices: Option<Vec<String>>,
+    /// Only rows of this dataset (the curves' `dataset` column), for figures that put several
+    /// datasets side by side; default all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// The `mcue-bias` stage whose d (mean over seeds) marks this panel's critical size; needed
+    /// only when the `bias` inputs come from more than one stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,7 +55,8 @@ pub struct FigureCurvesStage;
 impl Stage for FigureCurvesStage {
     type Params = FigureCurvesParams;
     const KIND: &'static str = "figure-curves";
-    const VERSION: u32 = 1;
+    // 2: `x = "params"` curves resampled per seed onto a common grid; per-panel critical size.
+    const VERSION: u32 = 2;
     const SEEDED: bool = false;
     const INPUTS: &'static [&'static str] = &["curves"];
     const OPTIONAL_INPUTS: &'static [&'static str] = &["bias"];
@@ -75,13 +84,6 @@ impl Stage for FigureCurvesStage {
             });
         }
         let curves = curves.ok_or_else(|| anyhow::anyhow!("no `curves` input"))?;
-        // Critical size: mean d over the bias inputs (one per seed).
-        let ds = ctx
-            .inputs("bias")
-            .iter()
-            .map(crate::mcue::read_bias)
-            .collect::<anyhow::Result<Vec<f64>>>()?;
-        let critical = (!ds.is_empty()).then(|| ds.iter().sum::<f64>() / ds.len() as f64);
         let x_column = match p.x {
             XAxis::Size => "size_fraction",
             XAxis::Params => "params_fraction",
@@ -89,12 +91,14 @@ impl Stage for FigureCurvesStage {
         let mut panels = Vec::new();
         let mut plotted = PlottedRows::default();
         for spec in &p.panels {
+            let critical = critical_size(ctx.inputs("bias"), spec)?;
             let rows = select_rows(&curves, spec)?;
             anyhow::ensure!(
                 rows.height() > 0,
-                "panel `{}` selects no curve rows (strategies {:?})",
+                "panel `{}` selects no curve rows (strategies {:?}, dataset {:?})",
                 spec.title,
-                spec.strategies
+                spec.strategies,
+                spec.dataset
             );
             let several_strategies = gtap_strategies(&rows)? > 1;
             let labelled = rows
@@ -104,6 +108,12 @@ impl Stage for FigureCurvesStage {
                     labels(&rows, several_strategies)?,
                 ))?
                 .clone();
+            // On the size axis every seed shares the grid; parameter fractions differ per seed,
+            // so each seed's curve is first read off a common grid.
+            let (labelled, x_column) = match p.x {
+                XAxis::Size => (labelled, x_column),
+                XAxis::Params => (resample(&labelled, x_column, PARAMS_GRID_POINTS)?, "x"),
+            };
             let series: Vec<Series> =
                 gtap_plot::summarise(&labelled, &["label"], x_column, "test_accuracy")?
                     .into_iter()
@@ -133,6 +143,118 @@ impl Stage for FigureCurvesStage {
     }
 }
 
+/// Points of the common x grid that `x = "params"` curves are resampled onto.
+const PARAMS_GRID_POINTS: usize = 50;
+
+/// Each (label, seed) curve linearly interpolated at x = k / `points` (k = 1..=points) within
+/// its own x range (no extrapolation): columns label, seed, x, test_accuracy. A curve's x is
+/// non-decreasing in its size (kept sets are nested), so the interpolation is well defined;
+/// equal x values are averaged.
+fn resample(rows: &DataFrame, x_column: &str, points: usize) -> anyhow::Result<DataFrame> {
+    let label = strings(rows, "label")?;
+    let seed: Vec<u64> = rows
+        .column("seed")?
+        .cast(&DataType::UInt64)?
+        .u64()?
+        .into_no_null_iter()
+        .collect();
+    let x: Vec<f64> = rows.column(x_column)?.f64()?.into_no_null_iter().collect();
+    let y: Vec<f64> = rows
+        .column("test_accuracy")?
+        .f64()?
+        .into_no_null_iter()
+        .collect();
+    let mut curves: Vec<((String, u64), Vec<(f64, f64)>)> = Vec::new();
+    for i in 0..rows.height() {
+        let key = (label[i].clone(), seed[i]);
+        match curves.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, pts)) => pts.push((x[i], y[i])),
+            None => curves.push((key, vec![(x[i], y[i])])),
+        }
+    }
+    let (mut out_label, mut out_seed, mut out_x, mut out_y) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((label, seed), mut pts) in curves {
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let pts = merge_equal_x(&pts);
+        for k in 1..=points {
+            let at = k as f64 / points as f64;
+            if let Some(v) = interpolate_points(&pts, at) {
+                out_label.push(label.clone());
+                out_seed.push(seed);
+                out_x.push(at);
+                out_y.push(v);
+            }
+        }
+    }
+    Ok(df!(
+        "label" => out_label,
+        "seed" => out_seed,
+        "x" => out_x,
+        "test_accuracy" => out_y,
+    )?)
+}
+
+/// Sorted points with runs of equal x replaced by one point at their mean y.
+fn merge_equal_x(sorted: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64, usize)> = Vec::new();
+    for &(x, y) in sorted {
+        match out.last_mut() {
+            Some(last) if (last.0 - x).abs() <= 1e-12 => {
+                last.1 += y;
+                last.2 += 1;
+            }
+            _ => out.push((x, y, 1)),
+        }
+    }
+    out.into_iter().map(|(x, y, n)| (x, y / n as f64)).collect()
+}
+
+/// y at `at` on the polyline through sorted, distinct-x `pts`; `None` outside its x range.
+fn interpolate_points(pts: &[(f64, f64)], at: f64) -> Option<f64> {
+    let (first, last) = (pts.first()?, pts.last()?);
+    if at < first.0 - 1e-12 || at > last.0 + 1e-12 {
+        return None;
+    }
+    let i = pts.iter().position(|p| p.0 >= at - 1e-12)?;
+    if i == 0 || (pts[i].0 - at).abs() <= 1e-12 {
+        return Some(pts[i].1);
+    }
+    let (a, b) = (pts[i - 1], pts[i]);
+    Some(a.1 + (at - a.0) / (b.0 - a.0) * (b.1 - a.1))
+}
+
+/// The panel's critical size: the mean d over the seeds of its `mcue-bias` stage (the only
+/// one, or the one the panel names); none without `bias` inputs.
+fn critical_size(bias: &[Upstream], spec: &PanelSpec) -> anyhow::Result<Option<f64>> {
+    let mut stages: Vec<&str> = bias.iter().map(|u| u.stage.as_str()).collect();
+    stages.sort_unstable();
+    stages.dedup();
+    let stage = match (&spec.bias, stages.as_slice()) {
+        (_, []) => return Ok(None),
+        (Some(named), _) => {
+            anyhow::ensure!(
+                stages.contains(&named.as_str()),
+                "panel `{}` names bias stage `{named}`, which is not a `bias` input (inputs: {stages:?})",
+                spec.title
+            );
+            named.as_str()
+        }
+        (None, [only]) => only,
+        (None, several) => anyhow::bail!(
+            "panel `{}`: the `bias` inputs come from several stages {several:?}; say which marks \
+             this panel with `bias = \"<stage>\"`",
+            spec.title
+        ),
+    };
+    let ds = bias
+        .iter()
+        .filter(|u| u.stage == stage)
+        .map(crate::mcue::read_bias)
+        .collect::<anyhow::Result<Vec<f64>>>()?;
+    Ok(Some(ds.iter().sum::<f64>() / ds.len() as f64))
+}
+
 fn strings(df: &DataFrame, column: &str) -> anyhow::Result<Vec<String>> {
     Ok(df
         .column(column)?
@@ -157,14 +279,16 @@ fn gtap_strategies(df: &DataFrame) -> anyhow::Result<usize> {
 }
 
 fn select_rows(curves: &DataFrame, spec: &PanelSpec) -> anyhow::Result<DataFrame> {
-    let (method, index, strategy) = (
+    let (method, index, strategy, dataset) = (
         strings(curves, "method")?,
         strings(curves, "index")?,
         strings(curves, "strategy")?,
+        strings(curves, "dataset")?,
     );
     let keep: BooleanChunked = (0..curves.height())
         .map(|i| {
             spec.strategies.contains(&strategy[i])
+                && spec.dataset.as_ref().is_none_or(|d| *d == dataset[i])
                 && spec.methods.as_ref().is_none_or(|m| m.contains(&method[i]))
                 && (method[i] != "gtap"
                     || spec.indices.as_ref().is_none_or(|x| x.contains(&index[i])))
@@ -268,4 +392,117 @@ fn interpolate(s: &Series, x: f64) -> Option<(f64, f64)> {
     let t = (x - s.x[i - 1]) / (s.x[i] - s.x[i - 1]);
     let lerp = |a: &[f64]| a[i - 1] + t * (a[i] - a[i - 1]);
     Some((lerp(&s.mean), lerp(&s.std)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bias_upstream(root: &std::path::Path, stage: &str, seed: u64, d: f64) -> Upstream {
+        let dir = root.join(format!("{stage}-{seed}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let chosen = crate::mcue::ChosenBias {
+            t: 1.0 - d,
+            d,
+            variance: 0.1,
+        };
+        std::fs::write(dir.join("bias.json"), serde_json::to_vec(&chosen).unwrap()).unwrap();
+        Upstream {
+            stage: stage.into(),
+            kind: "mcue-bias".into(),
+            seed: Some(seed),
+            dir,
+            content_hash: String::new(),
+        }
+    }
+
+    fn panel(bias: Option<&str>) -> PanelSpec {
+        PanelSpec {
+            title: "(a)".into(),
+            strategies: vec!["top-n".into()],
+            methods: None,
+            indices: None,
+            dataset: None,
+            bias: bias.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn params_curves_are_read_off_a_common_grid_per_seed() {
+        // Two seeds whose parameter fractions differ: seed 0 at 0.2 / 0.6 / 1.0, seed 1 at
+        // 0.4 / 1.0 (twice at 1.0: averaged).
+        let rows = df!(
+            "label" => ["m", "m", "m", "m", "m", "m"],
+            "seed" => [0u64, 0, 0, 1, 1, 1],
+            "params_fraction" => [0.2, 0.6, 1.0, 0.4, 1.0, 1.0],
+            "test_accuracy" => [0.2, 0.6, 1.0, 0.5, 0.8, 1.0],
+        )
+        .unwrap();
+        let out = resample(&rows, "params_fraction", 5).unwrap();
+        let col = |c: &str| -> Vec<f64> {
+            out.column(c)
+                .unwrap()
+                .f64()
+                .unwrap()
+                .into_no_null_iter()
+                .collect()
+        };
+        // Seed 0 on 0.2..1.0 (the identity); seed 1 from 0.4: 0.5, then linear to 0.9 at 1.0.
+        assert_eq!(col("x"), [0.2, 0.4, 0.6, 0.8, 1.0, 0.4, 0.6, 0.8, 1.0]);
+        let y = col("test_accuracy");
+        let want = [
+            0.2,
+            0.4,
+            0.6,
+            0.8,
+            1.0,
+            0.5,
+            0.5 + 0.4 / 3.0,
+            0.5 + 0.8 / 3.0,
+            0.9,
+        ];
+        assert!(
+            y.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{y:?}"
+        );
+    }
+
+    #[test]
+    fn each_panel_marks_the_mean_d_of_its_own_bias_stage() {
+        let root = tempfile::tempdir().unwrap();
+        let inputs = [
+            bias_upstream(root.path(), "bias_a", 0, 0.6),
+            bias_upstream(root.path(), "bias_a", 1, 0.7),
+            bias_upstream(root.path(), "bias_b", 0, 0.9),
+        ];
+        let of = |name| critical_size(&inputs, &panel(Some(name))).unwrap().unwrap();
+        assert!((of("bias_a") - 0.65).abs() < 1e-12);
+        assert_eq!(of("bias_b"), 0.9);
+        let only = critical_size(&inputs[..2], &panel(None)).unwrap().unwrap();
+        assert!((only - 0.65).abs() < 1e-12, "one bias stage needs no name");
+        assert_eq!(critical_size(&[], &panel(None)).unwrap(), None);
+    }
+
+    #[test]
+    fn an_ambiguous_or_unknown_bias_stage_is_an_error_naming_the_stages() {
+        let root = tempfile::tempdir().unwrap();
+        let inputs = [
+            bias_upstream(root.path(), "bias_a", 0, 0.6),
+            bias_upstream(root.path(), "bias_b", 0, 0.9),
+        ];
+        let ambiguous = critical_size(&inputs, &panel(None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            ambiguous.contains(r#"several stages ["bias_a", "bias_b"]"#),
+            "{ambiguous}"
+        );
+        let unknown = critical_size(&inputs, &panel(Some("bias_c")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("names bias stage `bias_c`, which is not a `bias` input"),
+            "{unknown}"
+        );
+    }
 }

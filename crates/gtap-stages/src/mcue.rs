@@ -243,11 +243,15 @@ pub fn mean_variance(xs: &[f64]) -> (f64, f64) {
     )
 }
 
-/// argmax over the diagonal p = q of the variance; ties go to the smallest t.
+/// argmax over the interior of the diagonal p = q (0 < t < 1) of the variance; ties go to the
+/// smallest t. The end points are excluded because d = 1 − t would be 0 or 1, where R_d is a
+/// point mass (every sampled coalition is ∅ or everyone) and β_d is no longer a power index we can
+/// estimate; a badly trained model can put its maximum there.
 pub fn diagonal_argmax(cells: &[(f64, f64, f64, f64)]) -> (f64, f64) {
     let mut best = (f64::NAN, f64::NEG_INFINITY);
     for &(p, q, _, variance) in cells {
-        if (p - q).abs() < 1e-9 && variance > best.1 {
+        let interior = p > 1e-9 && p < 1.0 - 1e-9;
+        if (p - q).abs() < 1e-9 && interior && variance > best.1 {
             best = (p, variance);
         }
     }
@@ -282,7 +286,8 @@ pub struct ChosenBias {
 impl Stage for McueBiasStage {
     type Params = McueBiasParams;
     const KIND: &'static str = "mcue-bias";
-    const VERSION: u32 = 1;
+    // 2: the end points t = 0 and t = 1 of the diagonal are no longer candidates.
+    const VERSION: u32 = 2;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["grid"];
     const ABOUT: &'static str =
@@ -462,6 +467,18 @@ mod tests {
             (0.5, 0.25, 0.0, 0.9),
         ];
         assert_eq!(diagonal_argmax(&cells), (0.5, 0.3));
+    }
+
+    #[test]
+    fn diagonal_argmax_never_picks_an_end_point() {
+        // A degenerate model: the largest variance at t = 0 (d would be 1) and t = 1 (d = 0).
+        let cells = [
+            (0.0, 0.0, 0.0, 0.9),
+            (0.25, 0.25, 0.0, 0.1),
+            (0.5, 0.5, 0.0, 0.2),
+            (1.0, 1.0, 0.0, 0.8),
+        ];
+        assert_eq!(diagonal_argmax(&cells), (0.5, 0.2));
     }
 
     #[test]

@@ -30,6 +30,14 @@ pub struct TrainParams {
     pub momentum: f64,
     #[serde(default)]
     pub weight_decay: f64,
+    /// Dropout rate on the player layers during training; 0 (the default) is left out of the
+    /// cache key, so configurations without it keep their keys.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropout: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 fn default_batch() -> usize {
@@ -99,6 +107,9 @@ impl Stage for TrainStage {
         })?;
         ensure(p.weight_decay >= 0.0, "weight_decay", || {
             format!("must be non-negative (got {})", p.weight_decay)
+        })?;
+        ensure((0.0..1.0).contains(&p.dropout), "dropout", || {
+            format!("must be in [0, 1) (got {})", p.dropout)
         })
     }
 
@@ -120,6 +131,7 @@ impl Stage for TrainStage {
             optimizer: p.optimizer,
             momentum: p.momentum,
             weight_decay: p.weight_decay,
+            dropout: p.dropout,
         };
         let steps = (p.epochs * train.len().div_ceil(p.batch_size)) as u64;
         let bar = progress::bar(ctx.env.progress, steps, ctx.instance);

@@ -22,6 +22,7 @@ fn trained_ish(arch: Arch) -> Network {
         optimizer: Optimizer::Adam,
         momentum: 0.0,
         weight_decay: 0.0,
+        dropout: 0.0,
     };
     let (train, probe) = (synthetic(256, 22), synthetic(32, 23));
     gtap_nn::train(&mut net, &train, &probe, &cfg, 21, &mut || {}).unwrap();

@@ -177,6 +177,10 @@ fn wrong_mask_width_is_an_error() {
 }
 
 fn train_once(dir: &std::path::Path, name: &str) -> Vec<u8> {
+    train_once_with_dropout(dir, name, 0.0)
+}
+
+fn train_once_with_dropout(dir: &std::path::Path, name: &str, dropout: f64) -> Vec<u8> {
     gtap_nn::set_threads(2);
     let data = synthetic(300, 10);
     let probe = synthetic(50, 11);
@@ -188,12 +192,26 @@ fn train_once(dir: &std::path::Path, name: &str) -> Vec<u8> {
         optimizer: Optimizer::Adam,
         momentum: 0.0,
         weight_decay: 0.0,
+        dropout,
     };
     let metrics = gtap_nn::train(&mut net, &data, &probe, &cfg, 42, &mut || {}).unwrap();
     assert_eq!(metrics.len(), 2);
     let path = dir.join(name);
     net.save(&path).unwrap();
     std::fs::read(path).unwrap()
+}
+
+#[test]
+fn dropout_training_is_deterministic_and_differs_from_plain_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = train_once_with_dropout(dir.path(), "a.safetensors", 0.3);
+    let b = train_once_with_dropout(dir.path(), "b.safetensors", 0.3);
+    let plain = train_once(dir.path(), "plain.safetensors");
+    assert!(a == b, "two dropout trainings with one seed differ");
+    assert!(
+        a != plain,
+        "dropout 0.3 trained the same weights as no dropout"
+    );
 }
 
 #[test]
@@ -366,6 +384,7 @@ fn training_a_tiny_mlp_reduces_the_loss_and_checkpoints_keep_the_shape() {
         optimizer: Optimizer::Adam,
         momentum: 0.0,
         weight_decay: 0.0,
+        dropout: 0.0,
     };
     let metrics = gtap_nn::train(&mut net, &data, &probe, &cfg, 7, &mut || {}).unwrap();
     let after = gtap_nn::evaluate(&net, &probe);
