@@ -23,19 +23,7 @@ impl Project {
     }
 
     fn command(&self, data: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gtap"));
-        cmd.args(args)
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--cache-dir")
-            .arg(self.path("cache"))
-            .arg("--results-dir")
-            .arg(self.path("results"))
-            .arg("--figures-dir")
-            .arg(self.path("figures"))
-            .env("GTAP_OFFLINE", "1")
-            .env("RUST_LOG", "warn");
-        cmd
+        common::gtap_command(self.dir.path(), data, args)
     }
 
     fn gtap(&self, data: &Path, args: &[&str]) -> Output {

@@ -23,13 +23,12 @@ pub fn real_data() -> Option<PathBuf> {
     );
 }
 
-/// `gtap run PIPELINE --scale ci` with `data` as data directory and cache, results and figures
-/// under `root`; offline, warnings only.
-pub fn run_ci(root: &Path, data: &Path, pipeline: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gtap"))
-        .arg("run")
-        .arg(pipeline)
-        .args(["--scale", "ci", "--data-dir"])
+/// `gtap ARGS` with `data` as data directory and cache, results and figures under `root`;
+/// offline, warnings only.
+pub fn gtap_command(root: &Path, data: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gtap"));
+    cmd.args(args)
+        .arg("--data-dir")
         .arg(data)
         .arg("--cache-dir")
         .arg(root.join("cache"))
@@ -38,7 +37,14 @@ pub fn run_ci(root: &Path, data: &Path, pipeline: &Path) -> Output {
         .arg("--figures-dir")
         .arg(root.join("figures"))
         .env("GTAP_OFFLINE", "1")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+/// `gtap run PIPELINE --scale ci` in `root` (see [`gtap_command`]).
+pub fn run_ci(root: &Path, data: &Path, pipeline: &Path) -> Output {
+    let pipeline = pipeline.to_str().unwrap();
+    gtap_command(root, data, &["run", pipeline, "--scale", "ci"])
         .output()
         .unwrap()
 }

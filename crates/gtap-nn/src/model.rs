@@ -313,34 +313,30 @@ impl Network {
 
     /// Logits of the whole (unmasked) network.
     pub fn forward(&self, xs: &Tensor) -> Tensor {
-        let mut h = self.prefix(xs);
-        let last = self.head.len() - 1;
-        for (i, layer) in self.head.iter().enumerate() {
-            h = layer.forward(&h);
-            if i < last {
-                h = h.relu();
-            }
-        }
-        h
+        self.forward_train(xs, 0.0)
     }
 
     /// Training-mode logits: dropout with rate `dropout` on every player layer's activations
     /// (LeNet5's flattened conv features and each hidden layer), so the trained network
-    /// tolerates the random coalitions the power indices evaluate. `dropout = 0` is
+    /// tolerates the random coalitions the power indices evaluate; `dropout = 0` is
     /// [`Self::forward`]. Draws come from libtorch's global RNG (see `with_torch_rng`).
     pub fn forward_train(&self, xs: &Tensor, dropout: f64) -> Tensor {
-        if dropout == 0.0 {
-            return self.forward(xs);
-        }
+        let drop = |h: Tensor| {
+            if dropout > 0.0 {
+                h.dropout(dropout, true)
+            } else {
+                h
+            }
+        };
         let mut h = self.prefix(xs);
         if self.arch == Arch::Lenet5 {
-            h = h.dropout(dropout, true);
+            h = drop(h);
         }
         let last = self.head.len() - 1;
         for (i, layer) in self.head.iter().enumerate() {
             h = layer.forward(&h);
             if i < last {
-                h = h.relu().dropout(dropout, true);
+                h = drop(h.relu());
             }
         }
         h

@@ -49,57 +49,48 @@ pub fn train(
     seed: u64,
     on_step: &mut dyn FnMut(),
 ) -> Result<Vec<EpochMetrics>, NnError> {
-    crate::with_torch_rng(seed, || train_seeded(net, train, probe, cfg, seed, on_step))
-}
-
-fn train_seeded(
-    net: &mut Network,
-    train: &TensorData,
-    probe: &TensorData,
-    cfg: &TrainConfig,
-    seed: u64,
-    on_step: &mut dyn FnMut(),
-) -> Result<Vec<EpochMetrics>, NnError> {
-    let mut opt = match cfg.optimizer {
-        Optimizer::Adam => tch::nn::Adam {
-            wd: cfg.weight_decay,
-            ..Default::default()
+    crate::with_torch_rng(seed, || {
+        let mut opt = match cfg.optimizer {
+            Optimizer::Adam => tch::nn::Adam {
+                wd: cfg.weight_decay,
+                ..Default::default()
+            }
+            .build(&net.vs, cfg.lr)?,
+            Optimizer::Sgd => tch::nn::Sgd {
+                momentum: cfg.momentum,
+                wd: cfg.weight_decay,
+                ..Default::default()
+            }
+            .build(&net.vs, cfg.lr)?,
+        };
+        let n = train.len();
+        let mut metrics = Vec::with_capacity(cfg.epochs);
+        for epoch in 0..cfg.epochs {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(epoch as u64 + 1);
+            let mut order: Vec<i64> = (0..n as i64).collect();
+            order.shuffle(&mut rng);
+            let (mut loss_sum, mut batches) = (0.0, 0usize);
+            for chunk in order.chunks(cfg.batch_size) {
+                let index = Tensor::from_slice(chunk).to_device(net.device());
+                let batch = train.select(&index);
+                let loss = net
+                    .forward_train(&batch.inputs, cfg.dropout)
+                    .cross_entropy_for_logits(&batch.labels);
+                opt.backward_step(&loss);
+                loss_sum += loss.to_kind(Kind::Double).double_value(&[]);
+                batches += 1;
+                on_step();
+            }
+            let train_eval = evaluate(net, train);
+            let probe_eval = evaluate(net, probe);
+            metrics.push(EpochMetrics {
+                epoch: epoch + 1,
+                loss: loss_sum / batches.max(1) as f64,
+                train_accuracy: train_eval.accuracy,
+                probe_accuracy: probe_eval.accuracy,
+            });
         }
-        .build(&net.vs, cfg.lr)?,
-        Optimizer::Sgd => tch::nn::Sgd {
-            momentum: cfg.momentum,
-            wd: cfg.weight_decay,
-            ..Default::default()
-        }
-        .build(&net.vs, cfg.lr)?,
-    };
-    let n = train.len();
-    let mut metrics = Vec::with_capacity(cfg.epochs);
-    for epoch in 0..cfg.epochs {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(epoch as u64 + 1);
-        let mut order: Vec<i64> = (0..n as i64).collect();
-        order.shuffle(&mut rng);
-        let (mut loss_sum, mut batches) = (0.0, 0usize);
-        for chunk in order.chunks(cfg.batch_size) {
-            let index = Tensor::from_slice(chunk).to_device(net.device());
-            let batch = train.select(&index);
-            let loss = net
-                .forward_train(&batch.inputs, cfg.dropout)
-                .cross_entropy_for_logits(&batch.labels);
-            opt.backward_step(&loss);
-            loss_sum += loss.to_kind(Kind::Double).double_value(&[]);
-            batches += 1;
-            on_step();
-        }
-        let train_eval = evaluate(net, train);
-        let probe_eval = evaluate(net, probe);
-        metrics.push(EpochMetrics {
-            epoch: epoch + 1,
-            loss: loss_sum / batches.max(1) as f64,
-            train_accuracy: train_eval.accuracy,
-            probe_accuracy: probe_eval.accuracy,
-        });
-    }
-    Ok(metrics)
+        Ok(metrics)
+    })
 }
