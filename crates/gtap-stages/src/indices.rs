@@ -29,7 +29,7 @@ pub enum EstimatorName {
     Paired,
     /// Footnote 5 / maximum sample reuse: one pool of coalitions (Banzhaf-type).
     Shared,
-    /// `shared` with a control variate: values regressed on per-layer coalition sizes first.
+    /// The `shared` pool read by least squares on the players' membership indicators.
     SharedRegression,
 }
 
@@ -66,6 +66,16 @@ pub struct PowerIndexParams {
     /// Coalitions per forward pass.
     #[serde(default = "default_batch")]
     pub batch: usize,
+    /// Extra seed of the Monte-Carlo draws. Two stages with the same pipeline seed draw the same
+    /// coalitions (a 4,000-coalition pool is the start of a 40,000 one); a different
+    /// `sampling_seed` makes their samples independent, as a reference must be. 0 (the default)
+    /// draws from the pipeline seed alone and is left out of the cache key.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sampling_seed: u64,
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }
 
 fn default_utility() -> Utility {
@@ -129,7 +139,7 @@ impl PowerIndexParams {
             index,
             estimator: self.estimator(),
             samples: self.samples,
-            seed,
+            seed: sampling_stream(seed, self.sampling_seed),
         };
         let started = std::time::Instant::now();
         let estimates = gtap_game::estimate(game, &cfg, constraints, &|n| bar.inc(n))?;
@@ -153,6 +163,16 @@ impl PowerIndexParams {
             EstimatorName::Shared => Estimator::Shared,
             EstimatorName::SharedRegression => Estimator::SharedRegression,
         }
+    }
+}
+
+/// The estimator's seed: the stage's own seed, mixed with `sampling_seed` unless that is 0.
+fn sampling_stream(seed: u64, sampling_seed: u64) -> u64 {
+    if sampling_seed == 0 {
+        seed
+    } else {
+        // An odd multiplier is a bijection of u64: distinct sampling seeds, distinct streams.
+        seed ^ sampling_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 }
 
@@ -325,5 +345,35 @@ impl Stage for RankAgreementStage {
         )?;
         ctx.write_table("rank_agreement", &mut df)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_seed_zero_keeps_the_stream_and_the_cache_key() {
+        let params: PowerIndexParams =
+            toml::from_str("index = \"banzhaf\"\nestimator = \"shared\"\nsamples = 10").unwrap();
+        let key = serde_json::to_value(&params).unwrap();
+        assert!(key.get("sampling_seed").is_none(), "{key}");
+        assert_eq!(sampling_stream(7, 0), 7);
+
+        let reference = PowerIndexParams {
+            sampling_seed: 1,
+            ..params
+        };
+        assert_eq!(
+            serde_json::to_value(&reference).unwrap()["sampling_seed"],
+            1
+        );
+        let streams: std::collections::BTreeSet<u64> =
+            (0..1000).map(|s| sampling_stream(7, s)).collect();
+        assert_eq!(
+            streams.len(),
+            1000,
+            "every sampling seed draws its own stream"
+        );
     }
 }
