@@ -294,9 +294,11 @@ impl Network {
         }
     }
 
-    /// The part of the network before the first player layer; runs once per example set.
+    /// The part of the network up to the first player layer's activations (LeNet5's
+    /// convolutions; the MLPs' first dense layer): no coalition changes it, so it runs once per
+    /// example set.
     pub fn prefix(&self, xs: &Tensor) -> Tensor {
-        match self.arch {
+        let inputs = match self.arch {
             Arch::Lenet300100 => xs.view([-1, 784]),
             Arch::Mlp3x256 => xs.view([-1, self.shape.inputs as i64]),
             Arch::Lenet5 => xs
@@ -308,7 +310,15 @@ impl Network {
                 .relu()
                 .max_pool2d_default(2)
                 .flatten(1, -1),
-        }
+        };
+        self.head[..self.prefix_layers()]
+            .iter()
+            .fold(inputs, |h, layer| h.apply(layer).relu())
+    }
+
+    /// Leading dense layers that are part of the prefix: those before the first mask.
+    fn prefix_layers(&self) -> usize {
+        self.mask_before.iter().take_while(|m| m.is_none()).count()
     }
 
     /// Logits of the whole (unmasked) network.
@@ -328,12 +338,10 @@ impl Network {
                 h
             }
         };
-        let mut h = self.prefix(xs);
-        if self.arch == Arch::Lenet5 {
-            h = drop(h);
-        }
-        let last = self.head.len() - 1;
-        for (i, layer) in self.head.iter().enumerate() {
+        let mut h = drop(self.prefix(xs));
+        let head = &self.head[self.prefix_layers()..];
+        let last = head.len() - 1;
+        for (i, layer) in head.iter().enumerate() {
             h = layer.forward(&h);
             if i < last {
                 h = drop(h.relu());
@@ -342,12 +350,12 @@ impl Network {
         h
     }
 
-    /// The dense head with its player layout, detached from the `VarStore` (shallow tensor
-    /// copies), so an evaluator can own it and move it between threads.
+    /// The dense layers after the prefix with their player layout, detached from the `VarStore`
+    /// (shallow tensor copies), so an evaluator can own it and move it between threads.
     pub fn masked_head(&self) -> MaskedHead {
+        let first = self.prefix_layers();
         MaskedHead {
-            layers: self
-                .head
+            layers: self.head[first..]
                 .iter()
                 .map(|l| {
                     (
@@ -357,7 +365,7 @@ impl Network {
                 })
                 .collect(),
             players: self.players.clone(),
-            mask_before: self.mask_before.clone(),
+            mask_before: self.mask_before[first..].to_vec(),
         }
     }
 

@@ -147,17 +147,22 @@ fn batched_values_equal_one_coalition_at_a_time() {
 fn paired_rows_equal_the_matching_masked_entries() {
     let _g = tch::no_grad_guard();
     let data = synthetic(5, 7);
-    let net = Network::new(Arch::Lenet5, Device::Cpu, 8);
-    let masks = gtap_nn::with_torch_rng(9, || {
-        Tensor::rand([5, 604], (Kind::Float, Device::Cpu))
-            .gt(0.5)
-            .to_kind(Kind::Float)
-    });
-    let features = net.prefix(&data.inputs);
-    let paired = net.paired_logits(&features, &masks).unwrap();
-    let all = net.masked_logits(&features, &masks).unwrap();
-    for j in 0..5 {
-        assert!(max_abs_diff(&paired.get(j), &all.get(j).get(j)) < 1e-4);
+    for arch in ARCHS {
+        let net = Network::new(arch, Device::Cpu, 8);
+        let masks = gtap_nn::with_torch_rng(9, || {
+            Tensor::rand([5, net.num_players() as i64], (Kind::Float, Device::Cpu))
+                .gt(0.5)
+                .to_kind(Kind::Float)
+        });
+        let features = net.prefix(&data.inputs);
+        let paired = net.paired_logits(&features, &masks).unwrap();
+        let all = net.masked_logits(&features, &masks).unwrap();
+        for j in 0..5 {
+            assert!(
+                max_abs_diff(&paired.get(j), &all.get(j).get(j)) < 1e-4,
+                "{arch}"
+            );
+        }
     }
 }
 
