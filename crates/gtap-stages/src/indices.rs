@@ -70,12 +70,8 @@ pub struct PowerIndexParams {
     /// coalitions (a 4,000-coalition pool is the start of a 40,000 one); a different
     /// `sampling_seed` makes their samples independent, as a reference must be. 0 (the default)
     /// draws from the pipeline seed alone and is left out of the cache key.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::is_default")]
     pub sampling_seed: u64,
-}
-
-fn is_zero(x: &u64) -> bool {
-    *x == 0
 }
 
 fn default_utility() -> Utility {

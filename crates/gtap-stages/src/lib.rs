@@ -31,6 +31,12 @@ pub use mnist::{DatasetInfo, MnistStage};
 pub use text::TextDatasetStage;
 pub use train::{load_model, load_split, EvaluateStage, TrainStage};
 
+/// For `skip_serializing_if`: a parameter added later with its default left out of the cache key,
+/// so configurations that do not set it keep their keys.
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
 /// Every stage kind a pipeline may name.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();

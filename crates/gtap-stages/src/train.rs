@@ -32,12 +32,8 @@ pub struct TrainParams {
     pub weight_decay: f64,
     /// Dropout rate on the player layers during training; 0 (the default) is left out of the
     /// cache key, so configurations without it keep their keys.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::is_default")]
     pub dropout: f64,
-}
-
-fn is_zero(x: &f64) -> bool {
-    *x == 0.0
 }
 
 fn default_batch() -> usize {
