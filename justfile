@@ -79,6 +79,13 @@ reproduce-figure-5 SCALE="full": build
 bench *ARGS: build
     target/debug/gtap bench coalitions {{ARGS}}
 
+# Price of portable numerics: training, evaluation and coalition throughput, portable then --fast-math
+bench-numerics: build
+    target/debug/gtap bench training
+    target/debug/gtap --fast-math bench training
+    target/debug/gtap bench coalitions --examples 1000 --batches 8,64,256
+    target/debug/gtap --fast-math bench coalitions --examples 1000 --batches 8,64,256
+
 # Any gtap command: just gtap status pipelines/lenets.toml
 gtap *ARGS: build
     target/debug/gtap {{ARGS}}

@@ -22,6 +22,11 @@ struct Cli {
     /// Log only warnings and errors.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// libtorch's fastest CPU kernels and every core, at the price of bytes that depend on the
+    /// machine (default: portable numerics, the same bytes on any x86-64 CPU with AVX2). Recorded
+    /// in the keys of tensor stages, so the two never share cache entries.
+    #[arg(long, global = true, env = "GTAP_FAST_MATH", value_parser = clap::builder::FalseyValueParser::new())]
+    fast_math: bool,
 }
 
 #[derive(Args)]
@@ -76,6 +81,11 @@ enum Command {
         /// Rebuild this stage (all its seeds) even if cached (repeatable).
         #[arg(long, value_name = "STAGE")]
         force: Vec<String>,
+        /// Stage instances built at once [default: $GTAP_THREADS or the core count; 1 with
+        /// --fast-math, where libtorch uses every core inside one instance]. Results do not
+        /// depend on it.
+        #[arg(long, short)]
+        jobs: Option<usize>,
     },
     /// List every stage instance with its cache key and state: cached, missing, or blocked
     /// (its key depends on upstream outputs that are missing).
@@ -157,6 +167,13 @@ enum Bench {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
+    /// Training steps and evaluation throughput of both LeNets under this process's numerics
+    /// (run it with and without --fast-math to price portable numerics).
+    Training {
+        /// Minimum seconds per measurement.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -172,6 +189,16 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .init();
+    // Before any tensor exists: MKL and ATen read these settings once, at their first use.
+    let numerics = if cli.fast_math {
+        gtap_nn::Numerics::Fast
+    } else {
+        gtap_nn::Numerics::Portable
+    };
+    if let Err(err) = gtap_nn::numerics::init(numerics) {
+        eprintln!("error: {err:#}");
+        return ExitCode::from(2);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -197,12 +224,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         results_dir: cli.dirs.results_dir,
         figures_dir: cli.dirs.figures_dir,
         progress: std::io::stderr().is_terminal() && !cli.quiet,
+        numerics: gtap_nn::numerics::current().cache_tag(),
     };
     let runner = Runner::new(&registry, &env);
     match cli.command {
-        Command::Run { pipeline, force } => {
+        Command::Run {
+            pipeline,
+            force,
+            jobs,
+        } => {
             let pipeline = load(&pipeline, &registry)?;
-            let report = runner
+            let jobs = jobs.unwrap_or(match gtap_nn::numerics::current() {
+                gtap_nn::Numerics::Portable => gtap_nn::numerics::workers(),
+                gtap_nn::Numerics::Fast => 1,
+            });
+            let report = Runner::new(&registry, &env)
+                .jobs(jobs)
                 .run(&pipeline, &force)
                 .with_context(|| format!("running {}", pipeline.path.display()))?;
             for r in &report.instances {
@@ -267,6 +304,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seconds,
         }) => {
             let report = gtap_stages::bench::coalitions(examples, &batches, seconds)?;
+            println!("numerics: {}", gtap_nn::numerics::current());
             println!(
                 "LeNet5 head, {} examples, {} libtorch threads, {:.1} MFLOP per coalition",
                 report.examples,
@@ -292,6 +330,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     r.evaluations_per_second,
                     r.gflops,
                     100.0 * r.gflops / report.matmul_same_shape_gflops
+                );
+            }
+        }
+        Command::Bench(Bench::Training { seconds }) => {
+            println!("numerics: {}", gtap_nn::numerics::current());
+            println!(
+                "{:<14} {:>18} {:>22}",
+                "model", "train steps/s", "eval examples/s"
+            );
+            for r in gtap_stages::bench::training(seconds)? {
+                println!(
+                    "{:<14} {:>18.1} {:>22.0}",
+                    r.arch.name(),
+                    r.steps_per_second,
+                    r.eval_examples_per_second
                 );
             }
         }

@@ -83,6 +83,18 @@ pub struct Runner<'a> {
     registry: &'a Registry,
     env: &'a Env,
     cache: Cache,
+    jobs: usize,
+}
+
+/// An instance whose inputs are built: everything its build needs.
+struct Ready<'p> {
+    index: usize,
+    decl: &'p StageDecl,
+    instance: Instance,
+    inputs: BTreeMap<String, Vec<Upstream>>,
+    preimage: serde_json::Value,
+    key: String,
+    forced: bool,
 }
 
 impl<'a> Runner<'a> {
@@ -91,7 +103,15 @@ impl<'a> Runner<'a> {
             registry,
             env,
             cache: Cache::new(&env.cache_dir),
+            jobs: 1,
         }
+    }
+
+    /// Builds up to `jobs` instances at once (those whose inputs are built); 1 by default.
+    /// Instances are keyed and reported in pipeline order whatever order they finish in.
+    pub fn jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
+        self
     }
 
     pub fn cache(&self) -> &Cache {
@@ -179,14 +199,18 @@ impl<'a> Runner<'a> {
             .iter()
             .map(|(name, ups)| (name, ups.iter().map(|u| u.content_hash.as_str()).collect()))
             .collect();
-        json!({
+        let mut preimage = json!({
             "stage": decl.kind,
             "version": stage.version(),
             "params": decl.params,
             "seed": instance.seed,
             "inputs": inputs,
             "files": files,
-        })
+        });
+        if stage.float_math() {
+            preimage["numerics"] = json!(self.env.numerics);
+        }
+        preimage
     }
 
     fn external_files(
@@ -217,82 +241,205 @@ impl<'a> Runner<'a> {
         for id in force {
             pipeline.stage(id)?;
         }
+        let plan: Vec<(&StageDecl, &dyn DynStage, Instance)> = self
+            .decls(pipeline)
+            .into_iter()
+            .flat_map(|(decl, stage)| {
+                self.expand(pipeline, decl, stage)
+                    .into_iter()
+                    .map(move |instance| (decl, stage, instance))
+            })
+            .collect();
+        let upstream: Vec<BTreeMap<String, Vec<Instance>>> = plan
+            .iter()
+            .map(|(decl, _, instance)| self.upstream_of(pipeline, decl, instance))
+            .collect();
+        // Concurrent stages would draw over each other's progress bars.
+        let env = Env {
+            progress: self.env.progress && self.jobs == 1,
+            ..self.env.clone()
+        };
         let mut done: BTreeMap<String, (Manifest, PathBuf)> = BTreeMap::new();
-        let mut reports = Vec::new();
+        let mut reports: Vec<Option<InstanceReport>> = vec![None; plan.len()];
+        let mut started = vec![false; plan.len()];
         let mut files_memo = BTreeMap::new();
-        for (decl, stage) in self.decls(pipeline) {
-            for instance in self.expand(pipeline, decl, stage) {
-                let mut inputs = BTreeMap::new();
-                for (name, ups) in self.upstream_of(pipeline, decl, &instance) {
-                    let bound = ups
-                        .into_iter()
-                        .map(|u| {
-                            let (manifest, dir) = &done[&u.id];
-                            Upstream {
-                                stage: u.stage.clone(),
-                                kind: u.kind.clone(),
-                                seed: u.seed,
-                                dir: dir.clone(),
-                                content_hash: manifest.content_hash.clone(),
-                            }
-                        })
-                        .collect();
-                    inputs.insert(name, bound);
-                }
-                let files = self.external_files(decl, stage, &mut files_memo)?;
-                let preimage = self.preimage(decl, stage, &instance, &inputs, &files);
-                let key = hash::sha256_hex(hash::canonical_json(&preimage).as_bytes());
-                let forced = force.contains(&decl.id);
-                let (manifest, built) = self.cache.build(
-                    &decl.kind,
-                    &key,
-                    &instance.id,
-                    &preimage,
-                    forced,
-                    |out_dir| {
-                        tracing::info!("running {} ({})", instance.id, &key[..12]);
-                        let ctx = StageContext {
-                            env: self.env,
-                            instance: &instance.id,
-                            seed: instance.seed,
-                            out_dir,
-                            inputs: &inputs,
-                        };
-                        stage
-                            .run(&decl.params, &ctx)
-                            .map_err(|source| EngineError::StageFailed {
-                                instance: instance.id.clone(),
-                                source,
-                            })
-                    },
-                )?;
-                if !built {
-                    tracing::info!("cached  {} ({})", instance.id, &key[..12]);
-                }
-                self.cache.record(&pipeline.name, &instance.id, &preimage)?;
-                let outcome = if built {
-                    Outcome::Built {
-                        seconds: manifest.seconds,
+        let mut failure = None;
+        std::thread::scope(|scope| {
+            let (finished, results) = std::sync::mpsc::channel();
+            let mut running = 0;
+            loop {
+                for (i, (decl, stage, instance)) in plan.iter().enumerate() {
+                    if failure.is_some() || running >= self.jobs {
+                        break;
                     }
-                } else {
-                    Outcome::Cached
-                };
-                reports.push(InstanceReport {
-                    instance: instance.clone(),
-                    key: key.clone(),
-                    outcome,
-                });
-                done.insert(
-                    instance.id.clone(),
-                    (manifest, self.cache.entry_dir(&decl.kind, &key)),
-                );
+                    let inputs_built = upstream[i]
+                        .values()
+                        .flatten()
+                        .all(|u| done.contains_key(&u.id));
+                    if started[i] || !inputs_built {
+                        continue;
+                    }
+                    started[i] = true;
+                    match self.ready(
+                        i,
+                        decl,
+                        *stage,
+                        instance,
+                        &upstream[i],
+                        &done,
+                        force,
+                        &mut files_memo,
+                    ) {
+                        Ok(ready) => {
+                            running += 1;
+                            let finished = finished.clone();
+                            let env = &env;
+                            let stage = *stage;
+                            scope.spawn(move || {
+                                let index = ready.index;
+                                let result = self.build(pipeline, stage, ready, env);
+                                let _ = finished.send((index, result));
+                            });
+                        }
+                        Err(err) => failure = Some(err),
+                    }
+                }
+                if running == 0 {
+                    break;
+                }
+                let (i, result) = results.recv().expect("a builder thread reports");
+                running -= 1;
+                match result {
+                    Ok((report, manifest)) => {
+                        let dir = self.cache.entry_dir(&report.instance.kind, &report.key);
+                        done.insert(report.instance.id.clone(), (manifest, dir));
+                        reports[i] = Some(report);
+                    }
+                    Err(err) => {
+                        failure.get_or_insert(err);
+                    }
+                }
             }
+        });
+        if let Some(err) = failure {
+            return Err(err);
         }
+        let reports: Vec<InstanceReport> = reports
+            .into_iter()
+            .map(|r| r.expect("every instance is built once its inputs are"))
+            .collect();
         let tables = self.materialise(pipeline, &reports, &done)?;
         Ok(RunReport {
             instances: reports,
             tables,
         })
+    }
+
+    /// Binds the built inputs of instance `index` and computes its pre-image and key.
+    #[allow(clippy::too_many_arguments)]
+    fn ready<'p>(
+        &self,
+        index: usize,
+        decl: &'p StageDecl,
+        stage: &dyn DynStage,
+        instance: &Instance,
+        upstream: &BTreeMap<String, Vec<Instance>>,
+        done: &BTreeMap<String, (Manifest, PathBuf)>,
+        force: &[String],
+        files_memo: &mut BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Result<Ready<'p>, EngineError> {
+        let inputs: BTreeMap<String, Vec<Upstream>> = upstream
+            .iter()
+            .map(|(name, ups)| {
+                let bound = ups
+                    .iter()
+                    .map(|u| {
+                        let (manifest, dir) = &done[&u.id];
+                        Upstream {
+                            stage: u.stage.clone(),
+                            kind: u.kind.clone(),
+                            seed: u.seed,
+                            dir: dir.clone(),
+                            content_hash: manifest.content_hash.clone(),
+                        }
+                    })
+                    .collect();
+                (name.clone(), bound)
+            })
+            .collect();
+        let files = self.external_files(decl, stage, files_memo)?;
+        let preimage = self.preimage(decl, stage, instance, &inputs, &files);
+        let key = hash::sha256_hex(hash::canonical_json(&preimage).as_bytes());
+        Ok(Ready {
+            index,
+            decl,
+            instance: instance.clone(),
+            inputs,
+            preimage,
+            key,
+            forced: force.contains(&decl.id),
+        })
+    }
+
+    /// Builds one ready instance (or finds it cached) and records its pre-image.
+    fn build(
+        &self,
+        pipeline: &Pipeline,
+        stage: &dyn DynStage,
+        ready: Ready<'_>,
+        env: &Env,
+    ) -> Result<(InstanceReport, Manifest), EngineError> {
+        let Ready {
+            decl,
+            instance,
+            inputs,
+            preimage,
+            key,
+            forced,
+            ..
+        } = ready;
+        let (manifest, built) = self.cache.build(
+            &decl.kind,
+            &key,
+            &instance.id,
+            &preimage,
+            forced,
+            |out_dir| {
+                tracing::info!("running {} ({})", instance.id, &key[..12]);
+                let ctx = StageContext {
+                    env,
+                    instance: &instance.id,
+                    seed: instance.seed,
+                    out_dir,
+                    inputs: &inputs,
+                };
+                stage
+                    .run(&decl.params, &ctx)
+                    .map_err(|source| EngineError::StageFailed {
+                        instance: instance.id.clone(),
+                        source,
+                    })
+            },
+        )?;
+        if !built {
+            tracing::info!("cached  {} ({})", instance.id, &key[..12]);
+        }
+        self.cache.record(&pipeline.name, &instance.id, &preimage)?;
+        let outcome = if built {
+            Outcome::Built {
+                seconds: manifest.seconds,
+            }
+        } else {
+            Outcome::Cached
+        };
+        Ok((
+            InstanceReport {
+                instance,
+                key,
+                outcome,
+            },
+            manifest,
+        ))
     }
 
     /// Concatenates every instance's table of the same name, in pipeline order, into

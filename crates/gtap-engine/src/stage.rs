@@ -27,6 +27,9 @@ pub trait Stage: Send + Sync + 'static {
     const OPTIONAL_INPUTS: &'static [&'static str] = &[];
     /// One line for `gtap stages`.
     const ABOUT: &'static str;
+    /// Whether the stage's bytes depend on how the process computes floats (tensor stages):
+    /// then [`Env::numerics`] enters its key.
+    const FLOAT_MATH: bool = false;
 
     /// Range and consistency checks beyond what the types say.
     fn validate(_params: &Self::Params) -> Result<(), Invalid> {
@@ -81,6 +84,9 @@ pub struct Env {
     pub figures_dir: PathBuf,
     /// Draw progress bars (off in tests and when stderr is not a terminal).
     pub progress: bool,
+    /// The process's floating-point settings (e.g. `portable-1`, `fast`): part of the key of
+    /// every stage with `FLOAT_MATH`, so entries computed under other settings never stand in.
+    pub numerics: String,
 }
 
 /// The output of an upstream stage instance, as seen by a downstream stage.
@@ -173,6 +179,7 @@ pub(crate) trait DynStage: Send + Sync {
     fn inputs(&self) -> &'static [&'static str];
     fn optional_inputs(&self) -> &'static [&'static str];
     fn about(&self) -> &'static str;
+    fn float_math(&self) -> bool;
     /// Raw TOML parameters → resolved JSON parameters, or (key, message).
     fn resolve(&self, raw: toml::Value) -> Result<serde_json::Value, Invalid>;
     fn external_files(
@@ -211,6 +218,9 @@ impl<S: Stage> DynStage for Erased<S> {
     }
     fn about(&self) -> &'static str {
         S::ABOUT
+    }
+    fn float_math(&self) -> bool {
+        S::FLOAT_MATH
     }
     fn resolve(&self, raw: toml::Value) -> Result<serde_json::Value, Invalid> {
         let params: S::Params = serde_path_to_error::deserialize(raw).map_err(|err| {

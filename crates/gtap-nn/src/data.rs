@@ -15,6 +15,7 @@ impl TensorData {
         labels: &[u8],
         device: Device,
     ) -> TensorData {
+        crate::numerics::current();
         let n = labels.len() as i64;
         assert_eq!(
             features.len(),

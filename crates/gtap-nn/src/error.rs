@@ -30,6 +30,9 @@ pub enum NnError {
     /// A pruned model directory could not be written or read, or does not match its layout.
     #[error("pruned model {path}: {message}")]
     PrunedModel { path: PathBuf, message: String },
+    /// The process already computes under other floating-point settings.
+    #[error("numerics {requested} requested, but this process already runs with {active}")]
+    Numerics { requested: String, active: String },
     /// An operation that needs examples (gradients) was given none.
     #[error("{0} need examples to compute gradients on")]
     NeedsExamples(&'static str),

@@ -12,29 +12,39 @@ pub struct Evaluation {
     pub accuracy: f64,
 }
 
-/// Mean cross-entropy and accuracy, in chunks so memory stays bounded.
+/// Mean cross-entropy and accuracy, in chunks so memory stays bounded; chunks run side by side
+/// ([`crate::numerics::map_in_parallel`]) and are summed in order.
 pub fn evaluate(net: &Network, data: &TensorData) -> Evaluation {
-    let _guard = tch::no_grad_guard();
     let n = data.len();
-    let (mut loss, mut correct) = (0.0, 0.0);
-    let chunk = 10_000;
-    let mut start = 0;
-    while start < n {
-        let len = chunk.min(n - start) as i64;
-        let xs = data.inputs.narrow(0, start as i64, len);
-        let ys = data.labels.narrow(0, start as i64, len);
+    let chunk = 2_000;
+    let work: Vec<_> = (0..n)
+        .step_by(chunk)
+        .map(|start| {
+            let len = chunk.min(n - start) as i64;
+            (
+                net.shallow_clone(),
+                data.inputs.narrow(0, start as i64, len),
+                data.labels.narrow(0, start as i64, len),
+            )
+        })
+        .collect();
+    let parts = crate::numerics::map_in_parallel(work, |(net, xs, ys)| {
+        let _guard = tch::no_grad_guard();
         let logits = net.forward(&xs);
-        loss += logits
+        let loss = logits
             .cross_entropy_loss::<Tensor>(&ys, None, tch::Reduction::Sum, -100, 0.0)
             .double_value(&[]);
-        correct += logits
+        let correct = logits
             .argmax(-1, false)
             .eq_tensor(&ys)
             .to_kind(Kind::Double)
             .sum(Kind::Double)
             .double_value(&[]);
-        start += len as usize;
-    }
+        (loss, correct)
+    });
+    let (loss, correct) = parts
+        .into_iter()
+        .fold((0.0, 0.0), |(l, c), (dl, dc)| (l + dl, c + dc));
     Evaluation {
         loss: loss / n as f64,
         accuracy: correct / n as f64,
@@ -71,6 +81,9 @@ struct EvalState {
 
 /// Upper bound on floats in one `[E, K, width]` activation block, to bound memory (≈ 256 MiB).
 const BLOCK_FLOATS: i64 = 1 << 26;
+
+/// Examples per evaluation chunk at most: enough chunks for the cores to share.
+const EVAL_CHUNK: i64 = 250;
 
 impl MaskedEvaluator {
     pub fn new(
@@ -111,42 +124,70 @@ impl MaskedEvaluator {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// ν for each row of `masks` (`[K, players]`, float).
+    /// ν for each row of `masks` (`[K, players]`, float). The examples are cut into chunks
+    /// whose size depends on `K` and the example count only, evaluated side by side
+    /// ([`crate::numerics::map_in_parallel`]) and summed in chunk order: the same bytes whatever
+    /// the number of cores.
     pub fn values_of_masks(&self, masks: &Tensor) -> Result<Vec<f64>, NnError> {
-        let _guard = tch::no_grad_guard();
         let state = self.lock();
         let k = masks.size()[0];
         let e = state.features.size()[0];
-        let chunk = (BLOCK_FLOATS / (k * self.widest).max(1)).clamp(1, e);
-        let mut totals = Tensor::zeros([k], (Kind::Double, state.features.device()));
-        let mut start = 0;
-        while start < e {
-            let len = chunk.min(e - start);
-            let logits = state
-                .head
-                .masked_logits(&state.features.narrow(0, start, len), masks)?; // [E, K, C]
-            let ys = state.labels.narrow(0, start, len);
-            let per_coalition = match self.utility {
-                Utility::Accuracy => logits
-                    .argmax(-1, false)
-                    .eq_tensor(&ys.unsqueeze(1))
-                    .to_kind(Kind::Double)
-                    .sum_dim_intlist(0, false, Kind::Double),
-                Utility::NegativeCrossEntropy => {
-                    let logp = logits.log_softmax(-1, Kind::Float);
-                    let index = ys.view([len, 1, 1]).expand([len, k, 1], false);
-                    logp.gather(2, &index, false)
-                        .squeeze_dim(2)
-                        .to_kind(Kind::Double)
-                        .sum_dim_intlist(0, false, Kind::Double)
-                }
-            };
-            totals += per_coalition;
-            start += len;
+        let chunk = (BLOCK_FLOATS / (k * self.widest).max(1)).clamp(1, EVAL_CHUNK.min(e).max(1));
+        let work: Vec<_> = (0..e)
+            .step_by(chunk as usize)
+            .map(|start| {
+                let len = chunk.min(e - start);
+                (
+                    state.head.shallow_clone(),
+                    state.features.narrow(0, start, len),
+                    state.labels.narrow(0, start, len),
+                    masks.shallow_clone(),
+                )
+            })
+            .collect();
+        let utility = self.utility;
+        let parts = crate::numerics::map_in_parallel(work, |(head, features, ys, masks)| {
+            chunk_totals(&head, &features, &ys, &masks, utility)
+        });
+        let mut totals = vec![0.0; k as usize];
+        for part in parts {
+            for (total, v) in totals.iter_mut().zip(part?) {
+                *total += v;
+            }
         }
-        let totals = totals / e as f64;
-        Ok(Vec::<f64>::try_from(totals.to_device(tch::Device::Cpu))?)
+        Ok(totals.into_iter().map(|t| t / e as f64).collect())
     }
+}
+
+/// Per-coalition sums of the utility over one chunk of examples.
+fn chunk_totals(
+    head: &MaskedHead,
+    features: &Tensor,
+    ys: &Tensor,
+    masks: &Tensor,
+    utility: Utility,
+) -> Result<Vec<f64>, NnError> {
+    let _guard = tch::no_grad_guard();
+    let (len, k) = (features.size()[0], masks.size()[0]);
+    let logits = head.masked_logits(features, masks)?; // [E, K, C]
+    let per_coalition = match utility {
+        Utility::Accuracy => logits
+            .argmax(-1, false)
+            .eq_tensor(&ys.unsqueeze(1))
+            .to_kind(Kind::Double)
+            .sum_dim_intlist(0, false, Kind::Double),
+        Utility::NegativeCrossEntropy => {
+            let logp = logits.log_softmax(-1, Kind::Float);
+            let index = ys.view([len, 1, 1]).expand([len, k, 1], false);
+            logp.gather(2, &index, false)
+                .squeeze_dim(2)
+                .to_kind(Kind::Double)
+                .sum_dim_intlist(0, false, Kind::Double)
+        }
+    };
+    Ok(Vec::<f64>::try_from(
+        per_coalition.to_device(tch::Device::Cpu),
+    )?)
 }
 
 impl Game for MaskedEvaluator {

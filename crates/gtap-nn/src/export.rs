@@ -244,7 +244,7 @@ impl PrunedNetwork {
                     let conv = |h: &Tensor, i: usize| {
                         let pad = LENET5_PADDING[i] as i64;
                         let l = &self.convs[i];
-                        h.conv2d(&l.weight, Some(&l.bias), [1, 1], [pad, pad], [1, 1], 1)
+                        crate::numerics::conv2d(h, &l.weight, Some(&l.bias), pad)
                             .relu()
                             .max_pool2d_default(2)
                     };

@@ -24,6 +24,7 @@ mod error;
 mod eval;
 mod export;
 mod model;
+pub mod numerics;
 mod prune;
 mod train;
 
@@ -34,6 +35,7 @@ pub use export::{
     KeptUnits, LayerShape, PrunedLayout, PrunedNetwork, PRUNED_LAYOUT, PRUNED_WEIGHTS,
 };
 pub use model::{Arch, MaskedHead, Network, PlayerLayer, Shape, UnitId};
+pub use numerics::Numerics;
 pub use prune::{Cost, UnstructuredPoint, WeightCriterion};
 pub use train::{train, EpochMetrics, Optimizer, TrainConfig};
 
@@ -41,6 +43,7 @@ pub use train::{train, EpochMetrics, Optimizer, TrainConfig};
 /// concurrent callers (test threads, say) cannot interleave draws and break determinism.
 pub fn with_torch_rng<T>(seed: u64, f: impl FnOnce() -> T) -> T {
     static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    numerics::current();
     let _lock = TORCH_RNG
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -48,8 +51,11 @@ pub fn with_torch_rng<T>(seed: u64, f: impl FnOnce() -> T) -> T {
     f()
 }
 
-/// Fixes libtorch's intra-op thread count. Results are bit-identical for a given count on a
-/// given machine; a different count may change float summation order inside libtorch.
+/// Fixes libtorch's intra-op thread count in [`Numerics::Fast`] mode, where a different count
+/// may change float summation order inside libtorch. Portable numerics always compute each
+/// operation on one thread, so there this does nothing.
 pub fn set_threads(threads: usize) {
-    tch::set_num_threads(threads.max(1) as i32);
+    if numerics::current() == Numerics::Fast {
+        tch::set_num_threads(threads.max(1) as i32);
+    }
 }

@@ -108,7 +108,9 @@ pub struct Network {
     pub arch: Arch,
     pub vs: nn::VarStore,
     shape: Shape,
-    convs: Vec<nn::Conv2D>,
+    /// Convolution weights and biases (`[O, C, kh, kw]`, `[O]`), applied by
+    /// [`crate::numerics::conv2d`].
+    convs: Vec<(Tensor, Option<Tensor>)>,
     head: Vec<nn::Linear>,
     players: Vec<PlayerLayer>,
     /// `mask_before[i]`: index of the player layer whose mask multiplies the input of `head[i]`.
@@ -215,7 +217,10 @@ impl Network {
             arch,
             vs,
             shape,
-            convs,
+            convs: convs
+                .into_iter()
+                .map(|c: nn::Conv2D| (c.ws, c.bs))
+                .collect(),
             head,
             players,
             mask_before,
@@ -268,6 +273,28 @@ impl Network {
         self.vs.device()
     }
 
+    /// Another handle on the same weights (no copy), to evaluate on another thread. Its
+    /// `VarStore` is empty: it cannot be trained or saved.
+    pub(crate) fn shallow_clone(&self) -> Network {
+        let linear = |l: &nn::Linear| nn::Linear {
+            ws: l.ws.shallow_clone(),
+            bs: l.bs.as_ref().map(Tensor::shallow_clone),
+        };
+        Network {
+            arch: self.arch,
+            vs: nn::VarStore::new(self.device()),
+            shape: self.shape,
+            convs: self
+                .convs
+                .iter()
+                .map(|(w, b)| (w.shallow_clone(), b.as_ref().map(Tensor::shallow_clone)))
+                .collect(),
+            head: self.head.iter().map(linear).collect(),
+            players: self.players.clone(),
+            mask_before: self.mask_before.clone(),
+        }
+    }
+
     /// Input width and number of classes the network was built for.
     pub fn shape(&self) -> Shape {
         self.shape
@@ -301,15 +328,18 @@ impl Network {
         let inputs = match self.arch {
             Arch::Lenet300100 => xs.view([-1, 784]),
             Arch::Mlp3x256 => xs.view([-1, self.shape.inputs as i64]),
-            Arch::Lenet5 => xs
-                .view([-1, 1, 28, 28])
-                .apply(&self.convs[0])
-                .relu()
-                .max_pool2d_default(2)
-                .apply(&self.convs[1])
-                .relu()
-                .max_pool2d_default(2)
-                .flatten(1, -1),
+            Arch::Lenet5 => {
+                let conv = |x: &Tensor, (w, b): &(Tensor, Option<Tensor>), padding: i64| {
+                    crate::numerics::conv2d(x, w, b.as_ref(), padding)
+                };
+                let h = conv(&xs.view([-1, 1, 28, 28]), &self.convs[0], 2)
+                    .relu()
+                    .max_pool2d_default(2);
+                conv(&h, &self.convs[1], 0)
+                    .relu()
+                    .max_pool2d_default(2)
+                    .flatten(1, -1)
+            }
         };
         self.head[..self.prefix_layers()]
             .iter()
@@ -451,6 +481,19 @@ pub struct MaskedHead {
 }
 
 impl MaskedHead {
+    /// Another handle on the same weights (no copy), for another thread.
+    pub fn shallow_clone(&self) -> MaskedHead {
+        MaskedHead {
+            layers: self
+                .layers
+                .iter()
+                .map(|(w, b)| (w.shallow_clone(), b.as_ref().map(Tensor::shallow_clone)))
+                .collect(),
+            players: self.players.clone(),
+            mask_before: self.mask_before.clone(),
+        }
+    }
+
     fn check_masks(&self, masks: &Tensor) -> Result<(), NnError> {
         let width = masks.size()[1] as usize;
         if width != self.players.iter().map(|l| l.size).sum::<usize>() {

@@ -96,3 +96,52 @@ pub fn coalitions(
         rates,
     })
 }
+
+/// Training and evaluation speed of one architecture under the process's numerics.
+#[derive(Debug, Clone)]
+pub struct TrainingRate {
+    pub arch: Arch,
+    /// Mini-batches of 128 per second (Adam, forward + backward + step).
+    pub steps_per_second: f64,
+    /// Examples per second through [`gtap_nn::evaluate`] (no gradients).
+    pub eval_examples_per_second: f64,
+}
+
+/// Measures training steps and evaluation on random MNIST-shaped data (speed does not depend on
+/// the values) for both LeNets.
+pub fn training(min_seconds: f64) -> anyhow::Result<Vec<TrainingRate>> {
+    let device = Device::cuda_if_available();
+    let data = |n: i64, seed: u64| {
+        gtap_nn::with_torch_rng(seed, || TensorData {
+            inputs: Tensor::rand([n, 784], (Kind::Float, device)),
+            labels: Tensor::randint(10, [n], (Kind::Int64, device)),
+        })
+    };
+    let (train, probe, test) = (data(1280, 1), data(10, 2), data(10_000, 3));
+    let cfg = gtap_nn::TrainConfig {
+        epochs: 1,
+        batch_size: 128,
+        lr: 1e-3,
+        optimizer: gtap_nn::Optimizer::Adam,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        dropout: 0.0,
+    };
+    let mut out = Vec::new();
+    for arch in [Arch::Lenet300100, Arch::Lenet5] {
+        let mut net = Network::new(arch, device, 0);
+        let t = time_per_call(min_seconds, || {
+            gtap_nn::train(&mut net, &train, &probe, &cfg, 0, &mut || {}).expect("training runs");
+        });
+        let steps_per_second = 10.0 / t;
+        let t = time_per_call(min_seconds, || {
+            gtap_nn::evaluate(&net, &test);
+        });
+        out.push(TrainingRate {
+            arch,
+            steps_per_second,
+            eval_examples_per_second: 10_000.0 / t,
+        });
+    }
+    Ok(out)
+}

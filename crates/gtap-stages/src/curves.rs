@@ -54,6 +54,7 @@ pub struct CurvesStage;
 impl Stage for CurvesStage {
     type Params = CurveParams;
     const KIND: &'static str = "curves";
+    const FLOAT_MATH: bool = true;
     const VERSION: u32 = 1;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["model", "data", "rankings"];
@@ -122,6 +123,7 @@ pub struct UnstructuredStage;
 impl Stage for UnstructuredStage {
     type Params = UnstructuredParams;
     const KIND: &'static str = "unstructured";
+    const FLOAT_MATH: bool = true;
     const VERSION: u32 = 1;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["model", "data"];

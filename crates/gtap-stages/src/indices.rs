@@ -177,6 +177,7 @@ pub struct PowerIndexStage;
 impl Stage for PowerIndexStage {
     type Params = PowerIndexParams;
     const KIND: &'static str = "power-indices";
+    const FLOAT_MATH: bool = true;
     const VERSION: u32 = 1;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["model", "data"];

@@ -64,6 +64,7 @@ pub struct McueStage;
 impl Stage for McueStage {
     type Params = McueParams;
     const KIND: &'static str = "mcue";
+    const FLOAT_MATH: bool = true;
     const VERSION: u32 = 1;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["model", "data"];

@@ -24,6 +24,8 @@ pub trait Ranker: Send + Sync + 'static {
     const VERSION: u32;
     /// One line for `gtap stages`.
     const ABOUT: &'static str;
+    /// Whether the ranking depends on float arithmetic in libtorch (see `Stage::FLOAT_MATH`).
+    const FLOAT_MATH: bool = true;
     /// The method's parameters (`deny_unknown_fields` recommended).
     type Params: Serialize + DeserializeOwned + Send + Sync;
 
@@ -101,6 +103,7 @@ impl<R: Ranker> Stage for RankerStage<R> {
     const INPUTS: &'static [&'static str] = &["model", "data"];
     const OPTIONAL_INPUTS: &'static [&'static str] = &["bias"];
     const ABOUT: &'static str = R::ABOUT;
+    const FLOAT_MATH: bool = R::FLOAT_MATH;
 
     fn validate(params: &R::Params) -> Result<(), Invalid> {
         R::validate(params)

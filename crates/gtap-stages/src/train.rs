@@ -34,6 +34,10 @@ pub struct TrainParams {
     /// cache key, so configurations without it keep their keys.
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub dropout: f64,
+    /// Train on the first this many examples of the train split (a quick run, e.g. in tests);
+    /// all by default, and then left out of the cache key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_examples: Option<usize>,
 }
 
 fn default_batch() -> usize {
@@ -82,6 +86,7 @@ pub fn load_split(dir: &Path, split: &str) -> anyhow::Result<TensorData> {
 impl Stage for TrainStage {
     type Params = TrainParams;
     const KIND: &'static str = "train";
+    const FLOAT_MATH: bool = true;
     const VERSION: u32 = 1;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["data"];
@@ -106,6 +111,9 @@ impl Stage for TrainStage {
         })?;
         ensure((0.0..1.0).contains(&p.dropout), "dropout", || {
             format!("must be in [0, 1) (got {})", p.dropout)
+        })?;
+        ensure(p.train_examples != Some(0), "train_examples", || {
+            "must be at least 1".into()
         })
     }
 
@@ -113,7 +121,10 @@ impl Stage for TrainStage {
         let seed = ctx.seed()?;
         let data = ctx.input("data")?;
         let info = read_info(&data.dir)?;
-        let train = load_split(&data.dir, "train")?;
+        let mut train = load_split(&data.dir, "train")?;
+        if let Some(n) = p.train_examples {
+            train = train.head(n.min(train.len()));
+        }
         let probe = load_split(&data.dir, "probe")?;
         let shape = Shape {
             inputs: info.features,
@@ -175,6 +186,7 @@ pub struct EvaluateParams {}
 impl Stage for EvaluateStage {
     type Params = EvaluateParams;
     const KIND: &'static str = "evaluate";
+    const FLOAT_MATH: bool = true;
     const VERSION: u32 = 1;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["model", "data"];

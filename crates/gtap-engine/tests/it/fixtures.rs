@@ -54,6 +54,8 @@ impl Stage for Scale {
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["x"];
     const ABOUT: &'static str = "multiplies by a factor, per seed";
+    // Stands in for a tensor stage: its key follows `Env::numerics`.
+    const FLOAT_MATH: bool = true;
     fn validate(params: &ScaleParams) -> Result<(), Invalid> {
         ensure((1..=10).contains(&params.factor), "factor", || {
             format!("must be between 1 and 10 (got {})", params.factor)
@@ -145,6 +147,7 @@ impl Project {
             results_dir: root.join("results"),
             figures_dir: root.join("figures"),
             progress: false,
+            numerics: "portable-1".into(),
         };
         Project {
             _dir: dir,

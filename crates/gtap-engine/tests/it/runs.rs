@@ -251,6 +251,39 @@ fn preimage_snapshot_of_the_source_stage() {
 }
 
 #[test]
+fn numerics_enter_the_keys_of_float_math_stages_only() {
+    let mut p = Project::new();
+    let keys = |p: &Project| -> Vec<(String, String)> {
+        let pipeline = p.pipeline(PIPELINE, &Overrides::default());
+        Runner::new(&p.registry, &p.env)
+            .status(&pipeline)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.instance.id, s.key.unwrap_or_default()))
+            .collect()
+    };
+    p.run(PIPELINE);
+    let portable = keys(&p);
+    p.env.numerics = "fast".into();
+    p.run(PIPELINE);
+    let fast = keys(&p);
+    for ((id, a), (_, b)) in portable.iter().zip(&fast) {
+        match id.as_str() {
+            // `scale` does float math; `source` does not; `sum` reads the (equal) outputs of
+            // `scaled`, so early cutoff keeps its key.
+            "scaled[0]" | "scaled[1]" => assert_ne!(a, b, "{id}"),
+            _ => assert_eq!(a, b, "{id}"),
+        }
+    }
+    let dir = Runner::new(&p.registry, &p.env)
+        .cache()
+        .entry_dir("scale", &fast[1].1);
+    let preimage: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("preimage.json")).unwrap()).unwrap();
+    assert_eq!(preimage["numerics"], "fast");
+}
+
+#[test]
 fn results_are_byte_identical_across_runs_in_fresh_caches() {
     let a = Project::new();
     let b = Project::new();
@@ -261,5 +294,31 @@ fn results_are_byte_identical_across_runs_in_fresh_caches() {
             std::fs::read(p.env.results_dir.join(format!("toy/{table}.parquet"))).unwrap()
         };
         assert_eq!(read(&a), read(&b), "table {table}");
+    }
+}
+
+#[test]
+fn parallel_builds_report_in_pipeline_order_and_write_the_same_tables() {
+    let serial = Project::new();
+    let parallel = Project::new();
+    let a = serial.run(PIPELINE);
+    let pipeline = parallel.pipeline(PIPELINE, &Overrides::default());
+    let b = Runner::new(&parallel.registry, &parallel.env)
+        .jobs(3)
+        .run(&pipeline, &[])
+        .unwrap();
+    let ids = |r: &gtap_engine::RunReport| -> Vec<(String, String)> {
+        r.instances
+            .iter()
+            .map(|i| (i.instance.id.clone(), i.key.clone()))
+            .collect()
+    };
+    assert_eq!(ids(&a), ids(&b));
+    assert_eq!(b.built(), ["src", "scaled[0]", "scaled[1]", "total"]);
+    for table in ["scaled", "total"] {
+        let read = |p: &Project| {
+            std::fs::read(p.env.results_dir.join(format!("toy/{table}.parquet"))).unwrap()
+        };
+        assert_eq!(read(&serial), read(&parallel), "table {table}");
     }
 }

@@ -58,6 +58,7 @@ impl Ranker for Random {
     const METHOD: &'static str = "random";
     const VERSION: u32 = 1;
     const ABOUT: &'static str = "baseline: keep a uniformly random set of units";
+    const FLOAT_MATH: bool = false;
     type Params = NoParams;
 
     fn rank(_: &NoParams, cx: &RankContext<'_>) -> anyhow::Result<Vec<usize>> {

@@ -80,6 +80,7 @@ fn a_method_registered_in_a_test_shows_up_in_the_curves() {
         results_dir: root.path().join("results"),
         figures_dir: root.path().join("figures"),
         progress: false,
+        numerics: "portable-1".into(),
     };
     let pipeline = Pipeline::parse(
         Path::new("plug-in.toml"),

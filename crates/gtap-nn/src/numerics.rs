@@ -1,0 +1,244 @@
+//! Which floating-point code paths libtorch may take, so that a result does not depend on the
+//! CPU that computed it.
+//!
+//! libtorch picks kernels by CPU: MKL's GEMM dispatches per vendor and instruction set and splits
+//! work by thread count, ATen's own kernels are compiled per vector width (AVX2, AVX-512), and
+//! oneDNN's convolutions are JIT-compiled for the machine. Measured on one machine (BENCHMARKS.md,
+//! "Portable numerics"): a LeNet checkpoint changes with the thread count, with `MKL_CBWR` and
+//! with `ATEN_CPU_CAPABILITY`; MKL honours only its `COMPATIBLE` branch on non-Intel CPUs (every
+//! other branch silently falls back to `AUTO`), and `COMPATIBLE` is not thread-count invariant.
+//!
+//! [`Numerics::Portable`] (the default) therefore pins:
+//! - MKL to its `COMPATIBLE` branch (SSE2 without approximate reciprocals: the same code on Intel
+//!   and AMD) and to one thread;
+//! - ATen's kernels to the AVX2 build (`ATEN_CPU_CAPABILITY=avx2`), one intra-op thread;
+//! - convolutions to im2col + one MKL GEMM ([`conv2d`]) instead of oneDNN;
+//! - on CUDA, cuBLAS to a fixed workspace (`CUBLAS_WORKSPACE_CONFIG`), and convolutions to the
+//!   same im2col + GEMM path (no cuDNN autotuning).
+//!
+//! gtap recovers the cores by running independent work side by side (coalition chunks), never by
+//! splitting one reduction across threads. [`Numerics::Fast`] leaves libtorch's defaults: every
+//! core, the best kernels, bytes that depend on the machine.
+//!
+//! The settings are environment variables that MKL and ATen read once, at their first use, so
+//! [`init`] must run before the first tensor operation of the process: the `gtap` binary calls it
+//! first thing, and every constructor of a network calls [`current`], which initialises the
+//! default when nothing else did.
+
+use std::sync::OnceLock;
+
+use crate::NnError;
+
+/// How libtorch computes on this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Numerics {
+    /// The same bytes on any x86-64 CPU with AVX2 and FMA, whatever the thread count.
+    Portable,
+    /// libtorch's defaults: faster, but bytes depend on the CPU and the thread count.
+    Fast,
+}
+
+/// Bump when the pinned code paths change (a libtorch upgrade, another MKL branch): results
+/// computed under the old pins are not the bytes the new ones give.
+pub const PORTABLE_VERSION: u32 = 1;
+
+/// Environment variables set in portable mode, in the order they are applied.
+pub const PORTABLE_ENV: &[(&str, &str)] = &[
+    // The only MKL code branch that Intel and non-Intel CPUs both run.
+    ("MKL_CBWR", "COMPATIBLE"),
+    // COMPATIBLE is not thread-count invariant: one MKL thread, here and in threads started later.
+    ("MKL_NUM_THREADS", "1"),
+    ("MKL_DYNAMIC", "FALSE"),
+    ("OMP_NUM_THREADS", "1"),
+    // ATen's AVX-512 kernels (wider vectors, other Sleef variants) round differently.
+    ("ATEN_CPU_CAPABILITY", "avx2"),
+    // Deterministic cuBLAS (a fixed workspace per stream).
+    ("CUBLAS_WORKSPACE_CONFIG", ":4096:8"),
+];
+
+static MODE: OnceLock<Numerics> = OnceLock::new();
+
+impl Numerics {
+    /// `fast` when `GTAP_FAST_MATH` is set to anything but `0` or empty, else portable.
+    pub fn from_env() -> Numerics {
+        match std::env::var("GTAP_FAST_MATH") {
+            Ok(v) if !v.is_empty() && v != "0" => Numerics::Fast,
+            _ => Numerics::Portable,
+        }
+    }
+
+    /// What a cache key records: `portable-<PORTABLE_VERSION>` or `fast`, so entries computed
+    /// under one never stand in for the other's.
+    pub fn cache_tag(self) -> String {
+        match self {
+            Numerics::Portable => format!("portable-{PORTABLE_VERSION}"),
+            Numerics::Fast => "fast".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Numerics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Numerics::Portable => write!(f, "portable (v{PORTABLE_VERSION})"),
+            Numerics::Fast => f.write_str("fast"),
+        }
+    }
+}
+
+/// Applies `mode` to this process. Must run before the first tensor operation; calling it again
+/// with the same mode does nothing, with another mode is an error (libtorch has read the first).
+pub fn init(mode: Numerics) -> Result<Numerics, NnError> {
+    let chosen = *MODE.get_or_init(|| {
+        apply(mode);
+        mode
+    });
+    if chosen != mode {
+        return Err(NnError::Numerics {
+            requested: mode.to_string(),
+            active: chosen.to_string(),
+        });
+    }
+    Ok(chosen)
+}
+
+/// The mode of this process; initialises [`Numerics::from_env`] when [`init`] was not called.
+pub fn current() -> Numerics {
+    *MODE.get_or_init(|| {
+        let mode = Numerics::from_env();
+        apply(mode);
+        mode
+    })
+}
+
+/// Whether this CPU runs the portable code paths: x86-64 with AVX2 and FMA.
+pub fn cpu_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn apply(mode: Numerics) {
+    match mode {
+        Numerics::Portable => {
+            for (key, value) in PORTABLE_ENV {
+                if std::env::var(key).is_ok_and(|v| v != *value) {
+                    tracing::debug!("portable numerics: overriding {key} with {value}");
+                }
+                // Runs before libtorch reads its environment (see the module docs).
+                std::env::set_var(key, value);
+            }
+            tch::set_num_threads(1);
+            if !cpu_supported() {
+                tracing::warn!(
+                    "this CPU lacks AVX2/FMA: results are deterministic here but may differ from \
+                     other machines' (see README, Reproducibility)"
+                );
+            }
+        }
+        Numerics::Fast => {}
+    }
+}
+
+/// A 2-d convolution (stride 1, square padding) that follows the process's numerics: libtorch's
+/// `conv2d` in fast mode, im2col + one GEMM in portable mode (no oneDNN or cuDNN kernel, whose
+/// choice and blocking depend on the machine). `x`: `[N, C, H, W]`, `weight`: `[O, C, kh, kw]`.
+pub fn conv2d(
+    x: &tch::Tensor,
+    weight: &tch::Tensor,
+    bias: Option<&tch::Tensor>,
+    padding: i64,
+) -> tch::Tensor {
+    if current() == Numerics::Fast {
+        return x.conv2d(weight, bias, [1, 1], [padding, padding], [1, 1], 1);
+    }
+    let n = x.size()[0];
+    if n > CONV_CHUNK {
+        // Bounded im2col buffers; chunk boundaries depend on the example count only.
+        let parts: Vec<tch::Tensor> = (0..n)
+            .step_by(CONV_CHUNK as usize)
+            .map(|start| {
+                let len = CONV_CHUNK.min(n - start);
+                conv2d_im2col(&x.narrow(0, start, len), weight, bias, padding)
+            })
+            .collect();
+        return tch::Tensor::cat(&parts, 0);
+    }
+    conv2d_im2col(x, weight, bias, padding)
+}
+
+/// Examples per im2col GEMM (LeNet5's conv1: 256 × 784 × 25 floats, 20 MB).
+const CONV_CHUNK: i64 = 256;
+
+fn conv2d_im2col(
+    x: &tch::Tensor,
+    weight: &tch::Tensor,
+    bias: Option<&tch::Tensor>,
+    padding: i64,
+) -> tch::Tensor {
+    let (n, _, h, w) = x.size4().expect("conv2d input is [N, C, H, W]");
+    let (o, c, kh, kw) = weight.size4().expect("conv2d weight is [O, C, kh, kw]");
+    let (oh, ow) = (h + 2 * padding - kh + 1, w + 2 * padding - kw + 1);
+    // [N, C·kh·kw, L] → [C·kh·kw, N·L]: the whole batch is one GEMM, so no per-example split.
+    let cols = x
+        .im2col([kh, kw], [1, 1], [padding, padding], [1, 1])
+        .permute([1, 0, 2])
+        .reshape([c * kh * kw, n * oh * ow]);
+    let mut out = weight.view([o, c * kh * kw]).mm(&cols);
+    if let Some(b) = bias {
+        out = out + b.view([o, 1]);
+    }
+    out.view([o, n, oh, ow]).permute([1, 0, 2, 3]).contiguous()
+}
+
+/// Threads for side-by-side work: `GTAP_THREADS` when set, else the available parallelism.
+pub fn workers() -> usize {
+    std::env::var("GTAP_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// Maps `f` over `items` on up to [`workers`] threads and returns the results in item order. Under portable numerics each worker computes on one libtorch thread,
+/// so the results do not depend on how many workers there are: this is how gtap uses the cores.
+/// Under fast numerics the items run one after another (libtorch parallelises inside each).
+pub fn map_in_parallel<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let workers = workers();
+    if current() == Numerics::Fast || workers < 2 || items.len() < 2 {
+        return items.into_iter().map(f).collect();
+    }
+    let queue = std::sync::Mutex::new(items.into_iter().enumerate());
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    // A new thread starts with OpenMP's process default: pin it like the first.
+                    tch::set_num_threads(1);
+                    let mut out = Vec::new();
+                    loop {
+                        let next = queue
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .next();
+                        match next {
+                            Some((i, item)) => out.push((i, f(item))),
+                            None => return out,
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a worker panicked"))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}

@@ -1,0 +1,80 @@
+//! Portable numerics: pinned bytes of a small training run and of coalition values, so a change
+//! of bytes is always deliberate (and a machine that computes other bytes fails here); the
+//! portable convolution computes libtorch's.
+
+use gtap_game::{Coalition, Game};
+use gtap_nn::numerics::{self, Numerics};
+use gtap_nn::{Arch, MaskedEvaluator, Network, Utility};
+use sha2::{Digest, Sha256};
+use tch::{Device, Kind, Tensor};
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// If this fails after a deliberate change (a libtorch upgrade, another pin, a change to
+/// training or evaluation), bump `numerics::PORTABLE_VERSION` or the stage versions and update
+/// the hashes. If it fails on another machine with no change at all, portable numerics do not
+/// hold there: report the CPU (`lscpu`) with the hashes it computed.
+#[test]
+fn a_small_training_run_and_its_coalition_values_have_the_pinned_bytes() {
+    assert_eq!(
+        numerics::init(Numerics::Portable).unwrap(),
+        Numerics::Portable
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let lenet5 = crate::train_once_with_dropout(dir.path(), "lenet5.safetensors", 0.3);
+    let lenet300 = crate::train_arch(dir.path(), Arch::Lenet300100, "lenet300.safetensors");
+
+    let net = Network::load(
+        Arch::Lenet5,
+        &dir.path().join("lenet5.safetensors"),
+        Device::Cpu,
+    )
+    .unwrap();
+    let probe = crate::synthetic(200, 12);
+    let game = MaskedEvaluator::new(&net, &probe, Utility::NegativeCrossEntropy, 4);
+    let coalitions: Vec<Coalition> = (0..8)
+        .map(|k| {
+            Coalition::from_players(604, (0..604).filter(|p| (p * 31 + k * 17) % (k + 4) != 0))
+        })
+        .collect();
+    let mut values = vec![0.0; coalitions.len()];
+    game.values(&coalitions, &mut values);
+    let value_bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+
+    let got = [
+        sha256_hex(&lenet5),
+        sha256_hex(&lenet300),
+        sha256_hex(&value_bytes),
+    ];
+    assert_eq!(
+        got,
+        [
+            "f9dbaee1c2da7dc141c4ca4e449b23fb1ea7505fda31dd7eb7202c509b34c484",
+            "5eae9e143246eaef58db2e6a375e83eaafb05b6f16411f5251ca31e11facbc7b",
+            "eeb05064c2507d6d7c877f298b5c0d3926c8c92403f692913ea5fda4fd91e62e",
+        ],
+        "values {values:?}"
+    );
+}
+
+#[test]
+fn portable_convolution_equals_libtorchs() {
+    let _ = numerics::current();
+    let (x, w, b) = gtap_nn::with_torch_rng(3, || {
+        (
+            Tensor::randn([300, 6, 14, 14], (Kind::Float, Device::Cpu)),
+            Tensor::randn([16, 6, 5, 5], (Kind::Float, Device::Cpu)),
+            Tensor::randn([16], (Kind::Float, Device::Cpu)),
+        )
+    });
+    for padding in [0, 2] {
+        let ours = numerics::conv2d(&x, &w, Some(&b), padding);
+        let theirs = x.conv2d(&w, Some(&b), [1, 1], [padding, padding], [1, 1], 1);
+        assert_eq!(ours.size(), theirs.size());
+        // 150-term dot products of N(0,1) values: float32 rounding is ~1e-5 here.
+        let diff = (&ours - &theirs).abs().max().double_value(&[]);
+        assert!(diff < 1e-4, "padding {padding}: max |diff| {diff}");
+    }
+}
