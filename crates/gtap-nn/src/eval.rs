@@ -15,6 +15,7 @@ pub struct Evaluation {
 /// Mean cross-entropy and accuracy, in chunks so memory stays bounded; chunks run side by side
 /// ([`crate::numerics::map_in_parallel`]) and are summed in order.
 pub fn evaluate(net: &Network, data: &TensorData) -> Evaluation {
+    crate::numerics::current();
     let n = data.len();
     let chunk = 2_000;
     let work: Vec<_> = (0..n)
@@ -129,6 +130,7 @@ impl MaskedEvaluator {
     /// ([`crate::numerics::map_in_parallel`]) and summed in chunk order: the same bytes whatever
     /// the number of cores.
     pub fn values_of_masks(&self, masks: &Tensor) -> Result<Vec<f64>, NnError> {
+        crate::numerics::current();
         let state = self.lock();
         let k = masks.size()[0];
         let e = state.features.size()[0];

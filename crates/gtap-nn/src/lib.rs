@@ -6,7 +6,8 @@
 //! convolutional *prefix* that is never pruned, and a dense *head* whose hidden units are the
 //! players), [`PlayerLayer`] (a named group of players with stable unit ids),
 //! [`train()`] (seeded, deterministic training) and [`MaskedEvaluator`] (ν(C) for a batch of
-//! coalitions), [`PrunedNetwork`] (the network physically sliced to a kept set, for export).
+//! coalitions), [`PrunedNetwork`] (the network physically sliced to a kept set, for export),
+//! and [`numerics`] (portable floating-point code paths: the same bytes on any x86-64 CPU).
 //!
 //! Key design decision: a coalition zeroes the *activations* of its non-members, never the
 //! weights, and the evaluator folds the first mask into the next layer's weight matrix, so

@@ -16,14 +16,15 @@
 //! - on CUDA, cuBLAS to a fixed workspace (`CUBLAS_WORKSPACE_CONFIG`), and convolutions to the
 //!   same im2col + GEMM path (no cuDNN autotuning).
 //!
-//! gtap recovers the cores by running independent work side by side (coalition chunks), never by
-//! splitting one reduction across threads. [`Numerics::Fast`] leaves libtorch's defaults: every
+//! gtap recovers the cores by running independent work side by side ([`map_in_parallel`] over
+//! chunks cut by data size; stage instances in the engine), never by splitting one reduction
+//! across threads. [`Numerics::Fast`] leaves libtorch's defaults: every
 //! core, the best kernels, bytes that depend on the machine.
 //!
 //! The settings are environment variables that MKL and ATen read once, at their first use, so
 //! [`init`] must run before the first tensor operation of the process: the `gtap` binary calls it
-//! first thing, and every constructor of a network calls [`current`], which initialises the
-//! default when nothing else did.
+//! first thing, and the constructors of networks and data (and `with_torch_rng`) call
+//! [`current`], which initialises the default when nothing else did.
 
 use std::sync::OnceLock;
 
@@ -59,10 +60,18 @@ pub const PORTABLE_ENV: &[(&str, &str)] = &[
 static MODE: OnceLock<Numerics> = OnceLock::new();
 
 impl Numerics {
-    /// `fast` when `GTAP_FAST_MATH` is set to anything but `0` or empty, else portable.
+    /// `fast` when `GTAP_FAST_MATH` is set and not falsey (empty, `0`, `false`, `no`, `off`, as
+    /// the binary's `--fast-math` reads it), else portable.
     pub fn from_env() -> Numerics {
         match std::env::var("GTAP_FAST_MATH") {
-            Ok(v) if !v.is_empty() && v != "0" => Numerics::Fast,
+            Ok(v)
+                if !matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "" | "0" | "false" | "no" | "off"
+                ) =>
+            {
+                Numerics::Fast
+            }
             _ => Numerics::Portable,
         }
     }
@@ -99,16 +108,33 @@ pub fn init(mode: Numerics) -> Result<Numerics, NnError> {
             active: chosen.to_string(),
         });
     }
-    Ok(chosen)
+    Ok(current())
 }
 
 /// The mode of this process; initialises [`Numerics::from_env`] when [`init`] was not called.
+/// Under portable numerics it also pins the calling thread to one libtorch thread: OpenMP gives
+/// every new thread (a test's, an engine job's) the process default, read before `init` ran.
 pub fn current() -> Numerics {
-    *MODE.get_or_init(|| {
+    let mode = *MODE.get_or_init(|| {
         let mode = Numerics::from_env();
         apply(mode);
         mode
-    })
+    });
+    if mode == Numerics::Portable {
+        pin_thread();
+    }
+    mode
+}
+
+fn pin_thread() {
+    thread_local! {
+        static PINNED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    PINNED.with(|pinned| {
+        if !pinned.replace(true) {
+            tch::set_num_threads(1);
+        }
+    });
 }
 
 /// Whether this CPU runs the portable code paths: x86-64 with AVX2 and FMA.
@@ -133,7 +159,6 @@ fn apply(mode: Numerics) {
                 // Runs before libtorch reads its environment (see the module docs).
                 std::env::set_var(key, value);
             }
-            tch::set_num_threads(1);
             if !cpu_supported() {
                 tracing::warn!(
                     "this CPU lacks AVX2/FMA: results are deterministic here but may differ from \
@@ -219,7 +244,7 @@ pub fn map_in_parallel<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Syn
             .map(|_| {
                 scope.spawn(|| {
                     // A new thread starts with OpenMP's process default: pin it like the first.
-                    tch::set_num_threads(1);
+                    pin_thread();
                     let mut out = Vec::new();
                     loop {
                         let next = queue
