@@ -49,7 +49,25 @@ pub fn train(
     seed: u64,
     on_step: &mut dyn FnMut(),
 ) -> Result<Vec<EpochMetrics>, NnError> {
-    crate::with_torch_rng(seed, || {
+    // Only dropout draws from libtorch's global RNG: without it, training holds no process-wide
+    // lock, so trainings in concurrent engine jobs overlap.
+    if cfg.dropout > 0.0 {
+        crate::with_torch_rng(seed, || train_steps(net, train, probe, cfg, seed, on_step))
+    } else {
+        crate::numerics::current();
+        train_steps(net, train, probe, cfg, seed, on_step)
+    }
+}
+
+fn train_steps(
+    net: &mut Network,
+    train: &TensorData,
+    probe: &TensorData,
+    cfg: &TrainConfig,
+    seed: u64,
+    on_step: &mut dyn FnMut(),
+) -> Result<Vec<EpochMetrics>, NnError> {
+    {
         let mut opt = match cfg.optimizer {
             Optimizer::Adam => tch::nn::Adam {
                 wd: cfg.weight_decay,
@@ -92,5 +110,5 @@ pub fn train(
             });
         }
         Ok(metrics)
-    })
+    }
 }
