@@ -43,13 +43,20 @@ pub use train::{train, EpochMetrics, Optimizer, TrainConfig};
 /// Runs `f` with libtorch's global RNG seeded to `seed`, holding a process-wide lock, so that
 /// concurrent callers (test threads, say) cannot interleave draws and break determinism.
 pub fn with_torch_rng<T>(seed: u64, f: impl FnOnce() -> T) -> T {
+    let _lock = lock_torch_rng(seed);
+    f()
+}
+
+/// Seeds libtorch's global RNG with `seed` and holds it until the guard drops
+/// (see [`with_torch_rng`]).
+pub(crate) fn lock_torch_rng(seed: u64) -> std::sync::MutexGuard<'static, ()> {
     static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
     numerics::current();
-    let _lock = TORCH_RNG
+    let lock = TORCH_RNG
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     tch::manual_seed(seed as i64);
-    f()
+    lock
 }
 
 /// Fixes libtorch's intra-op thread count in [`Numerics::Fast`] mode, where a different count

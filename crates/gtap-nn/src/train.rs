@@ -40,7 +40,7 @@ pub struct EpochMetrics {
 /// Trains `net` in place. Deterministic for a seed on one machine with a fixed libtorch thread
 /// count: initial weights come from `Network::new(.., seed)`, and the mini-batch order of epoch
 /// `e` from a ChaCha8 stream seeded with `(seed, e)`; dropout masks from libtorch's RNG seeded
-/// with `seed` (held for the whole run). `on_step` is called after each mini-batch.
+/// with `seed` (held for the whole run when dropout is on). `on_step` is called after each mini-batch.
 pub fn train(
     net: &mut Network,
     train: &TensorData,
@@ -51,64 +51,48 @@ pub fn train(
 ) -> Result<Vec<EpochMetrics>, NnError> {
     // Only dropout draws from libtorch's global RNG: without it, training holds no process-wide
     // lock, so trainings in concurrent engine jobs overlap.
-    if cfg.dropout > 0.0 {
-        crate::with_torch_rng(seed, || train_steps(net, train, probe, cfg, seed, on_step))
-    } else {
-        crate::numerics::current();
-        train_steps(net, train, probe, cfg, seed, on_step)
-    }
-}
-
-fn train_steps(
-    net: &mut Network,
-    train: &TensorData,
-    probe: &TensorData,
-    cfg: &TrainConfig,
-    seed: u64,
-    on_step: &mut dyn FnMut(),
-) -> Result<Vec<EpochMetrics>, NnError> {
-    {
-        let mut opt = match cfg.optimizer {
-            Optimizer::Adam => tch::nn::Adam {
-                wd: cfg.weight_decay,
-                ..Default::default()
-            }
-            .build(&net.vs, cfg.lr)?,
-            Optimizer::Sgd => tch::nn::Sgd {
-                momentum: cfg.momentum,
-                wd: cfg.weight_decay,
-                ..Default::default()
-            }
-            .build(&net.vs, cfg.lr)?,
-        };
-        let n = train.len();
-        let mut metrics = Vec::with_capacity(cfg.epochs);
-        for epoch in 0..cfg.epochs {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(epoch as u64 + 1);
-            let mut order: Vec<i64> = (0..n as i64).collect();
-            order.shuffle(&mut rng);
-            let (mut loss_sum, mut batches) = (0.0, 0usize);
-            for chunk in order.chunks(cfg.batch_size) {
-                let index = Tensor::from_slice(chunk).to_device(net.device());
-                let batch = train.select(&index);
-                let loss = net
-                    .forward_train(&batch.inputs, cfg.dropout)
-                    .cross_entropy_for_logits(&batch.labels);
-                opt.backward_step(&loss);
-                loss_sum += loss.to_kind(Kind::Double).double_value(&[]);
-                batches += 1;
-                on_step();
-            }
-            let train_eval = evaluate(net, train);
-            let probe_eval = evaluate(net, probe);
-            metrics.push(EpochMetrics {
-                epoch: epoch + 1,
-                loss: loss_sum / batches.max(1) as f64,
-                train_accuracy: train_eval.accuracy,
-                probe_accuracy: probe_eval.accuracy,
-            });
+    crate::numerics::current();
+    let _rng = (cfg.dropout > 0.0).then(|| crate::lock_torch_rng(seed));
+    let mut opt = match cfg.optimizer {
+        Optimizer::Adam => tch::nn::Adam {
+            wd: cfg.weight_decay,
+            ..Default::default()
         }
-        Ok(metrics)
+        .build(&net.vs, cfg.lr)?,
+        Optimizer::Sgd => tch::nn::Sgd {
+            momentum: cfg.momentum,
+            wd: cfg.weight_decay,
+            ..Default::default()
+        }
+        .build(&net.vs, cfg.lr)?,
+    };
+    let n = train.len();
+    let mut metrics = Vec::with_capacity(cfg.epochs);
+    for epoch in 0..cfg.epochs {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(epoch as u64 + 1);
+        let mut order: Vec<i64> = (0..n as i64).collect();
+        order.shuffle(&mut rng);
+        let (mut loss_sum, mut batches) = (0.0, 0usize);
+        for chunk in order.chunks(cfg.batch_size) {
+            let index = Tensor::from_slice(chunk).to_device(net.device());
+            let batch = train.select(&index);
+            let loss = net
+                .forward_train(&batch.inputs, cfg.dropout)
+                .cross_entropy_for_logits(&batch.labels);
+            opt.backward_step(&loss);
+            loss_sum += loss.to_kind(Kind::Double).double_value(&[]);
+            batches += 1;
+            on_step();
+        }
+        let train_eval = evaluate(net, train);
+        let probe_eval = evaluate(net, probe);
+        metrics.push(EpochMetrics {
+            epoch: epoch + 1,
+            loss: loss_sum / batches.max(1) as f64,
+            train_accuracy: train_eval.accuracy,
+            probe_accuracy: probe_eval.accuracy,
+        });
     }
+    Ok(metrics)
 }
