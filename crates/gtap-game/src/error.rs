@@ -53,6 +53,16 @@ pub enum GameError {
         /// Number of free players.
         free: usize,
     },
+    /// The cross-fitted estimator needs at least two folds of at least two coalitions each.
+    #[error(
+        "the shared-crossfit estimator needs folds >= 2 and at least 2 samples per fold: got {folds} folds for {samples} samples"
+    )]
+    InvalidFolds {
+        /// The requested number of folds.
+        folds: usize,
+        /// The requested pool size.
+        samples: usize,
+    },
     /// Exact enumeration was asked for over too many free players.
     #[error(
         "exact enumeration over {free} free players needs 2^{free} evaluations; at most {max} free players are supported"

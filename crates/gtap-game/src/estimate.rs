@@ -71,6 +71,18 @@ pub enum Estimator {
     /// residual, not of ν. Same pool and evaluations as `Shared`; needs more coalitions than
     /// free players + 1. Bias of order 1/k; a dummy player's estimate is noise around 0.
     SharedRegression,
+    /// The shared pool, read by cross-fitted regression adjustment (Witter et al. 2025): the
+    /// pool is cut into `folds` parts; for each part a surrogate of ν (linear in the members,
+    /// plus the square and cube of each player group's standardised active count, see
+    /// [`Game::player_groups`]) is fitted by least squares on the other parts, its index is
+    /// computed exactly, and the `Shared` difference of means of the residuals on this part
+    /// corrects it. **Unbiased** (each part's surrogate never saw that part's coalitions) with
+    /// the variance of the residuals, not of ν. Same pool and evaluations as `Shared`; where a
+    /// fit is singular (too few coalitions outside a part) that part falls back to `Shared`.
+    SharedCrossFit {
+        /// Parts of the pool, at least 2; each needs at least 2 coalitions.
+        folds: usize,
+    },
 }
 
 impl Estimator {
@@ -80,6 +92,7 @@ impl Estimator {
             Estimator::Paired => "Paired",
             Estimator::Shared => "Shared",
             Estimator::SharedRegression => "SharedRegression",
+            Estimator::SharedCrossFit { .. } => "SharedCrossFit",
         }
     }
 }
@@ -135,9 +148,13 @@ pub fn estimate(
     };
     match (cfg.estimator, bias) {
         (Estimator::Permutation { .. }, Some(_)) => return Err(incompatible("Paired or Shared")),
-        (Estimator::Paired | Estimator::Shared | Estimator::SharedRegression, None) => {
-            return Err(incompatible("Permutation"))
-        }
+        (
+            Estimator::Paired
+            | Estimator::Shared
+            | Estimator::SharedRegression
+            | Estimator::SharedCrossFit { .. },
+            None,
+        ) => return Err(incompatible("Permutation")),
         _ => {}
     }
     if cfg.samples == 0 {
@@ -148,6 +165,14 @@ pub fn estimate(
             got: cfg.samples,
             max: MAX_SAMPLES,
         });
+    }
+    if let Estimator::SharedCrossFit { folds } = cfg.estimator {
+        if folds < 2 || cfg.samples < 2 * folds {
+            return Err(GameError::InvalidFolds {
+                folds,
+                samples: cfg.samples,
+            });
+        }
     }
     let setup = constraints.resolve(game.num_players())?;
     let s = Setup {
@@ -171,6 +196,7 @@ pub fn estimate(
         (Estimator::Paired, Some(d)) => s.paired(d, progress),
         (Estimator::Shared, Some(d)) => s.shared(d, progress),
         (Estimator::SharedRegression, Some(d)) => s.shared_regression(d, progress),
+        (Estimator::SharedCrossFit { folds }, Some(d)) => s.shared_cross_fit(d, folds, progress),
         _ => unreachable!("checked above"),
     })
 }
@@ -358,6 +384,52 @@ impl Setup<'_> {
                 estimate,
                 stderr,
                 samples: k,
+            })
+            .collect()
+    }
+
+    fn shared_cross_fit(
+        &self,
+        d: f64,
+        folds: usize,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Vec<PlayerEstimate> {
+        let vals = self.pooled_values(d, progress);
+        // Dense group ids of the free players, in order of first appearance.
+        let labels = self
+            .game
+            .player_groups()
+            .unwrap_or_else(|| vec![0; self.game.num_players()]);
+        let mut dense = std::collections::BTreeMap::new();
+        let group_of: Vec<usize> = self
+            .free
+            .iter()
+            .map(|&p| {
+                let next = dense.len();
+                *dense.entry(labels[p]).or_insert(next)
+            })
+            .collect();
+        let fit = crate::crossfit::cross_fitted(
+            &vals,
+            |t, on| {
+                self.pooled_members(t, d, |slot, m| {
+                    if m {
+                        on(slot)
+                    }
+                })
+            },
+            &group_of,
+            d,
+            folds,
+        );
+        self.free
+            .iter()
+            .zip(fit)
+            .map(|(&player, (estimate, stderr))| PlayerEstimate {
+                player,
+                estimate,
+                stderr,
+                samples: self.samples,
             })
             .collect()
     }

@@ -16,6 +16,13 @@ pub trait Game: Sync {
         256
     }
 
+    /// A group label per player (e.g. its layer), or `None` for one group of all players. The
+    /// cross-fitted estimator's surrogate models each group's active count, since a network's
+    /// value depends on how many units of a layer survive more than on which.
+    fn player_groups(&self) -> Option<Vec<usize>> {
+        None
+    }
+
     /// Whether several `values` calls may run concurrently on rayon threads. Cheap pure-Rust
     /// games say true; a network game that is already multi-threaded inside says false.
     fn parallel(&self) -> bool {

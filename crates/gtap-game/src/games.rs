@@ -81,3 +81,36 @@ impl Game for PairwiseGame {
         }
     }
 }
+
+/// A logistic unit: ν(C) = 1 / (1 + exp(−(Σ_{i∈C} w_i − threshold) / temperature)). Smooth,
+/// non-linear in C (a unit's marginal value depends on who else is present), like a network's
+/// accuracy as its units are removed; `groups` labels the players for
+/// [`Game::player_groups`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogisticGame {
+    /// Weight of each player; the number of players is `weights.len()`.
+    pub weights: Vec<f64>,
+    /// Weight at which ν = ½.
+    pub threshold: f64,
+    /// Width of the transition.
+    pub temperature: f64,
+    /// Group label per player, if any.
+    pub groups: Option<Vec<usize>>,
+}
+
+impl Game for LogisticGame {
+    fn num_players(&self) -> usize {
+        self.weights.len()
+    }
+
+    fn values(&self, coalitions: &[Coalition], out: &mut [f64]) {
+        for (c, o) in coalitions.iter().zip(out) {
+            let total: f64 = c.iter().map(|i| self.weights[i]).sum();
+            *o = 1.0 / (1.0 + (-(total - self.threshold) / self.temperature).exp());
+        }
+    }
+
+    fn player_groups(&self) -> Option<Vec<usize>> {
+        self.groups.clone()
+    }
+}

@@ -40,6 +40,7 @@
 
 mod coalition;
 mod constraints;
+mod crossfit;
 mod error;
 mod estimate;
 mod eval;

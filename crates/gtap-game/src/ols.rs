@@ -99,7 +99,7 @@ impl MembershipFit {
 }
 
 /// Lower-triangular L with L Lᵀ = a (row-major `n × n`); `None` unless clearly positive definite.
-fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
+pub(crate) fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
     let mut l = vec![0.0; n * n];
     for i in 0..n {
         for j in 0..=i {
@@ -118,7 +118,7 @@ fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
     Some(l)
 }
 
-fn cholesky_solve(l: &[f64], n: usize, b: &[f64]) -> Vec<f64> {
+pub(crate) fn cholesky_solve(l: &[f64], n: usize, b: &[f64]) -> Vec<f64> {
     let mut y = vec![0.0; n];
     for i in 0..n {
         let dot: f64 = (0..i).map(|m| l[i * n + m] * y[m]).sum();

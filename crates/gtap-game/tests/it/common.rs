@@ -60,6 +60,16 @@ pub fn mc_configs(seed: u64) -> Vec<EstimateConfig> {
             Estimator::SharedRegression,
             8000,
         ),
+        c(
+            IndexKind::Banzhaf,
+            Estimator::SharedCrossFit { folds: 5 },
+            4000,
+        ),
+        c(
+            IndexKind::BiasedBanzhaf { d: 0.7 },
+            Estimator::SharedCrossFit { folds: 3 },
+            4000,
+        ),
     ]
 }
 

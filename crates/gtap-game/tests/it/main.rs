@@ -3,6 +3,7 @@
 mod axioms;
 mod common;
 mod constraints;
+mod crossfit;
 mod determinism;
 mod errors;
 mod estimators;
