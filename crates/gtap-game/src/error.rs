@@ -63,6 +63,9 @@ pub enum GameError {
         /// The requested pool size.
         samples: usize,
     },
+    /// The adaptive separation was configured inconsistently.
+    #[error("adaptive separation: {0}")]
+    InvalidSeparation(String),
     /// Exact enumeration was asked for over too many free players.
     #[error(
         "exact enumeration over {free} free players needs 2^{free} evaluations; at most {max} free players are supported"

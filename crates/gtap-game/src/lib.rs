@@ -38,6 +38,7 @@
 //! # Ok::<(), gtap_game::GameError>(())
 //! ```
 
+mod adaptive;
 mod coalition;
 mod constraints;
 mod crossfit;
@@ -50,6 +51,7 @@ pub mod games;
 mod ols;
 pub mod rank;
 
+pub use adaptive::{separate, Separation, SeparationConfig};
 pub use coalition::Coalition;
 pub use constraints::{Constraints, Resolved};
 pub use error::GameError;

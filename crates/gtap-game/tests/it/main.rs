@@ -1,5 +1,6 @@
 //! Integration tests of gtap-game: estimators checked against exact values of small games.
 
+mod adaptive;
 mod axioms;
 mod common;
 mod constraints;
