@@ -20,6 +20,7 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
         "figure-2.toml",
         "power-indices.toml",
         "figure-3.toml",
+        "estimators.toml",
     ] {
         common::run_shipped(root, &data, pipeline);
     }
@@ -66,6 +67,7 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
     assert!(rho.iter().all(|r| (-1.0..=1.0).contains(r)), "{rho:?}");
 
     check_figure_3(root);
+    check_estimators(root);
     compare_shows_only_the_changed_method(root, &data);
 
     // Same config, fresh cache: every table is the same bytes.
@@ -129,13 +131,55 @@ fn check_figure_3(root: &Path) {
         "accuracy at size 1 {at_full:?} vs unpruned {unpruned}"
     );
     let critical = table(root, "figure-3", "critical_accuracy");
-    assert!(critical.height() >= 12, "{critical}");
+    // Every curve read at the MCUE critical size and at the paper's 0.225 (`also_at`).
+    let at_paper = f64s(&critical, "critical_size")
+        .iter()
+        .filter(|&&d| d == 0.225)
+        .count();
+    assert!(
+        at_paper >= 12 && critical.height() == 2 * at_paper,
+        "{critical}"
+    );
     for ext in ["png", "svg"] {
         assert!(root.join(format!("figures/figure-3-ci.{ext}")).exists());
         assert!(root
             .join(format!("figures/figure-3-params-ci.{ext}"))
             .exists());
         assert!(root.join(format!("figures/figure-4-ci.{ext}")).exists());
+    }
+}
+
+/// The estimator-agreement tables: one row per estimate stage, set precisions in [0, 1] at the
+/// step and the three fractions, and the references' split-half row beside the estimates'.
+fn check_estimators(root: &Path) {
+    let agreement = table(root, "estimators", "agreement");
+    // β_d: 12 estimates, Banzhaf 6, Shapley 3.
+    assert_eq!(agreement.height(), 21, "{agreement}");
+    let rho = f64s(&agreement, "spearman");
+    let split_half = f64s(&agreement, "reference_split_half");
+    let reliability = f64s(&agreement, "reference_reliability");
+    let corrected = f64s(&agreement, "spearman_corrected");
+    for i in 0..rho.len() {
+        assert!((-1.0..=1.0).contains(&rho[i]), "{agreement}");
+        assert!(
+            (reliability[i] - 2.0 * split_half[i] / (1.0 + split_half[i])).abs() < 1e-12,
+            "Spearman–Brown: {agreement}"
+        );
+        assert!(
+            (corrected[i] - rho[i] / reliability[i].sqrt()).abs() < 1e-12,
+            "{agreement}"
+        );
+    }
+    let sets = table(root, "estimators", "set_precision");
+    // (21 estimates + 3 reference pairs) × k ∈ {60 (the step, and 10% of 604), 181, 302}.
+    assert_eq!(sets.height(), 24 * 3, "{sets}");
+    for column in ["bottom_precision", "top_precision"] {
+        assert!(f64s(&sets, column).iter().all(|p| (0.0..=1.0).contains(p)));
+    }
+    for game in ["beta", "banzhaf", "shapley"] {
+        assert!(root
+            .join(format!("figures/estimators-{game}-ci.png"))
+            .exists());
     }
 }
 

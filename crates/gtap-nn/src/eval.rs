@@ -69,6 +69,8 @@ pub struct MaskedEvaluator {
     // shareable) while keeping every forward pass on one thread at a time.
     state: std::sync::Mutex<EvalState>,
     players: usize,
+    /// Player layer of every player (the game's groups).
+    layer_of: Vec<usize>,
     widest: i64,
     utility: Utility,
     batch: usize,
@@ -109,6 +111,12 @@ impl MaskedEvaluator {
         MaskedEvaluator {
             state: std::sync::Mutex::new(state),
             players: net.num_players(),
+            layer_of: net
+                .player_layers()
+                .iter()
+                .enumerate()
+                .flat_map(|(layer, l)| std::iter::repeat_n(layer, l.size))
+                .collect(),
             widest,
             utility,
             batch: batch.max(1),
@@ -213,6 +221,10 @@ impl Game for MaskedEvaluator {
 
     fn batch_size(&self) -> usize {
         self.batch
+    }
+
+    fn player_groups(&self) -> Option<Vec<usize>> {
+        Some(self.layer_of.clone())
     }
 
     fn parallel(&self) -> bool {

@@ -48,6 +48,10 @@ pub struct FigureCurvesParams {
     #[serde(default)]
     pub x: XAxis,
     pub panels: Vec<PanelSpec>,
+    /// Sizes (on the x axis) at which every curve is also read into `critical_accuracy`, beside
+    /// the MCUE critical size: e.g. the paper's own critical size, to compare at its point.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_at: Vec<f64>,
 }
 
 pub struct FigureCurvesStage;
@@ -71,7 +75,12 @@ impl Stage for FigureCurvesStage {
         )?;
         ensure(!p.panels.is_empty(), "panels", || {
             "needs at least one panel".into()
-        })
+        })?;
+        ensure(
+            p.also_at.iter().all(|x| (0.0..=1.0).contains(x)),
+            "also_at",
+            || format!("sizes must lie in [0, 1] (got {:?})", p.also_at),
+        )
     }
 
     fn run(p: &FigureCurvesParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
@@ -119,8 +128,12 @@ impl Stage for FigureCurvesStage {
                     .into_iter()
                     .map(|(_, s)| s)
                     .collect();
+            let read_at: Vec<f64> = critical
+                .into_iter()
+                .chain(p.also_at.iter().copied())
+                .collect();
             for s in &series {
-                plotted.push(&spec.title, s, critical);
+                plotted.push(&spec.title, s, &read_at);
             }
             panels.push(LinePanel {
                 title: spec.title.clone(),
@@ -344,7 +357,7 @@ struct PlottedRows {
 }
 
 impl PlottedRows {
-    fn push(&mut self, panel: &str, s: &Series, critical: Option<f64>) {
+    fn push(&mut self, panel: &str, s: &Series, read_at: &[f64]) {
         for i in 0..s.x.len() {
             self.panel.push(panel.to_owned());
             self.label.push(s.label.clone());
@@ -352,7 +365,7 @@ impl PlottedRows {
             self.mean.push(s.mean[i]);
             self.std.push(s.std[i]);
         }
-        if let Some(d) = critical {
+        for &d in read_at {
             if let Some((mean, std)) = interpolate(s, d) {
                 self.critical
                     .push((panel.to_owned(), s.label.clone(), d, mean, std));

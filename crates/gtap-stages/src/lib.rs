@@ -8,6 +8,7 @@
 //! `text-dataset` write prepared splits in one layout (`{train,probe,test}.split` +
 //! `dataset.json`), `train` a safetensors checkpoint with `model.json`, `evaluate` only tables.
 
+mod agreement;
 pub mod bench;
 mod curves;
 mod figure_curves;
@@ -23,6 +24,7 @@ mod train;
 use gtap_engine::Registry;
 use ranking::{Ranker, RankerStage};
 
+pub use agreement::EstimatorAgreementStage;
 pub use curves::{size_grid, CurvesStage, UnstructuredStage};
 pub use figure_curves::FigureCurvesStage;
 pub use indices::{PowerIndexStage, RankAgreementStage};
@@ -50,6 +52,7 @@ pub fn registry() -> Registry {
         .register::<McueFigureStage>()
         .register::<PowerIndexStage>()
         .register::<RankAgreementStage>()
+        .register::<EstimatorAgreementStage>()
         .register::<RankerStage<methods::Gtap>>()
         .register::<RankerStage<methods::Wmp>>()
         .register::<RankerStage<methods::Wgmp>>()
