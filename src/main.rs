@@ -224,7 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         results_dir: cli.dirs.results_dir,
         figures_dir: cli.dirs.figures_dir,
         progress: std::io::stderr().is_terminal() && !cli.quiet,
-        numerics: gtap_nn::numerics::current().cache_tag(),
+        numerics: gtap_nn::numerics::current().cache_tag_here(),
     };
     let runner = Runner::new(&registry, &env);
     match cli.command {

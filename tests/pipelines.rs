@@ -153,8 +153,8 @@ fn check_figure_3(root: &Path) {
 /// step and the three fractions, and the references' split-half row beside the estimates'.
 fn check_estimators(root: &Path) {
     let agreement = table(root, "estimators", "agreement");
-    // β_d: 12 estimates, Banzhaf 6, Shapley 3.
-    assert_eq!(agreement.height(), 21, "{agreement}");
+    // β_d: 11 estimates, Banzhaf 4, Shapley 3.
+    assert_eq!(agreement.height(), 18, "{agreement}");
     let rho = f64s(&agreement, "spearman");
     let split_half = f64s(&agreement, "reference_split_half");
     let reliability = f64s(&agreement, "reference_reliability");
@@ -171,8 +171,8 @@ fn check_estimators(root: &Path) {
         );
     }
     let sets = table(root, "estimators", "set_precision");
-    // (21 estimates + 3 reference pairs) × k ∈ {60 (the step, and 10% of 604), 181, 302}.
-    assert_eq!(sets.height(), 24 * 3, "{sets}");
+    // (18 estimates + 3 reference pairs) × k ∈ {60 (the step, and 10% of 604), 181, 302}.
+    assert_eq!(sets.height(), 21 * 3, "{sets}");
     for column in ["bottom_precision", "top_precision"] {
         assert!(f64s(&sets, column).iter().all(|p| (0.0..=1.0).contains(p)));
     }

@@ -84,6 +84,18 @@ impl Numerics {
             Numerics::Fast => "fast".to_owned(),
         }
     }
+
+    /// [`Numerics::cache_tag`] of this process: with `+cuda` appended when libtorch sees a GPU
+    /// (stages then compute on it, and a GPU's float rounding is not the CPU's), so entries
+    /// built on a GPU never stand in for CPU ones in a shared cache.
+    pub fn cache_tag_here(self) -> String {
+        let tag = self.cache_tag();
+        if tch::Cuda::is_available() {
+            tag + "+cuda"
+        } else {
+            tag
+        }
+    }
 }
 
 impl std::fmt::Display for Numerics {
