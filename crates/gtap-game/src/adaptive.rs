@@ -98,8 +98,8 @@ pub fn separate(
     // Sample j of slot a: the coalition Paired draws for (player free[a], sample j).
     let spend = |units: &[(usize, usize)], stats: &mut [Stats], drawn: &mut [usize]| -> usize {
         let build = |range: std::ops::Range<usize>, out: &mut Vec<Coalition>| {
-            for u in range.start / 2..range.end.div_ceil(2) {
-                let (a, j) = units[u];
+            let (first, last) = (range.start / 2, range.end.div_ceil(2));
+            for (u, &(a, j)) in units.iter().enumerate().take(last).skip(first) {
                 let mut without = base.clone();
                 let stream = (free[a] as u64) << 32 | j as u64;
                 draw_members(

@@ -352,8 +352,8 @@ impl<'a> Pool<'a> {
             intercept -= coef[i] * count(x) / n;
         }
         let count_coef = coef[p..].to_vec();
-        for h in 0..q {
-            intercept -= count_coef[h] * m.z[h] / n;
+        for (c, z) in count_coef.iter().zip(&m.z) {
+            intercept -= c * z / n;
         }
         Surrogate {
             intercept,
