@@ -140,7 +140,7 @@ pub fn separate(
         // Work on sign·index, so "highest" is "lowest" of the negated values.
         let mean: Vec<f64> = stats.iter().map(|s| sign * s.mean()).collect();
         let half: Vec<f64> = stats.iter().map(|s| z * s.stderr()).collect();
-        let chosen = lowest_k(&mean, cfg.k);
+        let chosen = crate::rank::lowest_k(&mean, cfg.k);
         let mut is_chosen = vec![false; f];
         chosen.iter().for_each(|&a| is_chosen[a] = true);
         let upper_in = (0..f)
@@ -194,14 +194,6 @@ pub fn separate(
         separated,
         evaluations,
     })
-}
-
-/// Slots of the k lowest values, ties broken by slot.
-fn lowest_k(values: &[f64], k: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]).then(a.cmp(&b)));
-    order.truncate(k);
-    order
 }
 
 /// Φ⁻¹(p), the standard normal quantile (Acklam's rational approximation, relative error

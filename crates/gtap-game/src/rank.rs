@@ -22,6 +22,14 @@ pub fn ranks(values: &[f64]) -> Vec<f64> {
     out
 }
 
+/// Positions of the k lowest values, lowest first; ties broken by position (as the rankers do).
+pub fn lowest_k(values: &[f64], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]).then(a.cmp(&b)));
+    order.truncate(k);
+    order
+}
+
 /// Pearson correlation; NaN when either side is constant or the lengths differ.
 pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
     if a.len() != b.len() || a.len() < 2 {

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use gtap_engine::{ensure, Invalid, Stage, StageContext, Upstream};
-use gtap_game::rank::spearman;
+use gtap_game::rank::{lowest_k, spearman};
 use gtap_plot::{LinePanel, Series};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -194,19 +194,10 @@ fn set_sizes(fractions: &[f64], counts: &[usize], n: usize) -> Vec<usize> {
     sizes
 }
 
-/// Player positions of the k lowest values (ties broken by position, as the rankers do).
-fn lowest(values: &[f64], k: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&i, &j| values[i].total_cmp(&values[j]).then(i.cmp(&j)));
-    order.truncate(k);
-    order.sort_unstable();
-    order
-}
-
 /// |A ∩ B| / k for the k lowest of `a` and of `b`.
 pub(crate) fn bottom_precision(a: &[f64], b: &[f64], k: usize) -> f64 {
-    let (x, y) = (lowest(a, k), lowest(b, k));
-    x.iter().filter(|i| y.binary_search(i).is_ok()).count() as f64 / k as f64
+    let y: std::collections::BTreeSet<usize> = lowest_k(b, k).into_iter().collect();
+    lowest_k(a, k).iter().filter(|i| y.contains(i)).count() as f64 / k as f64
 }
 
 fn negated(v: &[f64]) -> Vec<f64> {
