@@ -68,6 +68,12 @@ impl Coalition {
         self.words[i / 64] &= !(1 << (i % 64));
     }
 
+    /// Adds player `i` if absent, removes it if present.
+    pub fn toggle(&mut self, i: usize) {
+        self.check(i);
+        self.words[i / 64] ^= 1 << (i % 64);
+    }
+
     /// Adds every member of `other` (a coalition of the same game).
     pub fn union_with(&mut self, other: &Coalition) {
         assert_eq!(self.n, other.n, "coalitions of games of different sizes");

@@ -83,6 +83,17 @@ pub enum Estimator {
         /// Parts of the pool, at least 2; each needs at least 2 coalitions.
         folds: usize,
     },
+    /// Banzhaf-type only: each sample is one sweep over the free players, a walk
+    /// ([`crate::Walk`]) that starts at C ~ R_d and visits the free players in a random order;
+    /// visiting i toggles it (one evaluation), which gives ν(C ∪ {i}) − ν(C \ {i}) at the current
+    /// C, and then i's membership is drawn afresh from R_d (kept toggled or toggled back by the
+    /// next step, at no evaluation). Every other player's membership is always an independent
+    /// R_d draw (its first or its fresh one), so each difference is an unbiased sample of β_d(i)
+    /// as in `Paired`, at n_free + 1 evaluations per sample for *all* players instead of 2 per
+    /// player; and a network evaluates each step by updating what one unit changes
+    /// ([`Game::incremental`]). Samples of one player are independent across sweeps (the
+    /// standard error is theirs); players of one sweep are correlated.
+    Sweep,
 }
 
 impl Estimator {
@@ -93,6 +104,7 @@ impl Estimator {
             Estimator::Shared => "Shared",
             Estimator::SharedRegression => "SharedRegression",
             Estimator::SharedCrossFit { .. } => "SharedCrossFit",
+            Estimator::Sweep => "Sweep",
         }
     }
 }
@@ -104,7 +116,7 @@ pub struct EstimateConfig {
     pub index: IndexKind,
     /// The sampling scheme; must suit `index`.
     pub estimator: Estimator,
-    /// Permutations (Permutation), k per player (Paired), pool size (Shared).
+    /// Permutations (Permutation), k per player (Paired), pool size (Shared), sweeps (Sweep).
     pub samples: usize,
     /// Seed of every random stream; sample j draws from its own stream of this seed.
     pub seed: u64,
@@ -152,7 +164,8 @@ pub fn estimate(
             Estimator::Paired
             | Estimator::Shared
             | Estimator::SharedRegression
-            | Estimator::SharedCrossFit { .. },
+            | Estimator::SharedCrossFit { .. }
+            | Estimator::Sweep,
             None,
         ) => return Err(incompatible("Permutation")),
         _ => {}
@@ -197,16 +210,17 @@ pub fn estimate(
         (Estimator::Shared, Some(d)) => s.shared(d, progress),
         (Estimator::SharedRegression, Some(d)) => s.shared_regression(d, progress),
         (Estimator::SharedCrossFit { folds }, Some(d)) => s.shared_cross_fit(d, folds, progress),
+        (Estimator::Sweep, Some(d)) => s.sweep(d, progress),
         _ => unreachable!("checked above"),
     })
 }
 
-struct Setup<'a> {
-    game: &'a dyn Game,
-    free: &'a [usize],
-    base: &'a Coalition,
-    seed: u64,
-    samples: usize,
+pub(crate) struct Setup<'a> {
+    pub(crate) game: &'a dyn Game,
+    pub(crate) free: &'a [usize],
+    pub(crate) base: &'a Coalition,
+    pub(crate) seed: u64,
+    pub(crate) samples: usize,
 }
 
 impl Setup<'_> {
@@ -251,7 +265,21 @@ impl Setup<'_> {
                 e = s * per + p1;
             }
         };
-        let vals = evaluate(self.game, samples * per, build, progress);
+        let vals = if self.game.incremental() {
+            // The same coalitions as walks of single insertions.
+            let walks = |range: std::ops::Range<usize>, out: &mut Vec<crate::Walk>| {
+                for s in range {
+                    let perm = self.sample_permutation(s, antithetic);
+                    out.push(crate::Walk {
+                        start: self.base.clone(),
+                        steps: perm.iter().map(|&k| vec![self.free[k]]).collect(),
+                    });
+                }
+            };
+            crate::walk::evaluate_walks(self.game, samples, per, walks, progress)
+        } else {
+            evaluate(self.game, samples * per, build, progress)
+        };
         let group = if antithetic { 2 } else { 1 };
         let mut stats = vec![Stats::default(); f];
         let mut unit = vec![0.0; f];
@@ -298,7 +326,22 @@ impl Setup<'_> {
                 }
             }
         };
-        let vals = evaluate(self.game, 2 * f * k, build, progress);
+        let vals = if self.game.incremental() {
+            // The same pairs as one-step walks C_u → C_u ∪ {i}, swapped back to (with, without).
+            let walks = |range: std::ops::Range<usize>, out: &mut Vec<crate::Walk>| {
+                for u in range {
+                    out.push(crate::Walk {
+                        start: self.paired_coalition(u, d),
+                        steps: vec![vec![self.free[u / k]]],
+                    });
+                }
+            };
+            let mut vals = crate::walk::evaluate_walks(self.game, f * k, 2, walks, progress);
+            vals.chunks_exact_mut(2).for_each(|w| w.swap(0, 1));
+            vals
+        } else {
+            evaluate(self.game, 2 * f * k, build, progress)
+        };
         let stats: Vec<Stats> = (0..f)
             .map(|a| {
                 let mut st = Stats::default();
@@ -434,7 +477,7 @@ impl Setup<'_> {
             .collect()
     }
 
-    fn report(&self, stats: &[Stats], samples: usize) -> Vec<PlayerEstimate> {
+    pub(crate) fn report(&self, stats: &[Stats], samples: usize) -> Vec<PlayerEstimate> {
         self.free
             .iter()
             .zip(stats)

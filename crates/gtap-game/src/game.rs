@@ -1,6 +1,6 @@
 //! The [`Game`] trait and the closure adapter [`FnGame`].
 
-use crate::Coalition;
+use crate::{Coalition, Walk};
 
 /// A transferable-utility game whose value function scores a *batch* of coalitions at once,
 /// so a neural network can evaluate many coalitions in one forward pass.
@@ -21,6 +21,20 @@ pub trait Game: Sync {
     /// value depends on how many units of a layer survive more than on which.
     fn player_groups(&self) -> Option<Vec<usize>> {
         None
+    }
+
+    /// ν along each walk, walk after walk: for every walk, ν at its start and after each of its
+    /// steps ([`Walk::num_values`] values). The default evaluates every coalition with
+    /// [`Game::values`]; a network overrides it to update only what a step changes.
+    fn walk_values(&self, walks: &[Walk], out: &mut [f64]) {
+        crate::walk::walk_values_by_coalition(self, walks, out);
+    }
+
+    /// Whether [`Game::walk_values`] is cheaper than the same coalitions one by one: estimators
+    /// whose coalitions form walks (permutations, the paper's pairs) then hand them over as
+    /// walks. [`crate::Estimator::Sweep`] always does. Walks per call: [`Game::batch_size`].
+    fn incremental(&self) -> bool {
+        false
     }
 
     /// Whether several `values` calls may run concurrently on rayon threads. Cheap pure-Rust

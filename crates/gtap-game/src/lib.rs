@@ -50,6 +50,8 @@ mod game;
 pub mod games;
 mod ols;
 pub mod rank;
+mod sweep;
+mod walk;
 
 pub use adaptive::{separate, Separation, SeparationConfig};
 pub use coalition::Coalition;
@@ -58,3 +60,4 @@ pub use error::GameError;
 pub use estimate::{estimate, EstimateConfig, Estimator, IndexKind, PlayerEstimate, MAX_SAMPLES};
 pub use exact::{exact, MAX_EXACT_FREE};
 pub use game::{FnGame, Game};
+pub use walk::Walk;

@@ -65,6 +65,8 @@ pub fn mc_configs(seed: u64) -> Vec<EstimateConfig> {
             Estimator::SharedCrossFit { folds: 5 },
             4000,
         ),
+        c(IndexKind::Banzhaf, Estimator::Sweep, 800),
+        c(IndexKind::BiasedBanzhaf { d: 0.3 }, Estimator::Sweep, 800),
         c(
             IndexKind::BiasedBanzhaf { d: 0.7 },
             Estimator::SharedCrossFit { folds: 3 },
@@ -142,4 +144,79 @@ impl<G: Game> Game for Tuned<G> {
     fn parallel(&self) -> bool {
         self.parallel
     }
+}
+
+/// A game that asks for walks ([`Game::incremental`]) but evaluates them one coalition at a time
+/// (the default [`Game::walk_values`]): the walk path with nothing but its bookkeeping.
+pub struct AsWalks<G> {
+    pub inner: G,
+    pub batch: usize,
+}
+
+impl<G: Game> Game for AsWalks<G> {
+    fn num_players(&self) -> usize {
+        self.inner.num_players()
+    }
+    fn values(&self, coalitions: &[Coalition], out: &mut [f64]) {
+        self.inner.values(coalitions, out)
+    }
+    fn batch_size(&self) -> usize {
+        self.batch
+    }
+    fn incremental(&self) -> bool {
+        true
+    }
+}
+
+/// Many independent runs (`cfg(seed)` for seeds `0..runs`): the mean estimate is within its own
+/// standard error of the exact value (unbiased), the spread across runs is what the reported
+/// standard errors predict, and 95% intervals cover the exact value 95% of the time.
+#[track_caller]
+pub fn assert_calibrated(
+    game: &dyn Game,
+    index: IndexKind,
+    runs: u64,
+    cfg: impl Fn(u64) -> EstimateConfig,
+) {
+    let want = exact_values(game, index, &Constraints::none());
+    let n = want.len();
+    let mut sum = vec![0.0; n];
+    let mut square = vec![0.0; n];
+    let mut predicted = vec![0.0; n];
+    let mut covered = 0;
+    for seed in 0..runs {
+        let est = run(game, &cfg(seed), &Constraints::none());
+        for (i, e) in est.iter().enumerate() {
+            sum[i] += e.estimate;
+            square[i] += e.estimate * e.estimate;
+            predicted[i] += e.stderr * e.stderr;
+            covered += usize::from((e.estimate - want[i]).abs() <= 1.96 * e.stderr);
+        }
+    }
+    let r = runs as f64;
+    let (mut observed_total, mut predicted_total) = (0.0, 0.0);
+    for i in 0..n {
+        let mean = sum[i] / r;
+        let var = (square[i] - r * mean * mean) / (r - 1.0);
+        assert!(
+            (mean - want[i]).abs() <= 4.0 * (var / r).sqrt() + 1e-12,
+            "{index:?} player {i}: mean {mean} vs exact {} (sd of the mean {})",
+            want[i],
+            (var / r).sqrt()
+        );
+        observed_total += var;
+        predicted_total += predicted[i] / r;
+    }
+    // The variance of a variance estimate from 400 runs is ≈ 7%: a ratio off by 25% is a wrong
+    // standard error, not noise.
+    let ratio = observed_total / predicted_total;
+    assert!(
+        (0.8..1.25).contains(&ratio),
+        "{index:?}: observed / predicted variance = {ratio}"
+    );
+    let coverage = covered as f64 / (r * n as f64);
+    assert!(
+        (0.93..0.97).contains(&coverage),
+        "{index:?}: 95% intervals covered {coverage}"
+    );
 }

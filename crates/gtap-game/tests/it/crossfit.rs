@@ -6,7 +6,7 @@ use gtap_game::{
     estimate, Coalition, Constraints, EstimateConfig, Estimator, Game, GameError, IndexKind,
 };
 
-use crate::common::{assert_close, exact_values, run};
+use crate::common::{assert_calibrated, assert_close, exact_values, run};
 
 /// ν = Σ a_i·[i ∈ C] + a cubic in each group's active count: exactly the surrogate's family.
 struct LinearPlusCounts {
@@ -32,7 +32,7 @@ impl Game for LinearPlusCounts {
 }
 
 /// Twelve players in two layers of six, weights of both signs.
-fn logistic12() -> LogisticGame {
+pub fn logistic12() -> LogisticGame {
     LogisticGame {
         weights: vec![3.0, 2.5, 2.0, 1.5, 1.0, 0.5, 2.0, 1.8, -1.0, 1.2, 0.8, 0.0],
         threshold: 5.0,
@@ -90,49 +90,8 @@ fn exact_when_the_surrogate_is_exact() {
 #[test]
 fn unbiased_with_the_variance_and_coverage_it_reports() {
     let game = logistic12();
-    let runs = 400;
     for index in [IndexKind::Banzhaf, IndexKind::BiasedBanzhaf { d: 0.3 }] {
-        let want = exact_values(&game, index, &Constraints::none());
-        let n = want.len();
-        let mut sum = vec![0.0; n];
-        let mut square = vec![0.0; n];
-        let mut predicted = vec![0.0; n];
-        let mut covered = 0;
-        for seed in 0..runs {
-            let est = run(&game, &cross_fit(index, 160, 4, seed), &Constraints::none());
-            for (i, e) in est.iter().enumerate() {
-                sum[i] += e.estimate;
-                square[i] += e.estimate * e.estimate;
-                predicted[i] += e.stderr * e.stderr;
-                covered += usize::from((e.estimate - want[i]).abs() <= 1.96 * e.stderr);
-            }
-        }
-        let r = runs as f64;
-        let (mut observed_total, mut predicted_total) = (0.0, 0.0);
-        for i in 0..n {
-            let mean = sum[i] / r;
-            let var = (square[i] - r * mean * mean) / (r - 1.0);
-            assert!(
-                (mean - want[i]).abs() <= 4.0 * (var / r).sqrt() + 1e-12,
-                "{index:?} player {i}: mean {mean} vs exact {} (sd of the mean {})",
-                want[i],
-                (var / r).sqrt()
-            );
-            observed_total += var;
-            predicted_total += predicted[i] / r;
-        }
-        // The variance of a variance estimate from 400 runs is ≈ 7%: a ratio off by 25% is a
-        // wrong standard error, not noise.
-        let ratio = observed_total / predicted_total;
-        assert!(
-            (0.8..1.25).contains(&ratio),
-            "{index:?}: observed / predicted variance = {ratio}"
-        );
-        let coverage = covered as f64 / (r * n as f64);
-        assert!(
-            (0.93..0.97).contains(&coverage),
-            "{index:?}: 95% intervals covered {coverage}"
-        );
+        assert_calibrated(&game, index, 400, |seed| cross_fit(index, 160, 4, seed));
     }
 }
 

@@ -10,3 +10,4 @@ mod errors;
 mod estimators;
 mod exact;
 mod props;
+mod walks;
