@@ -78,6 +78,10 @@ reproduce-figure-5 SCALE="full": build
 bench *ARGS: build
     target/debug/gtap bench coalitions {{ARGS}}
 
+# gtap beside the PyTorch peers (the paper's Algorithm 2, an expert's batched loop) on the same work
+bench-peers: build
+    python bench/peers/compare.py --gtap target/debug/gtap
+
 # Price of portable numerics: training, evaluation and coalition throughput, portable then --fast-math
 bench-numerics: build
     target/debug/gtap bench training

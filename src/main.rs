@@ -320,18 +320,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 report.matmul_square_gflops
             );
             println!(
-                "{:>6} {:>14} {:>10} {:>12}",
-                "batch", "coalitions/s", "GFLOP/s", "of matmul"
+                "{:>6} {:>14} {:>10} {:>10} {:>16} {:>9}",
+                "batch", "coalitions/s", "GFLOP/s", "of matmul", "walk values/s", "speed-up"
             );
             for r in &report.rates {
                 println!(
-                    "{:>6} {:>14.1} {:>10.1} {:>11.0}%",
+                    "{:>6} {:>14.1} {:>10.1} {:>9.0}% {:>16.1} {:>8.1}x",
                     r.batch,
                     r.evaluations_per_second,
                     r.gflops,
-                    100.0 * r.gflops / report.matmul_same_shape_gflops
+                    100.0 * r.gflops / report.matmul_same_shape_gflops,
+                    r.walk_evaluations_per_second,
+                    r.walk_evaluations_per_second / r.evaluations_per_second
                 );
             }
+            println!(
+                "walk values/s: `batch` walks of {} single toggles, evaluated incrementally",
+                gtap_nn::walks::REFRESH - 1
+            );
+            println!(
+                "algorithm 2 (paired, 1 pair per player, incremental): {:.1} coalitions/s",
+                report.algorithm2_evaluations_per_second
+            );
         }
         Command::Bench(Bench::Training { seconds }) => {
             println!("numerics: {}", gtap_nn::numerics::current());

@@ -153,8 +153,19 @@ fn check_figure_3(root: &Path) {
 /// step and the three fractions, and the references' split-half row beside the estimates'.
 fn check_estimators(root: &Path) {
     let agreement = table(root, "estimators", "agreement");
-    // β_d: 11 estimates, Banzhaf 4, Shapley 3.
-    assert_eq!(agreement.height(), 18, "{agreement}");
+    // β_d: 14 estimates, Banzhaf 6, Shapley 5.
+    assert_eq!(agreement.height(), 25, "{agreement}");
+    let estimators = agreement.column("estimator").unwrap().str().unwrap();
+    for name in [
+        "sweep (incremental)",
+        "permutation (incremental)",
+        "shared-crossfit",
+    ] {
+        assert!(
+            (0..estimators.len()).any(|i| estimators.get(i) == Some(name)),
+            "{name}: {agreement}"
+        );
+    }
     let rho = f64s(&agreement, "spearman");
     let split_half = f64s(&agreement, "reference_split_half");
     let reliability = f64s(&agreement, "reference_reliability");
@@ -171,8 +182,8 @@ fn check_estimators(root: &Path) {
         );
     }
     let sets = table(root, "estimators", "set_precision");
-    // (18 estimates + 3 reference pairs) × k ∈ {60 (the step, and 10% of 604), 181, 302}.
-    assert_eq!(sets.height(), 21 * 3, "{sets}");
+    // (25 estimates + 3 reference pairs) × k ∈ {60 (the step, and 10% of 604), 181, 302}.
+    assert_eq!(sets.height(), 28 * 3, "{sets}");
     for column in ["bottom_precision", "top_precision"] {
         assert!(f64s(&sets, column).iter().all(|p| (0.0..=1.0).contains(p)));
     }
@@ -183,9 +194,9 @@ fn check_estimators(root: &Path) {
     }
 }
 
-/// Figure 3 again with one method's parameter changed (β_d Top-n: 800 coalitions instead of
-/// 700), into other result directories on the same cache: `gtap compare` of the two curve
-/// tables finds differences in that method's rows and nowhere else.
+/// Figure 3 again with one method's parameter changed (β_d Top-n: 3 sweeps instead of 2), into
+/// other result directories on the same cache: `gtap compare` of the two curve tables finds
+/// differences in that method's rows and nowhere else.
 fn compare_shows_only_the_changed_method(root: &Path, data: &Path) {
     let other = root.join("other");
     let gtap = |args: &[&str]| {
@@ -209,7 +220,7 @@ fn compare_shows_only_the_changed_method(root: &Path, data: &Path) {
         "--scale",
         "ci",
         "--set",
-        "stage.beta_topn.estimate.samples=800",
+        "stage.beta_topn.estimate.samples=3",
         "--data-dir",
         &path(data),
         "--cache-dir",

@@ -60,4 +60,4 @@ pub use error::GameError;
 pub use estimate::{estimate, EstimateConfig, Estimator, IndexKind, PlayerEstimate, MAX_SAMPLES};
 pub use exact::{exact, MAX_EXACT_FREE};
 pub use game::{FnGame, Game};
-pub use walk::Walk;
+pub use walk::{walk_values_by_coalition, Walk};

@@ -37,12 +37,8 @@ impl Walk {
 }
 
 /// What [`Game::walk_values`] does unless a game knows better: every coalition through
-/// [`Game::values`], `batch_size` at a time.
-pub(crate) fn walk_values_by_coalition(
-    game: &(impl Game + ?Sized),
-    walks: &[Walk],
-    out: &mut [f64],
-) {
+/// [`Game::values`], `batch_size` at a time. Public so that an override can fall back to it.
+pub fn walk_values_by_coalition(game: &(impl Game + ?Sized), walks: &[Walk], out: &mut [f64]) {
     let coalitions: Vec<Coalition> = walks.iter().flat_map(Walk::coalitions).collect();
     assert_eq!(coalitions.len(), out.len(), "out holds every walk's values");
     let batch = game.batch_size().max(1);

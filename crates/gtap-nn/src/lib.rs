@@ -28,6 +28,7 @@ mod model;
 pub mod numerics;
 mod prune;
 mod train;
+pub mod walks;
 
 pub use data::TensorData;
 pub use error::NnError;

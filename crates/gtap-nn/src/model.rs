@@ -513,32 +513,25 @@ impl MaskedHead {
         self.check_masks(masks)?;
         let k = masks.size()[0];
         let e = features.size()[0];
-        let mut h = features.shallow_clone();
-        let mut expanded = false;
+        let (h, first) = self.unmasked_start(features);
+        let Some(first) = first else {
+            // No player layer at all: every coalition sees the same network.
+            return Ok(h.unsqueeze(1).expand([e, k, -1], false));
+        };
+        let z = self.first_masked_preactivation(&h, first, masks);
+        Ok(self.logits_from(first, z, masks))
+    }
+
+    /// The head up to the input of its first masked layer (the same for every coalition), and
+    /// that layer's index (`None`: no layer is masked, the result is the logits).
+    pub(crate) fn unmasked_start(&self, features: &Tensor) -> (Tensor, Option<usize>) {
         let last = self.layers.len() - 1;
+        let mut h = features.shallow_clone();
         for (i, (w, bias)) in self.layers.iter().enumerate() {
-            // w: [out, in]
-            let (out_dim, in_dim) = (w.size()[0], w.size()[1]);
-            h = match (self.mask_before[i], expanded) {
-                (Some(pl), false) => {
-                    let pl = &self.players[pl];
-                    let m = masks.narrow(1, pl.offset as i64, pl.size as i64); // [K, in]
-                                                                               // (x ⊙ m) Wᵀ = x (W ⊙ m)ᵀ: stack the K masked matrices as [in, K·out].
-                    let wm = (w.unsqueeze(0) * m.unsqueeze(1))
-                        .permute([2, 0, 1])
-                        .reshape([in_dim, k * out_dim]);
-                    expanded = true;
-                    h.matmul(&wm).view([e, k, out_dim])
-                }
-                (Some(pl), true) => {
-                    let pl = &self.players[pl];
-                    let m = masks
-                        .narrow(1, pl.offset as i64, pl.size as i64)
-                        .unsqueeze(0); // [1, K, in]
-                    (h * m).matmul(&w.tr())
-                }
-                (None, _) => h.matmul(&w.tr()),
-            };
+            if self.mask_before[i].is_some() {
+                return (h, Some(i));
+            }
+            h = h.matmul(&w.tr());
             if let Some(b) = bias {
                 h = h + b;
             }
@@ -546,11 +539,60 @@ impl MaskedHead {
                 h = h.relu();
             }
         }
-        if !expanded {
-            // No player layer at all: every coalition sees the same network.
-            h = h.unsqueeze(1).expand([e, k, -1], false);
+        (h, None)
+    }
+
+    /// Pre-activation (before the bias) `[E, K, out]` of masked layer `i` for `K` coalitions,
+    /// from its unmasked input `h` (`[E, in]`): `(h ⊙ m) Wᵀ = h (W ⊙ m)ᵀ`, the `K` masked matrices
+    /// stacked as `[in, K·out]`, one GEMM.
+    pub(crate) fn first_masked_preactivation(
+        &self,
+        h: &Tensor,
+        i: usize,
+        masks: &Tensor,
+    ) -> Tensor {
+        let (w, _) = &self.layers[i];
+        let (k, e) = (masks.size()[0], h.size()[0]);
+        let (out_dim, in_dim) = (w.size()[0], w.size()[1]);
+        let m = self.layer_mask(i, masks); // [K, in]
+        let wm = (w.unsqueeze(0) * m.unsqueeze(1))
+            .permute([2, 0, 1])
+            .reshape([in_dim, k * out_dim]);
+        h.matmul(&wm).view([e, k, out_dim])
+    }
+
+    /// Logits `[E, K, C]` from the pre-activation `z` (`[E, K, out]`, before the bias) of masked
+    /// layer `i`: its bias and activation, then every later layer under `masks`.
+    pub(crate) fn logits_from(&self, i: usize, z: Tensor, masks: &Tensor) -> Tensor {
+        let last = self.layers.len() - 1;
+        let mut h = z;
+        for (j, (w, bias)) in self.layers.iter().enumerate().skip(i) {
+            if j > i {
+                h = match self.mask_before[j] {
+                    Some(_) => (h * self.layer_mask(j, masks).unsqueeze(0)).matmul(&w.tr()),
+                    None => h.matmul(&w.tr()),
+                };
+            }
+            if let Some(b) = bias {
+                h = h + b;
+            }
+            if j < last {
+                h = h.relu();
+            }
         }
-        Ok(h)
+        h
+    }
+
+    /// The columns of `masks` (`[K, players]`) of the player layer masking layer `i`'s input.
+    fn layer_mask(&self, i: usize, masks: &Tensor) -> Tensor {
+        let pl = &self.players[self.mask_before[i].expect("a masked layer")];
+        masks.narrow(1, pl.offset as i64, pl.size as i64)
+    }
+
+    /// Weight `[out, in]` of head layer `i` and the player offset of the units masking its input.
+    pub(crate) fn masked_weight(&self, i: usize) -> (&Tensor, usize) {
+        let pl = &self.players[self.mask_before[i].expect("a masked layer")];
+        (&self.layers[i].0, pl.offset)
     }
 
     /// Logits `[K, C]` for `K` (example, coalition) pairs: row `j` of `features` under mask row

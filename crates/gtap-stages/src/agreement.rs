@@ -41,7 +41,8 @@ pub struct EstimatorAgreementStage;
 impl Stage for EstimatorAgreementStage {
     type Params = EstimatorAgreementParams;
     const KIND: &'static str = "estimator-agreement";
-    const VERSION: u32 = 1;
+    // 2: sweeps and incremental estimates cost samples · (players + 1) evaluations.
+    const VERSION: u32 = 2;
     // Every seed's estimates against the same seed's references, summarised over seeds.
     const SEEDED: bool = false;
     const INPUTS: &'static [&'static str] = &["estimates", "reference_a", "reference_b"];
@@ -173,8 +174,9 @@ impl Estimates {
     /// Coalition evaluations the estimate cost (as `power-indices` counts them).
     fn evaluations(&self) -> u64 {
         let players = self.players.len() as u64;
-        match self.estimator.as_str() {
-            "permutation" => self.samples * (players + 1),
+        // "(incremental)" names the same coalitions, each evaluated more cheaply.
+        match self.estimator.trim_end_matches(" (incremental)") {
+            "permutation" | "sweep" => self.samples * (players + 1),
             "paired" => 2 * self.samples * players,
             _ => self.samples,
         }

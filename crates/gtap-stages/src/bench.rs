@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
+use gtap_game::{Coalition, Walk};
 use gtap_nn::{Arch, MaskedEvaluator, Network, TensorData, Utility};
+use rand::{Rng, SeedableRng};
 use tch::{Device, Kind, Tensor};
 
 /// One measured configuration.
@@ -12,6 +14,9 @@ pub struct CoalitionRate {
     pub batch: usize,
     pub evaluations_per_second: f64,
     pub gflops: f64,
+    /// Coalitions per second along `batch` walks of single toggles ([`gtap_game::Walk`]: the
+    /// work of permutations, sweeps and the paper's pairs), evaluated incrementally.
+    pub walk_evaluations_per_second: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -25,6 +30,9 @@ pub struct CoalitionBench {
     /// Square 2048³ GEMM: roughly the machine's peak through libtorch.
     pub matmul_square_gflops: f64,
     pub rates: Vec<CoalitionRate>,
+    /// The paper's Algorithm 2 (β_{1/2}, one pair per player: 1,208 coalitions) through
+    /// [`gtap_game::estimate`] with incremental evaluation, coalitions per second.
+    pub algorithm2_evaluations_per_second: f64,
 }
 
 /// Runs `f` until at least `min_seconds` have passed (after one warm-up call); seconds per call.
@@ -70,6 +78,8 @@ pub fn coalitions(
     let matmul_square_gflops = 2.0 * 2048f64.powi(3) / t / 1e9;
 
     let evaluator = MaskedEvaluator::new(&net, &data, Utility::Accuracy, 64);
+    let incremental =
+        MaskedEvaluator::new(&net, &data, Utility::Accuracy, 64).with_incremental(true);
     let mut rates = Vec::new();
     for &batch in batches {
         let masks = Tensor::rand([batch as i64, 604], (Kind::Float, device))
@@ -81,13 +91,35 @@ pub fn coalitions(
                 .expect("mask width matches");
         });
         let evaluations_per_second = batch as f64 / t;
+        let walks = toggle_walks(batch, 604);
+        let values: usize = walks.iter().map(Walk::num_values).sum();
+        let t = time_per_call(min_seconds, || {
+            incremental.walk_values_incremental(&walks);
+        });
         rates.push(CoalitionRate {
             batch,
             evaluations_per_second,
             gflops: evaluations_per_second * flops_per_evaluation / 1e9,
+            walk_evaluations_per_second: values as f64 / t,
         });
     }
+    let algorithm2 = gtap_game::EstimateConfig {
+        index: gtap_game::IndexKind::Banzhaf,
+        estimator: gtap_game::Estimator::Paired,
+        samples: 1,
+        seed: 0,
+    };
+    let t = time_per_call(min_seconds, || {
+        gtap_game::estimate(
+            &incremental,
+            &algorithm2,
+            &gtap_game::Constraints::none(),
+            &|_| {},
+        )
+        .expect("a valid configuration");
+    });
     Ok(CoalitionBench {
+        algorithm2_evaluations_per_second: (2 * 604) as f64 / t,
         examples,
         threads: tch::get_num_threads(),
         flops_per_evaluation,
@@ -96,6 +128,24 @@ pub fn coalitions(
         rates,
     })
 }
+
+/// `count` walks from random coalitions (each player in with probability ½), each toggling
+/// `WALK_STEPS` random players one at a time: one refresh period of incremental evaluation.
+fn toggle_walks(count: usize, players: usize) -> Vec<Walk> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    (0..count)
+        .map(|_| Walk {
+            start: Coalition::from_players(players, (0..players).filter(|_| rng.random_bool(0.5))),
+            steps: (0..WALK_STEPS)
+                .map(|_| vec![rng.random_range(0..players)])
+                .collect(),
+        })
+        .collect()
+}
+
+/// Steps per benchmark walk: [`gtap_nn::walks::REFRESH`], so each walk pays one full evaluation
+/// per period, as a long walk does.
+const WALK_STEPS: usize = gtap_nn::walks::REFRESH - 1;
 
 /// Training and evaluation speed of one architecture under the process's numerics.
 #[derive(Debug, Clone)]

@@ -34,6 +34,9 @@ pub enum EstimatorName {
     /// The `shared` pool read by cross-fitted regression adjustment: unbiased, with the
     /// variance of the residuals of a surrogate (linear + each layer's active count).
     SharedCrossfit,
+    /// One walk per sample toggling every player once from a random coalition: an Algorithm 2
+    /// difference for every player at n + 1 evaluations (Banzhaf-type).
+    Sweep,
 }
 
 /// The bias d of β_d: a number in (0, 1), or "mcue" to take d = 1 − argmax of the MCUE diagonal
@@ -58,6 +61,12 @@ pub struct PowerIndexParams {
     /// Permutation estimator only: permutations in (π, reversed π) pairs.
     #[serde(default)]
     pub antithetic: bool,
+    /// Evaluate walks (permutation, paired, sweep) by rank-one updates of the first player
+    /// layer's pre-activations instead of in full ([`MaskedEvaluator::with_incremental`]).
+    /// Values agree with full evaluation up to float32 rounding, so it is part of the key; false
+    /// (the default) is left out of it.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub incremental: bool,
     /// `shared-crossfit` only: parts of the pool (default 5); each part's surrogate is fitted on
     /// the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,6 +119,7 @@ impl PowerIndexParams {
     pub(crate) fn game(&self, net: &Network, probe: &TensorData) -> MaskedEvaluator {
         let probe = probe.head(self.probe_examples.unwrap_or(usize::MAX));
         MaskedEvaluator::new(net, &probe, self.utility, self.batch)
+            .with_incremental(self.incremental)
     }
 
     /// Estimates the index of every free player of `constraints` in `game` (from
@@ -138,6 +148,7 @@ impl PowerIndexParams {
                     * (free + 1)
             }
             EstimatorName::Paired => 2 * self.samples * free,
+            EstimatorName::Sweep => self.samples * (free + 1),
             EstimatorName::Shared
             | EstimatorName::SharedRegression
             | EstimatorName::SharedCrossfit => self.samples,
@@ -173,6 +184,7 @@ impl PowerIndexParams {
             EstimatorName::SharedCrossfit => Estimator::SharedCrossFit {
                 folds: self.folds.unwrap_or(DEFAULT_FOLDS),
             },
+            EstimatorName::Sweep => Estimator::Sweep,
         }
     }
 }
@@ -206,16 +218,27 @@ impl Stage for PowerIndexStage {
         let banzhaf_type = p.index != IndexName::Shapley;
         match p.estimator {
             EstimatorName::Permutation => ensure(!banzhaf_type, "estimator", || {
-                "`permutation` estimates Shapley values; use `paired`, `shared`, `shared-regression` or `shared-crossfit` for Banzhaf-type indices".into()
+                "`permutation` estimates Shapley values; use `paired`, `sweep`, `shared`, `shared-regression` or `shared-crossfit` for Banzhaf-type indices".into()
             })?,
             _ => ensure(banzhaf_type, "estimator", || {
-                "Shapley values use the `permutation` estimator (`paired` and the `shared` family are for Banzhaf-type indices)".into()
+                "Shapley values use the `permutation` estimator (`paired`, `sweep` and the `shared` family are for Banzhaf-type indices)".into()
             })?,
         }
         ensure(
             !p.antithetic || p.estimator == EstimatorName::Permutation,
             "antithetic",
             || "applies to the permutation estimator only".into(),
+        )?;
+        ensure(
+            !p.incremental
+                || matches!(
+                    p.estimator,
+                    EstimatorName::Permutation | EstimatorName::Paired | EstimatorName::Sweep
+                ),
+            "incremental",
+            || {
+                "applies to the estimators that walk (permutation, paired, sweep); a shared pool's coalitions are independent draws".into()
+            },
         )?;
         if let Some(folds) = p.folds {
             ensure(
@@ -270,10 +293,14 @@ impl Stage for PowerIndexStage {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let estimator_name = serde_json::to_value(p.estimator)?
+        let mut estimator_name = serde_json::to_value(p.estimator)?
             .as_str()
             .unwrap_or_default()
             .to_owned();
+        if p.incremental {
+            // Same estimator, cheaper evaluations: told apart wherever estimators are compared.
+            estimator_name.push_str(" (incremental)");
+        }
         let mut df = df!(
             "model" => vec![model.arch.name(); n],
             "dataset" => vec![model.dataset.as_str(); n],

@@ -2,6 +2,7 @@
 
 mod export;
 mod numerics;
+mod walks;
 
 use gtap_game::{Coalition, Game};
 use gtap_nn::{Arch, MaskedEvaluator, Network, Optimizer, Shape, TensorData, TrainConfig, Utility};
