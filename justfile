@@ -78,9 +78,11 @@ reproduce-figure-5 SCALE="full": build
 bench *ARGS: build
     target/debug/gtap bench coalitions {{ARGS}}
 
-# gtap beside the PyTorch peers (the paper's Algorithm 2, an expert's batched loop) on the same work
+# gtap beside the PyTorch peers (the paper's Algorithm 2, an expert's batched loop) on the same work,
+# gtap under portable numerics and then under libtorch's defaults (as the peers run)
 bench-peers: build
     python bench/peers/compare.py --gtap target/debug/gtap
+    python bench/peers/compare.py --gtap target/debug/gtap --fast-math
 
 # Price of portable numerics: training, evaluation and coalition throughput, portable then --fast-math
 bench-numerics: build

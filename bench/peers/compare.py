@@ -17,9 +17,9 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 
 
-def gtap_rates(gtap, examples, batches, seconds):
+def gtap_rates(gtap, fast_math, examples, batches, seconds):
     text = subprocess.run(
-        [gtap, "bench", "coalitions", "--examples", str(examples),
+        [gtap, *(["--fast-math"] if fast_math else []), "bench", "coalitions", "--examples", str(examples),
          "--batches", ",".join(map(str, batches)), "--seconds", str(seconds)],
         check=True, capture_output=True, text=True,
     ).stdout
@@ -41,9 +41,11 @@ def main():
     ap.add_argument("--examples", type=int, default=1000)
     ap.add_argument("--batches", default="1,8,64,256")
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--fast-math", action="store_true",
+                    help="run gtap with libtorch's defaults, as the peers run, instead of portable numerics")
     a = ap.parse_args()
     batches = [int(b) for b in a.batches.split(",")]
-    rows, gtap_alg2 = gtap_rates(a.gtap, a.examples, batches, a.seconds)
+    rows, gtap_alg2 = gtap_rates(a.gtap, a.fast_math, a.examples, batches, a.seconds)
     peer = json.loads(subprocess.run(
         [sys.executable, str(HERE / "peers.py"),
          json.dumps({"examples": a.examples, "batches": batches, "seconds": a.seconds})],
@@ -58,6 +60,11 @@ def main():
     plain = peer["plain_algorithm2_per_second"]
     print(f"algorithm 2: plain PyTorch {plain:.1f} coalitions/s, gtap (paired, incremental) "
           f"{gtap_alg2:.1f}/s: {gtap_alg2 / plain:.1f}x")
+    # A sweep gives every player one Algorithm 2 difference per evaluation (plus one per walk),
+    # where the pairs take two: differences per second at the 64-walk rate.
+    print(f"Algorithm 2 differences/s: plain {plain / 2:.1f}, gtap pairs {gtap_alg2 / 2:.1f}, "
+          f"gtap sweeps {rows[batches[-1]][1] if 64 not in rows else rows[64][1]:.1f} "
+          f"({(rows[64][1] if 64 in rows else rows[batches[-1]][1]) / (plain / 2):.0f}x plain)")
 
 
 if __name__ == "__main__":

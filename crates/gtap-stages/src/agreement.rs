@@ -30,6 +30,16 @@ pub struct EstimatorAgreementParams {
     /// File stem under `figures/` of the agreement-against-cost figure; none when absent.
     #[serde(default)]
     pub figure: Option<String>,
+    /// Time of one incrementally evaluated coalition relative to one evaluated in full (the
+    /// inverse of the speed-up `gtap bench coalitions` prints for walks): the cost axis counts
+    /// full-evaluation equivalents, so estimators are compared at equal time. A measured,
+    /// machine-dependent number stated in the pipeline file, so the tables stay deterministic.
+    #[serde(default = "one")]
+    pub incremental_cost: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 fn default_fractions() -> Vec<f64> {
@@ -41,8 +51,8 @@ pub struct EstimatorAgreementStage;
 impl Stage for EstimatorAgreementStage {
     type Params = EstimatorAgreementParams;
     const KIND: &'static str = "estimator-agreement";
-    // 2: sweeps and incremental estimates cost samples · (players + 1) evaluations.
-    const VERSION: u32 = 2;
+    // 2: sweeps and incremental estimates cost samples · (players + 1) evaluations. 3: `cost`.
+    const VERSION: u32 = 3;
     // Every seed's estimates against the same seed's references, summarised over seeds.
     const SEEDED: bool = false;
     const INPUTS: &'static [&'static str] = &["estimates", "reference_a", "reference_b"];
@@ -58,6 +68,11 @@ impl Stage for EstimatorAgreementStage {
         ensure(p.counts.iter().all(|&k| k >= 1), "counts", || {
             "must be at least 1".into()
         })?;
+        ensure(
+            p.incremental_cost > 0.0 && p.incremental_cost <= 1.0,
+            "incremental_cost",
+            || format!("must lie in (0, 1] (got {})", p.incremental_cost),
+        )?;
         if let Some(name) = &p.figure {
             ensure(
                 !name.is_empty() && !name.contains(['/', '\\']),
@@ -108,6 +123,7 @@ impl Stage for EstimatorAgreementStage {
                     seed,
                     &upstream.stage,
                     &x,
+                    p.incremental_cost,
                     rho,
                     rho / reliability.sqrt(),
                     split_half,
@@ -171,6 +187,11 @@ impl Estimates {
         })
     }
 
+    /// Whether its coalitions were evaluated incrementally (`power-indices` names it so).
+    fn incremental(&self) -> bool {
+        self.estimator.ends_with(" (incremental)")
+    }
+
     /// Coalition evaluations the estimate cost (as `power-indices` counts them).
     fn evaluations(&self) -> u64 {
         let players = self.players.len() as u64;
@@ -214,6 +235,7 @@ struct Rows {
     estimator: Vec<String>,
     samples: Vec<u64>,
     evaluations: Vec<u64>,
+    cost: Vec<f64>,
     spearman: Vec<f64>,
     corrected: Vec<f64>,
     split_half: Vec<f64>,
@@ -240,6 +262,7 @@ impl Rows {
         seed: Option<u64>,
         stage: &str,
         x: &Estimates,
+        incremental_cost: f64,
         rho: f64,
         corrected: f64,
         split_half: f64,
@@ -251,6 +274,12 @@ impl Rows {
         self.estimator.push(x.estimator.clone());
         self.samples.push(x.samples);
         self.evaluations.push(x.evaluations());
+        let per_evaluation = if x.incremental() {
+            incremental_cost
+        } else {
+            1.0
+        };
+        self.cost.push(x.evaluations() as f64 * per_evaluation);
         self.spearman.push(rho);
         self.corrected.push(corrected);
         self.split_half.push(split_half);
@@ -287,6 +316,7 @@ impl Rows {
             "estimator" => self.estimator,
             "samples" => self.samples,
             "evaluations" => self.evaluations,
+            "cost" => self.cost,
             "spearman" => self.spearman,
             "spearman_corrected" => self.corrected,
             "reference_split_half" => self.split_half,
@@ -307,23 +337,23 @@ impl Rows {
     }
 }
 
-/// Corrected Spearman against log10 of the evaluations, one line per index and estimator, mean
-/// ± σ over seeds.
+/// Corrected Spearman against log10 of the cost (full-evaluation equivalents), one line per
+/// index and estimator, mean ± σ over seeds.
 fn figure(agreement: &DataFrame, stem: &std::path::Path) -> anyhow::Result<()> {
     let log_cost = agreement
-        .column("evaluations")?
-        .u64()?
+        .column("cost")?
+        .f64()?
         .into_no_null_iter()
-        .map(|e| (e as f64).log10())
+        .map(f64::log10)
         .collect::<Vec<_>>();
     let labelled = agreement
         .clone()
-        .with_column(Column::new("log10_evaluations".into(), log_cost))?
+        .with_column(Column::new("log10_cost".into(), log_cost))?
         .clone();
     let series: Vec<Series> = gtap_plot::summarise(
         &labelled,
         &["index", "estimator"],
-        "log10_evaluations",
+        "log10_cost",
         "spearman_corrected",
     )?
     .into_iter()
@@ -331,7 +361,7 @@ fn figure(agreement: &DataFrame, stem: &std::path::Path) -> anyhow::Result<()> {
     .collect();
     let panel = LinePanel {
         title: "Agreement with the truth (corrected Spearman) against cost".into(),
-        x_label: "coalition evaluations (log10)".into(),
+        x_label: "cost: coalition evaluations, in full-evaluation time (log10)".into(),
         y_label: "Spearman with the truth".into(),
         series,
         vline: None,
