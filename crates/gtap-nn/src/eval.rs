@@ -125,6 +125,26 @@ impl MaskedEvaluator {
         }
     }
 
+    /// The examples cut into chunks for `k` coalitions at once, each with a handle on the head:
+    /// chunk sizes depend on `k` and the example count only (never on the cores), so summing
+    /// the chunks' totals in order gives the same bytes on any machine.
+    fn example_chunks(&self, state: &EvalState, k: i64) -> Vec<(MaskedHead, Tensor, Tensor)> {
+        let e = state.features.size()[0];
+        let chunk =
+            (BLOCK_FLOATS / (k.max(1) * self.widest).max(1)).clamp(1, EVAL_CHUNK.min(e).max(1));
+        (0..e)
+            .step_by(chunk as usize)
+            .map(|start| {
+                let len = chunk.min(e - start);
+                (
+                    state.head.shallow_clone(),
+                    state.features.narrow(0, start, len),
+                    state.labels.narrow(0, start, len),
+                )
+            })
+            .collect()
+    }
+
     pub fn num_examples(&self) -> usize {
         self.lock().labels.size()[0] as usize
     }
@@ -144,20 +164,12 @@ impl MaskedEvaluator {
         let state = self.lock();
         let k = masks.size()[0];
         let e = state.features.size()[0];
-        let chunk = (BLOCK_FLOATS / (k * self.widest).max(1)).clamp(1, EVAL_CHUNK.min(e).max(1));
-        let work: Vec<_> = (0..e)
-            .step_by(chunk as usize)
-            .map(|start| {
-                let len = chunk.min(e - start);
-                (
-                    state.head.shallow_clone(),
-                    state.features.narrow(0, start, len),
-                    state.labels.narrow(0, start, len),
-                    masks.shallow_clone(),
-                )
-            })
-            .collect();
         let utility = self.utility;
+        let work: Vec<_> = self
+            .example_chunks(&state, k)
+            .into_iter()
+            .map(|(head, features, ys)| (head, features, ys, masks.shallow_clone()))
+            .collect();
         let parts = crate::numerics::map_in_parallel(work, |(head, features, ys, masks)| {
             chunk_totals(&head, &features, &ys, &masks, utility)
         });
@@ -223,19 +235,7 @@ impl MaskedEvaluator {
         crate::numerics::current();
         let state = self.lock();
         let e = state.features.size()[0];
-        let k = walks.len().max(1) as i64;
-        let chunk = (BLOCK_FLOATS / (k * self.widest).max(1)).clamp(1, EVAL_CHUNK.min(e).max(1));
-        let work: Vec<_> = (0..e)
-            .step_by(chunk as usize)
-            .map(|start| {
-                let len = chunk.min(e - start);
-                (
-                    state.head.shallow_clone(),
-                    state.features.narrow(0, start, len),
-                    state.labels.narrow(0, start, len),
-                )
-            })
-            .collect();
+        let work = self.example_chunks(&state, walks.len() as i64);
         let (utility, players) = (self.utility, self.players);
         let parts = crate::numerics::map_in_parallel(work, |(head, features, ys)| {
             crate::walks::walk_totals(&head, &features, walks, players, &|logits| {
