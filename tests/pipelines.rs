@@ -153,17 +153,24 @@ fn check_figure_3(root: &Path) {
 /// step and the three fractions, and the references' split-half row beside the estimates'.
 fn check_estimators(root: &Path) {
     let agreement = table(root, "estimators", "agreement");
-    // β_d: 14 estimates, Banzhaf 6, Shapley 5.
-    assert_eq!(agreement.height(), 25, "{agreement}");
+    // LeNet5 β_d: 14 estimates, Banzhaf 6, Shapley 5; tweets MLP β_d 5.
+    assert_eq!(agreement.height(), 30, "{agreement}");
     let estimators = agreement.column("estimator").unwrap().str().unwrap();
+    let stages = agreement.column("stage").unwrap().str().unwrap();
     let (evaluations, cost) = (
         agreement.column("evaluations").unwrap().u64().unwrap(),
         f64s(&agreement, "cost"),
     );
     for (i, cost) in cost.iter().enumerate() {
-        // Incremental evaluations count incremental_cost = 0.33 of a full one.
+        // Incremental evaluations count incremental_cost of a full one: 0.33 on LeNet5, 0.5
+        // on the tweets MLP.
         let incremental = estimators.get(i).unwrap().ends_with("(incremental)");
-        let factor = if incremental { 0.33 } else { 1.0 };
+        let tweets = stages.get(i).unwrap().starts_with("tweets");
+        let factor = match (incremental, tweets) {
+            (false, _) => 1.0,
+            (true, false) => 0.33,
+            (true, true) => 0.5,
+        };
         let want = evaluations.get(i).unwrap() as f64 * factor;
         assert!((cost - want).abs() < 1e-9, "row {i}: {agreement}");
     }
@@ -193,12 +200,13 @@ fn check_estimators(root: &Path) {
         );
     }
     let sets = table(root, "estimators", "set_precision");
-    // (25 estimates + 3 reference pairs) × k ∈ {60 (the step, and 10% of 604), 181, 302}.
-    assert_eq!(sets.height(), 28 * 3, "{sets}");
+    // (30 estimates + 4 reference pairs) × 3 sizes: LeNet5 k ∈ {60 (the step, and 10% of 604),
+    // 181, 302}, the tweets MLP k ∈ {77 (its step, and 10% of 768), 230, 384}.
+    assert_eq!(sets.height(), 34 * 3, "{sets}");
     for column in ["bottom_precision", "top_precision"] {
         assert!(f64s(&sets, column).iter().all(|p| (0.0..=1.0).contains(p)));
     }
-    for game in ["beta", "banzhaf", "shapley"] {
+    for game in ["beta", "banzhaf", "shapley", "tweets"] {
         assert!(root
             .join(format!("figures/estimators-{game}-ci.png"))
             .exists());

@@ -57,6 +57,10 @@ def main():
         expert = peer["expert_batched_per_second"][str(k)]
         full, walks = rows[k]
         print(f"{k:>6} {expert:>10.1f} {full:>10.1f} {full / expert:>6.2f}x {walks:>13.1f} {walks / expert:>10.2f}x")
+    print(f"bfloat16, expert at 64: {peer['bf16_per_second_at_64']:.1f} coalitions/s "
+          f"({peer['bf16_per_second_at_64'] / peer['expert_batched_per_second'].get('64', float('nan')):.2f}x float32); "
+          f"|change in nu| max {peer['bf16_max_abs_accuracy_change']:.4f}, "
+          f"mean {peer['bf16_mean_abs_accuracy_change']:.4f}")
     plain = peer["plain_algorithm2_per_second"]
     print(f"algorithm 2: plain PyTorch {plain:.1f} coalitions/s, gtap (paired, incremental) "
           f"{gtap_alg2:.1f}/s: {gtap_alg2 / plain:.1f}x")

@@ -110,6 +110,20 @@ def main():
             # Features once per coalition set, as a researcher re-running on the same probe would.
             rates[str(k)] = k / timed(seconds, batch)
         out["expert_batched_per_second"] = rates
+        # Reduced precision (issue 12, item 2): the expert's batched loop in bfloat16 at 64
+        # coalitions, its rate and how far its ν moves from float32's on the same coalitions.
+        masks = (torch.rand(64, 604, generator=g) < 0.5).float()
+        exact = accuracy(net.batched_logits(feats, masks), y)
+        half = LeNet5(0)
+        for name in ["w1", "b1", "w2", "b2", "w3", "b3"]:
+            setattr(half, name, getattr(net, name).bfloat16())
+        feats16, masks16 = feats.bfloat16(), masks.bfloat16()
+        reduced = accuracy(half.batched_logits(feats16, masks16).float(), y)
+        out["bf16_per_second_at_64"] = 64 / timed(
+            seconds, lambda: accuracy(half.batched_logits(feats16, masks16).float(), y).tolist()
+        )
+        out["bf16_max_abs_accuracy_change"] = float((reduced - exact).abs().max())
+        out["bf16_mean_abs_accuracy_change"] = float((reduced - exact).abs().mean())
     print(json.dumps(out))
 
 
