@@ -583,16 +583,20 @@ impl MaskedHead {
         h
     }
 
+    /// The player layer whose units mask head layer `i`'s input.
+    fn masking_players(&self, i: usize) -> &PlayerLayer {
+        &self.players[self.mask_before[i].expect("a masked layer")]
+    }
+
     /// The columns of `masks` (`[K, players]`) of the player layer masking layer `i`'s input.
     fn layer_mask(&self, i: usize, masks: &Tensor) -> Tensor {
-        let pl = &self.players[self.mask_before[i].expect("a masked layer")];
+        let pl = self.masking_players(i);
         masks.narrow(1, pl.offset as i64, pl.size as i64)
     }
 
     /// Weight `[out, in]` of head layer `i` and the player offset of the units masking its input.
     pub(crate) fn masked_weight(&self, i: usize) -> (&Tensor, usize) {
-        let pl = &self.players[self.mask_before[i].expect("a masked layer")];
-        (&self.layers[i].0, pl.offset)
+        (&self.layers[i].0, self.masking_players(i).offset)
     }
 
     /// Logits `[K, C]` for `K` (example, coalition) pairs: row `j` of `features` under mask row

@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use gtap_engine::{ensure, Invalid, Stage, StageContext, Upstream};
 use gtap_game::rank::{lowest_k, spearman};
 use gtap_plot::{LinePanel, Series};
+
+use crate::indices::INCREMENTAL_SUFFIX;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -189,14 +191,14 @@ impl Estimates {
 
     /// Whether its coalitions were evaluated incrementally (`power-indices` names it so).
     fn incremental(&self) -> bool {
-        self.estimator.ends_with(" (incremental)")
+        self.estimator.ends_with(INCREMENTAL_SUFFIX)
     }
 
     /// Coalition evaluations the estimate cost (as `power-indices` counts them).
     fn evaluations(&self) -> u64 {
         let players = self.players.len() as u64;
         // "(incremental)" names the same coalitions, each evaluated more cheaply.
-        match self.estimator.trim_end_matches(" (incremental)") {
+        match self.estimator.trim_end_matches(INCREMENTAL_SUFFIX) {
             "permutation" | "sweep" => self.samples * (players + 1),
             "paired" => 2 * self.samples * players,
             _ => self.samples,

@@ -90,6 +90,9 @@ pub struct PowerIndexParams {
     pub sampling_seed: u64,
 }
 
+/// Appended to the `estimator` column of estimates evaluated incrementally.
+pub const INCREMENTAL_SUFFIX: &str = " (incremental)";
+
 /// Folds of `shared-crossfit` when the stage does not say.
 pub const DEFAULT_FOLDS: usize = 5;
 
@@ -299,7 +302,7 @@ impl Stage for PowerIndexStage {
             .to_owned();
         if p.incremental {
             // Same estimator, cheaper evaluations: told apart wherever estimators are compared.
-            estimator_name.push_str(" (incremental)");
+            estimator_name.push_str(INCREMENTAL_SUFFIX);
         }
         let mut df = df!(
             "model" => vec![model.arch.name(); n],
