@@ -15,6 +15,15 @@ pub struct Evaluation {
 /// Mean cross-entropy and accuracy, in chunks so memory stays bounded; chunks run side by side
 /// ([`crate::numerics::map_in_parallel`]) and are summed in order.
 pub fn evaluate(net: &Network, data: &TensorData) -> Evaluation {
+    evaluate_with(net, data, None)
+}
+
+/// [`evaluate`] of the gated network ([`Network::forward_gated`], `gates`: `[players]`).
+pub fn evaluate_gated(net: &Network, data: &TensorData, gates: &Tensor) -> Evaluation {
+    evaluate_with(net, data, Some(gates))
+}
+
+fn evaluate_with(net: &Network, data: &TensorData, gates: Option<&Tensor>) -> Evaluation {
     crate::numerics::current();
     let n = data.len();
     let chunk = 2_000;
@@ -26,12 +35,16 @@ pub fn evaluate(net: &Network, data: &TensorData) -> Evaluation {
                 net.shallow_clone(),
                 data.inputs.narrow(0, start as i64, len),
                 data.labels.narrow(0, start as i64, len),
+                gates.map(|g| g.detach()),
             )
         })
         .collect();
-    let parts = crate::numerics::map_in_parallel(work, |(net, xs, ys)| {
+    let parts = crate::numerics::map_in_parallel(work, |(net, xs, ys, gates)| {
         let _guard = tch::no_grad_guard();
-        let logits = net.forward(&xs);
+        let logits = match gates {
+            Some(g) => net.forward_gated(&xs, &g),
+            None => net.forward(&xs),
+        };
         let loss = logits
             .cross_entropy_loss::<Tensor>(&ys, None, tch::Reduction::Sum, -100, 0.0)
             .double_value(&[]);

@@ -234,7 +234,9 @@ impl PrunedNetwork {
     /// Logits `[E, C]` of examples `xs` (`[E, 784]` or `[E, 1, 28, 28]`).
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         let mut h = match self.layout.arch {
-            Arch::Lenet300100 | Arch::Mlp3x256 => xs.view([-1, self.dense[0].weight.size()[1]]),
+            Arch::Lenet300100 | Arch::Mlp3x256 | Arch::Mlp512x256 => {
+                xs.view([-1, self.dense[0].weight.size()[1]])
+            }
             Arch::Lenet5 => {
                 let x = xs.view([-1, 1, 28, 28]);
                 if self.convs[1].weight.size()[0] == 0 {
@@ -363,6 +365,7 @@ impl PrunedNetwork {
             Arch::Lenet300100 => (0, 3),
             Arch::Lenet5 => (2, 3),
             Arch::Mlp3x256 => (0, 4),
+            Arch::Mlp512x256 => (0, 3),
         };
         if convs.len() != expected_convs
             || dense.len() != expected_dense

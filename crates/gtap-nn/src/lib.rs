@@ -1,6 +1,7 @@
 //! Networks on libtorch (tch) whose prunable units are players of a cooperative game.
 //!
-//! Main types: [`Arch`] (which network: LeNet-300-100, LeNet5, the text MLP `mlp-3x256`),
+//! Main types: [`Arch`] (which network: LeNet-300-100, LeNet5, the text MLP `mlp-3x256`,
+//! "Pruning as a Game"'s `mlp-512-256`),
 //! [`Shape`] (input width and classes it is built for: MNIST's for the LeNets, a dataset's
 //! vocabulary size and classes for the MLP), [`Network`] (its weights in a `VarStore`, a
 //! convolutional *prefix* that is never pruned, and a dense *head* whose hidden units are the
@@ -21,6 +22,7 @@
 //! ```
 
 mod data;
+mod equilibrium;
 mod error;
 mod eval;
 mod export;
@@ -31,8 +33,12 @@ mod train;
 pub mod walks;
 
 pub use data::TensorData;
+pub use equilibrium::{
+    train_equilibrium, utility_gradient, Equilibrium, EquilibriumConfig, EquilibriumEpoch,
+    ParticipationTrainer,
+};
 pub use error::NnError;
-pub use eval::{evaluate, Evaluation, MaskedEvaluator, Utility};
+pub use eval::{evaluate, evaluate_gated, Evaluation, MaskedEvaluator, Utility};
 pub use export::{
     KeptUnits, LayerShape, PrunedLayout, PrunedNetwork, PRUNED_LAYOUT, PRUNED_WEIGHTS,
 };

@@ -19,6 +19,10 @@ pub enum Arch {
     /// count, see [`Shape`]); players: the 768 hidden neurons, three layers of 256.
     #[serde(rename = "mlp-3x256")]
     Mlp3x256,
+    /// Inputs-512-256-C MLP with ReLU ("Pruning as a Game"'s network: 784-512-256-10 on MNIST;
+    /// any shape, like `mlp-3x256`); players: the 768 hidden neurons, 512 + 256.
+    #[serde(rename = "mlp-512-256")]
+    Mlp512x256,
 }
 
 /// What a network is built for: values per input example and number of classes.
@@ -42,6 +46,7 @@ impl Arch {
             Arch::Lenet300100 => "lenet-300-100",
             Arch::Lenet5 => "lenet5",
             Arch::Mlp3x256 => "mlp-3x256",
+            Arch::Mlp512x256 => "mlp-512-256",
         }
     }
 
@@ -71,7 +76,7 @@ impl Arch {
             Arch::Lenet300100 | Arch::Lenet5 if shape != Shape::MNIST => {
                 fail("it takes 28x28 images (784 inputs) and 10 classes")
             }
-            Arch::Mlp3x256 if shape.inputs == 0 || shape.classes < 2 => {
+            Arch::Mlp3x256 | Arch::Mlp512x256 if shape.inputs == 0 || shape.classes < 2 => {
                 fail("it needs at least 1 input and 2 classes")
             }
             _ => Ok(()),
@@ -212,6 +217,19 @@ impl Network {
                     vec![None, Some(0), Some(1), Some(2)],
                 )
             }
+            Arch::Mlp512x256 => {
+                let (n, c) = (shape.inputs as i64, shape.classes as i64);
+                (
+                    vec![],
+                    vec![
+                        nn::linear(&root / "fc1", n, 512, Default::default()),
+                        nn::linear(&root / "fc2", 512, 256, Default::default()),
+                        nn::linear(&root / "fc3", 256, c, Default::default()),
+                    ],
+                    layers(&[("fc1", 512), ("fc2", 256)]),
+                    vec![None, Some(0), Some(1)],
+                )
+            }
         };
         Network {
             arch,
@@ -227,7 +245,7 @@ impl Network {
         }
     }
 
-    /// Loads a checkpoint written by [`Network::save`]. The MLP's shape is read from the
+    /// Loads a checkpoint written by [`Network::save`]. An MLP's shape is read from the
     /// checkpoint (its first and last weight matrices).
     pub fn load(arch: Arch, path: &Path, device: Device) -> Result<Network, NnError> {
         let fail = |message: String| NnError::Checkpoint {
@@ -236,7 +254,8 @@ impl Network {
         };
         let shape = match arch {
             Arch::Lenet300100 | Arch::Lenet5 => arch.default_shape(),
-            Arch::Mlp3x256 => {
+            Arch::Mlp3x256 | Arch::Mlp512x256 => {
+                let last = if arch == Arch::Mlp3x256 { "fc4" } else { "fc3" };
                 let tensors = Tensor::read_safetensors(path).map_err(|e| fail(e.to_string()))?;
                 let size = |name: &str| {
                     tensors
@@ -248,7 +267,7 @@ impl Network {
                 };
                 Shape {
                     inputs: size("fc1.weight")?[1] as usize,
-                    classes: size("fc4.weight")?[0] as usize,
+                    classes: size(&format!("{last}.weight"))?[0] as usize,
                 }
             }
         };
@@ -327,7 +346,7 @@ impl Network {
     pub fn prefix(&self, xs: &Tensor) -> Tensor {
         let inputs = match self.arch {
             Arch::Lenet300100 => xs.view([-1, 784]),
-            Arch::Mlp3x256 => xs.view([-1, self.shape.inputs as i64]),
+            Arch::Mlp3x256 | Arch::Mlp512x256 => xs.view([-1, self.shape.inputs as i64]),
             Arch::Lenet5 => {
                 let conv = |x: &Tensor, (w, b): &(Tensor, Option<Tensor>), padding: i64| {
                     crate::numerics::conv2d(x, w, b.as_ref(), padding)
@@ -378,6 +397,72 @@ impl Network {
             }
         }
         h
+    }
+
+    /// Logits with every player's activation multiplied by its gate (`gates`: `[players]`;
+    /// all ones is [`Self::forward`], a 0/1 vector is that coalition's masked network).
+    /// Differentiable in the weights and in the gates. Scaling a ReLU unit's activation by
+    /// s ≥ 0 equals scaling its incoming weights and bias by s, so this is the network run on
+    /// the scaled groups s_i·θ_i of the equilibrium game.
+    pub fn forward_gated(&self, xs: &Tensor, gates: &Tensor) -> Tensor {
+        let first = self.prefix_layers();
+        let mut h = self.prefix(xs);
+        let last = self.head.len() - 1;
+        for (i, layer) in self.head.iter().enumerate().skip(first) {
+            if let Some(pl) = self.mask_before[i] {
+                let pl = &self.players[pl];
+                h = h * gates.narrow(0, pl.offset as i64, pl.size as i64);
+            }
+            h = layer.forward(&h);
+            if i < last {
+                h = h.relu();
+            }
+        }
+        h
+    }
+
+    /// The weights that produce each unit's activation, one row per unit of player layer
+    /// `layer` (weight row and bias): a dense neuron's incoming row; a LeNet5 conv2 feature's
+    /// whole filter, shared by the 25 positions of its channel. The "group" θ_i of the
+    /// equilibrium game.
+    pub fn incoming_groups(&self, layer: usize) -> Tensor {
+        let pl = &self.players[layer];
+        let with_bias = |w: &Tensor, b: &Option<Tensor>| {
+            let w = w.flatten(1, -1);
+            match b {
+                Some(b) => Tensor::cat(&[w, b.unsqueeze(1)], 1),
+                None => w,
+            }
+        };
+        if let Some(conv) = pl.name.strip_prefix("conv") {
+            let (w, b) = &self.convs[conv.parse::<usize>().expect("conv layer number") - 1];
+            let channels = w.size()[0];
+            let positions = pl.size as i64 / channels;
+            with_bias(w, b).repeat_interleave_self_int(positions, Some(0), None)
+        } else {
+            let fc = pl
+                .name
+                .strip_prefix("fc")
+                .expect("a conv or fc player layer");
+            let l = &self.head[fc.parse::<usize>().expect("fc layer number") - 1];
+            with_bias(&l.ws, &l.bs)
+        }
+    }
+
+    /// Multiplies each player's outgoing weights (its column in the layer it feeds) by
+    /// `scale[player]`: with a 0/1 scale, the network whose plain forward pass is that
+    /// coalition's masked network; with gates, the gated network folded into its weights.
+    pub fn scale_outgoing(&mut self, scale: &[f32]) {
+        assert_eq!(scale.len(), self.num_players(), "one scale per player");
+        let _guard = tch::no_grad_guard();
+        for (i, layer) in self.head.iter_mut().enumerate() {
+            if let Some(pl) = self.mask_before[i] {
+                let pl = &self.players[pl];
+                let s = Tensor::from_slice(&scale[pl.offset..pl.offset + pl.size])
+                    .to_device(layer.ws.device());
+                let _ = layer.ws.g_mul_(&s.unsqueeze(0));
+            }
+        }
     }
 
     /// The dense layers after the prefix with their player layout, detached from the `VarStore`
@@ -435,7 +520,7 @@ impl Network {
     /// Parameters and FLOPs of the prefix when the players `kept` remain (see [`Network::cost`]).
     pub(crate) fn prefix_cost(&self, kept: &[bool]) -> crate::Cost {
         match self.arch {
-            Arch::Lenet300100 | Arch::Mlp3x256 => crate::Cost::default(),
+            Arch::Lenet300100 | Arch::Mlp3x256 | Arch::Mlp512x256 => crate::Cost::default(),
             Arch::Lenet5 => {
                 // conv1: 6 filters 1×5×5 over 28×28 positions (padding 2).
                 let conv1 = crate::Cost {

@@ -53,26 +53,11 @@ pub fn train(
     // lock, so trainings in concurrent engine jobs overlap.
     crate::numerics::current();
     let _rng = (cfg.dropout > 0.0).then(|| crate::lock_torch_rng(seed));
-    let mut opt = match cfg.optimizer {
-        Optimizer::Adam => tch::nn::Adam {
-            wd: cfg.weight_decay,
-            ..Default::default()
-        }
-        .build(&net.vs, cfg.lr)?,
-        Optimizer::Sgd => tch::nn::Sgd {
-            momentum: cfg.momentum,
-            wd: cfg.weight_decay,
-            ..Default::default()
-        }
-        .build(&net.vs, cfg.lr)?,
-    };
+    let mut opt = optimizer(net, cfg)?;
     let n = train.len();
     let mut metrics = Vec::with_capacity(cfg.epochs);
     for epoch in 0..cfg.epochs {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(epoch as u64 + 1);
-        let mut order: Vec<i64> = (0..n as i64).collect();
-        order.shuffle(&mut rng);
+        let order = epoch_order(n, seed, epoch);
         let (mut loss_sum, mut batches) = (0.0, 0usize);
         for chunk in order.chunks(cfg.batch_size) {
             let index = Tensor::from_slice(chunk).to_device(net.device());
@@ -95,4 +80,31 @@ pub fn train(
         });
     }
     Ok(metrics)
+}
+
+/// The optimiser `cfg` names, over every variable of `net`.
+pub(crate) fn optimizer(net: &Network, cfg: &TrainConfig) -> Result<tch::nn::Optimizer, NnError> {
+    Ok(match cfg.optimizer {
+        Optimizer::Adam => tch::nn::Adam {
+            wd: cfg.weight_decay,
+            ..Default::default()
+        }
+        .build(&net.vs, cfg.lr)?,
+        Optimizer::Sgd => tch::nn::Sgd {
+            momentum: cfg.momentum,
+            wd: cfg.weight_decay,
+            ..Default::default()
+        }
+        .build(&net.vs, cfg.lr)?,
+    })
+}
+
+/// The mini-batch order of epoch `epoch` (0-based): a permutation of `0..n` from a ChaCha8
+/// stream seeded with `(seed, epoch)`.
+pub(crate) fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<i64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch as u64 + 1);
+    let mut order: Vec<i64> = (0..n as i64).collect();
+    order.shuffle(&mut rng);
+    order
 }

@@ -1,5 +1,6 @@
 //! Models: masks do what they say, batching changes nothing, training is deterministic.
 
+mod equilibrium;
 mod export;
 mod numerics;
 mod walks;
@@ -9,7 +10,12 @@ use gtap_nn::{Arch, MaskedEvaluator, Network, Optimizer, Shape, TensorData, Trai
 use tch::{Device, Kind, Tensor};
 
 /// Every architecture at its default (MNIST) shape.
-const ARCHS: [Arch; 3] = [Arch::Lenet300100, Arch::Lenet5, Arch::Mlp3x256];
+const ARCHS: [Arch; 4] = [
+    Arch::Lenet300100,
+    Arch::Lenet5,
+    Arch::Mlp3x256,
+    Arch::Mlp512x256,
+];
 
 fn synthetic(n: i64, seed: i64) -> TensorData {
     gtap_nn::with_torch_rng(seed as u64, || TensorData {
@@ -34,6 +40,14 @@ fn player_layers_match_the_brief() {
     assert_eq!(
         sizes(Arch::Lenet300100),
         [("fc1".into(), 300), ("fc2".into(), 100)]
+    );
+    assert_eq!(
+        sizes(Arch::Mlp512x256),
+        [("fc1".into(), 512), ("fc2".into(), 256)]
+    );
+    assert_eq!(
+        Network::new(Arch::Mlp512x256, Device::Cpu, 0).num_parameters(),
+        784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
     );
     assert_eq!(
         sizes(Arch::Lenet5),
