@@ -74,6 +74,10 @@ reproduce-figure-3-lenet300 SCALE="full": build
 reproduce-figure-5 SCALE="full": build
     target/debug/gtap run pipelines/figure-5.toml --scale {{SCALE}}
 
+# "Pruning as a Game": equilibrium sparsification of the 784-512-256-10 MLP, 4 configurations x 5 seeds
+reproduce-equilibrium SCALE="full": build
+    target/debug/gtap run pipelines/equilibrium.toml --scale {{SCALE}}
+
 # Coalition-evaluation throughput next to dense matmul (figures for BENCHMARKS.md)
 bench *ARGS: build
     target/debug/gtap bench coalitions {{ARGS}}

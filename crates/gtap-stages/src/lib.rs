@@ -11,6 +11,7 @@
 mod agreement;
 pub mod bench;
 mod curves;
+mod equilibrium;
 mod figure_curves;
 mod indices;
 mod mcue;
@@ -26,6 +27,7 @@ use ranking::{Ranker, RankerStage};
 
 pub use agreement::EstimatorAgreementStage;
 pub use curves::{size_grid, CurvesStage, UnstructuredStage};
+pub use equilibrium::{EquilibriumStage, FigureEquilibriumStage};
 pub use figure_curves::FigureCurvesStage;
 pub use indices::{PowerIndexStage, RankAgreementStage};
 pub use mcue::{McueBiasStage, McueFigureStage, McueStage};
@@ -59,7 +61,9 @@ pub fn registry() -> Registry {
         .register::<RankerStage<methods::Random>>()
         .register::<CurvesStage>()
         .register::<UnstructuredStage>()
-        .register::<FigureCurvesStage>();
+        .register::<FigureCurvesStage>()
+        .register::<EquilibriumStage>()
+        .register::<FigureEquilibriumStage>();
     registry
 }
 

@@ -40,13 +40,13 @@ pub struct TrainParams {
     pub train_examples: Option<usize>,
 }
 
-fn default_batch() -> usize {
+pub(crate) fn default_batch() -> usize {
     128
 }
-fn default_lr() -> f64 {
+pub(crate) fn default_lr() -> f64 {
     1e-3
 }
-fn default_optimizer() -> Optimizer {
+pub(crate) fn default_optimizer() -> Optimizer {
     Optimizer::Adam
 }
 
