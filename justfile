@@ -70,6 +70,10 @@ reproduce-figure-4 SCALE="full": build
 reproduce-figure-3-lenet300 SCALE="full": build
     target/debug/gtap run pipelines/figure-3-lenet300.toml --scale {{SCALE}}
 
+# Figure 3 with retraining (fine-tuned and rewound sub-networks, 3 seeds): just reproduce-figure-3-retrained [ci]
+reproduce-figure-3-retrained SCALE="full": build
+    target/debug/gtap run pipelines/figure-3-retrained.toml --scale {{SCALE}}
+
 # Figure 5 (text MLPs on tweet topics and CARER emotions, 5 seeds): just reproduce-figure-5 [ci]
 reproduce-figure-5 SCALE="full": build
     target/debug/gtap run pipelines/figure-5.toml --scale {{SCALE}}

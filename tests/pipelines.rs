@@ -20,6 +20,8 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
         "figure-2.toml",
         "power-indices.toml",
         "figure-3.toml",
+        // Shares figure-3's stages through the cache: only the retraining runs.
+        "figure-3-retrained.toml",
         "estimators.toml",
     ] {
         common::run_shipped(root, &data, pipeline);
@@ -67,6 +69,7 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
     assert!(rho.iter().all(|r| (-1.0..=1.0).contains(r)), "{rho:?}");
 
     check_figure_3(root);
+    check_figure_3_retrained(root);
     check_estimators(root);
     compare_shows_only_the_changed_method(root, &data);
 
@@ -146,6 +149,61 @@ fn check_figure_3(root: &Path) {
             .join(format!("figures/figure-3-params-ci.{ext}"))
             .exists());
         assert!(root.join(format!("figures/figure-4-ci.{ext}")).exists());
+    }
+}
+
+/// Fine-tuned and rewound sub-networks for figure-3 (a)'s six rankings at the two ci sizes: the
+/// same kept sets as the plain curves (equal parameter counts), accuracies read at 20%.
+fn check_figure_3_retrained(root: &Path) {
+    let retrained = table(root, "figure-3-retrained", "retrained");
+    assert_eq!(retrained.height(), 2 * 6 * 2, "{retrained}");
+    let mode = strs(&retrained, "retraining");
+    assert_eq!(mode.iter().filter(|m| *m == "fine-tune").count(), 12);
+    assert_eq!(mode.iter().filter(|m| *m == "rewind").count(), 12);
+    let accuracy = f64s(&retrained, "test_accuracy");
+    assert!(accuracy.iter().all(|a| (0.0..=1.0).contains(a)));
+
+    let curves = table(root, "figure-3-retrained", "curves");
+    let key = |df: &DataFrame, i: usize| {
+        let kept = df.column("players_kept").unwrap().u32().unwrap().get(i);
+        (
+            strs(df, "method")[i].clone(),
+            strs(df, "index")[i].clone(),
+            kept,
+        )
+    };
+    let params = |df: &DataFrame| {
+        df.column("params_kept")
+            .unwrap()
+            .u64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect::<Vec<u64>>()
+    };
+    let (curve_params, retrained_params) = (params(&curves), params(&retrained));
+    for i in 0..retrained.height() {
+        let j = (0..curves.height())
+            .find(|&j| {
+                matches!(strs(&curves, "strategy")[j].as_str(), "top-n" | "unit")
+                    && key(&curves, j) == key(&retrained, i)
+            })
+            .unwrap_or_else(|| panic!("no plain curve point for {:?}", key(&retrained, i)));
+        assert_eq!(
+            retrained_params[i],
+            curve_params[j],
+            "{:?}",
+            key(&retrained, i)
+        );
+    }
+    let critical = table(root, "figure-3-retrained", "critical_accuracy");
+    let panels = strs(&critical, "panel");
+    for mode in ["no retraining", "fine-tuned", "rewound"] {
+        assert!(panels.iter().any(|p| p.contains(mode)), "{critical}");
+    }
+    for ext in ["png", "svg"] {
+        assert!(root
+            .join(format!("figures/figure-3-retrained-ci.{ext}"))
+            .exists());
     }
 }
 

@@ -45,7 +45,7 @@ pub use export::{
 pub use model::{Arch, MaskedHead, Network, PlayerLayer, Shape, UnitId};
 pub use numerics::Numerics;
 pub use prune::{Cost, UnstructuredPoint, WeightCriterion};
-pub use train::{train, EpochMetrics, Optimizer, TrainConfig};
+pub use train::{retrain, train, EpochMetrics, Optimizer, TrainConfig};
 
 /// Runs `f` with libtorch's global RNG seeded to `seed`, holding a process-wide lock, so that
 /// concurrent callers (test threads, say) cannot interleave draws and break determinism.

@@ -449,6 +449,43 @@ impl Network {
         }
     }
 
+    /// Zeroes every weight that belongs to a removed player (`kept[p]` false) alone: its
+    /// outgoing column and, for a dense neuron, its incoming row and bias; a LeNet5 conv2
+    /// channel's filter once none of its positions is kept. The plain forward pass is then the
+    /// masked network of `kept`.
+    pub fn remove_units(&mut self, kept: &[bool]) {
+        let scale: Vec<f32> = kept.iter().map(|&k| f32::from(u8::from(k))).collect();
+        self.scale_outgoing(&scale);
+        let _guard = tch::no_grad_guard();
+        for pl in &self.players {
+            let keep = &scale[pl.offset..pl.offset + pl.size];
+            if let Some(conv) = pl.name.strip_prefix("conv") {
+                let (w, b) = &mut self.convs[conv.parse::<usize>().expect("conv number") - 1];
+                let positions = pl.size / w.size()[0] as usize;
+                let channels: Vec<f32> = keep
+                    .chunks(positions)
+                    .map(|c| if c.iter().any(|&k| k > 0.0) { 1.0 } else { 0.0 })
+                    .collect();
+                let c = Tensor::from_slice(&channels).to_device(w.device());
+                let _ = w.g_mul_(&c.view([-1, 1, 1, 1]));
+                if let Some(b) = b {
+                    let _ = b.g_mul_(&c);
+                }
+            } else {
+                let fc = pl
+                    .name
+                    .strip_prefix("fc")
+                    .expect("a conv or fc player layer");
+                let l = &mut self.head[fc.parse::<usize>().expect("fc number") - 1];
+                let k = Tensor::from_slice(keep).to_device(l.ws.device());
+                let _ = l.ws.g_mul_(&k.unsqueeze(1));
+                if let Some(b) = &mut l.bs {
+                    let _ = b.g_mul_(&k);
+                }
+            }
+        }
+    }
+
     /// Multiplies each player's outgoing weights (its column in the layer it feeds) by
     /// `scale[player]`: with a 0/1 scale, the network whose plain forward pass is that
     /// coalition's masked network; with gates, the gated network folded into its weights.

@@ -82,6 +82,40 @@ pub fn train(
     Ok(metrics)
 }
 
+/// Trains the sub-network of the players with `kept[p]` again (fine-tuning when `net` holds
+/// trained weights, lottery-ticket retraining when it holds its initial ones): every mini-batch
+/// runs the network with the other players' activations at zero ([`Network::forward_gated`] with
+/// a 0/1 gate), so they receive no gradient, and at the end their weights are zeroed
+/// ([`Network::remove_units`]): the plain forward pass of the result is the sub-network.
+/// Deterministic for a seed like [`train`] (same mini-batch order; `cfg.dropout` is not used).
+pub fn retrain(
+    net: &mut Network,
+    kept: &[bool],
+    train: &TensorData,
+    cfg: &TrainConfig,
+    seed: u64,
+    on_step: &mut dyn FnMut(),
+) -> Result<(), NnError> {
+    crate::numerics::current();
+    assert_eq!(kept.len(), net.num_players(), "one flag per player");
+    let gates: Vec<f32> = kept.iter().map(|&k| f32::from(u8::from(k))).collect();
+    let gates = Tensor::from_slice(&gates).to_device(net.device());
+    let mut opt = optimizer(net, cfg)?;
+    for epoch in 0..cfg.epochs {
+        for chunk in epoch_order(train.len(), seed, epoch).chunks(cfg.batch_size) {
+            let index = Tensor::from_slice(chunk).to_device(net.device());
+            let batch = train.select(&index);
+            let loss = net
+                .forward_gated(&batch.inputs, &gates)
+                .cross_entropy_for_logits(&batch.labels);
+            opt.backward_step(&loss);
+            on_step();
+        }
+    }
+    net.remove_units(kept);
+    Ok(())
+}
+
 /// The optimiser `cfg` names, over every variable of `net`.
 pub(crate) fn optimizer(net: &Network, cfg: &TrainConfig) -> Result<tch::nn::Optimizer, NnError> {
     Ok(match cfg.optimizer {

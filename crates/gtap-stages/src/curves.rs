@@ -38,15 +38,15 @@ pub fn size_grid(points: usize, n: usize) -> Vec<usize> {
 }
 
 /// One row of the curves table.
-struct Point {
-    method: String,
-    index: String,
-    strategy: String,
-    size_fraction: f64,
-    players_kept: u32,
-    params_kept: u64,
-    flops_kept: u64,
-    test_accuracy: f64,
+pub(crate) struct Point {
+    pub method: String,
+    pub index: String,
+    pub strategy: String,
+    pub size_fraction: f64,
+    pub players_kept: u32,
+    pub params_kept: u64,
+    pub flops_kept: u64,
+    pub test_accuracy: f64,
 }
 
 pub struct CurvesStage;
@@ -170,9 +170,20 @@ fn write_curves(
     full: gtap_nn::Cost,
     points: &[Point],
 ) -> anyhow::Result<()> {
+    let mut df = curves_frame(ctx.seed()?, model, full, points)?;
+    ctx.write_table("curves", &mut df)
+}
+
+/// The `curves` table of `points` (fractions relative to the full network's `full` cost).
+pub(crate) fn curves_frame(
+    seed: u64,
+    model: &ModelInfo,
+    full: gtap_nn::Cost,
+    points: &[Point],
+) -> anyhow::Result<DataFrame> {
     let n = points.len();
     let col = |f: &dyn Fn(&Point) -> String| points.iter().map(f).collect::<Vec<_>>();
-    let mut df = df!(
+    let df = df!(
         "model" => vec![model.arch.name(); n],
         "dataset" => vec![model.dataset.as_str(); n],
         "method" => col(&|p| p.method.clone()),
@@ -184,8 +195,8 @@ fn write_curves(
         "params_fraction" => points.iter().map(|p| p.params_kept as f64 / full.params as f64).collect::<Vec<_>>(),
         "flops_kept" => points.iter().map(|p| p.flops_kept).collect::<Vec<_>>(),
         "flops_fraction" => points.iter().map(|p| p.flops_kept as f64 / full.flops as f64).collect::<Vec<_>>(),
-        "seed" => vec![ctx.seed()?; n],
+        "seed" => vec![seed; n],
         "test_accuracy" => points.iter().map(|p| p.test_accuracy).collect::<Vec<_>>(),
     )?;
-    ctx.write_table("curves", &mut df)
+    Ok(df)
 }

@@ -38,6 +38,10 @@ pub struct PanelSpec {
     /// only when the `bias` inputs come from more than one stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bias: Option<String>,
+    /// Only rows retrained this way (`none`: the plain curves; `fine-tune`, `rewind`: from
+    /// `retrain` stages); default all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retraining: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,7 +90,12 @@ impl Stage for FigureCurvesStage {
     fn run(p: &FigureCurvesParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
         let mut curves: Option<DataFrame> = None;
         for upstream in ctx.inputs("curves") {
-            let df = upstream.read_table("curves")?;
+            let table = if upstream.kind == crate::RetrainStage::KIND {
+                crate::retrain::RETRAINED_TABLE
+            } else {
+                "curves"
+            };
+            let df = with_retraining_column(upstream.read_table(table)?)?;
             curves = Some(match curves {
                 None => df,
                 Some(acc) => acc.vstack(&df)?,
@@ -291,16 +300,29 @@ fn gtap_strategies(df: &DataFrame) -> anyhow::Result<usize> {
     Ok(v.len())
 }
 
+/// A `curves` table as the plain `curves` stage writes it (no retraining) gets the columns a
+/// `retrain` stage's `retrained` table adds, `retraining` = "none" and `retrain_epochs` = 0, so both stack.
+fn with_retraining_column(mut df: DataFrame) -> anyhow::Result<DataFrame> {
+    if df.column("retraining").is_err() {
+        let rows = df.height();
+        df.with_column(Column::new("retraining".into(), vec!["none"; rows]))?;
+        df.with_column(Column::new("retrain_epochs".into(), vec![0u32; rows]))?;
+    }
+    Ok(df)
+}
+
 fn select_rows(curves: &DataFrame, spec: &PanelSpec) -> anyhow::Result<DataFrame> {
-    let (method, index, strategy, dataset) = (
+    let (method, index, strategy, dataset, retraining) = (
         strings(curves, "method")?,
         strings(curves, "index")?,
         strings(curves, "strategy")?,
         strings(curves, "dataset")?,
+        strings(curves, "retraining")?,
     );
     let keep: BooleanChunked = (0..curves.height())
         .map(|i| {
             spec.strategies.contains(&strategy[i])
+                && spec.retraining.as_ref().is_none_or(|r| *r == retraining[i])
                 && spec.dataset.as_ref().is_none_or(|d| *d == dataset[i])
                 && spec.methods.as_ref().is_none_or(|m| m.contains(&method[i]))
                 && (method[i] != "gtap"

@@ -19,6 +19,7 @@ pub mod methods;
 mod mnist;
 mod progress;
 pub mod ranking;
+mod retrain;
 mod text;
 mod train;
 
@@ -32,6 +33,7 @@ pub use figure_curves::FigureCurvesStage;
 pub use indices::{PowerIndexStage, RankAgreementStage};
 pub use mcue::{McueBiasStage, McueFigureStage, McueStage};
 pub use mnist::{DatasetInfo, MnistStage};
+pub use retrain::{RetrainFrom, RetrainStage};
 pub use text::TextDatasetStage;
 pub use train::{load_model, load_split, EvaluateStage, TrainStage};
 
@@ -62,6 +64,7 @@ pub fn registry() -> Registry {
         .register::<CurvesStage>()
         .register::<UnstructuredStage>()
         .register::<FigureCurvesStage>()
+        .register::<RetrainStage>()
         .register::<EquilibriumStage>()
         .register::<FigureEquilibriumStage>();
     registry

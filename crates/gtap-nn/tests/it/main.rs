@@ -3,6 +3,7 @@
 mod equilibrium;
 mod export;
 mod numerics;
+mod retrain;
 mod walks;
 
 use gtap_game::{Coalition, Game};
