@@ -459,6 +459,7 @@ mod tests {
             indices: None,
             dataset: None,
             bias: bias.map(str::to_owned),
+            retraining: None,
         }
     }
 
