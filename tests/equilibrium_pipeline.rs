@@ -5,7 +5,6 @@
 mod common;
 
 use common::{f64s, strs, table};
-use polars::prelude::*;
 
 #[test]
 fn equilibrium_pipeline_at_ci_scale() {
