@@ -16,8 +16,8 @@ fn equilibrium_pipeline_at_ci_scale() {
     common::run_shipped(root, &data, "equilibrium.toml");
 
     let runs = table(root, "equilibrium", "equilibrium");
-    assert_eq!(runs.height(), 4, "{runs}");
-    assert_eq!(f64s(&runs, "beta"), [0.1, 0.5, 0.001, 0.05]);
+    assert_eq!(runs.height(), 5, "{runs}");
+    assert_eq!(f64s(&runs, "beta"), [0.1, 0.5, 0.001, 0.05, 0.1]);
     let players: Vec<u64> = runs
         .column("players")
         .unwrap()
@@ -47,7 +47,7 @@ fn equilibrium_pipeline_at_ci_scale() {
 
     // Every neuron's final participation is in [0, 1]; kept exactly when ≥ ε = 0.01.
     let participation = table(root, "equilibrium", "participation");
-    assert_eq!(participation.height(), 4 * 768);
+    assert_eq!(participation.height(), 5 * 768);
     let s = f64s(&participation, "participation");
     let flags: Vec<bool> = participation
         .column("kept")
@@ -76,15 +76,16 @@ fn equilibrium_pipeline_at_ci_scale() {
     assert_eq!(
         strs(&summary, "config"),
         [
-            "β = 0.1, γ = 0",
-            "β = 0.5, γ = 0",
-            "β = 0.001, γ = 0.1",
-            "β = 0.05, γ = 0.05"
+            "β = 0.1, γ = 0 (SGD)",
+            "β = 0.5, γ = 0 (SGD)",
+            "β = 0.001, γ = 0.1 (SGD)",
+            "β = 0.05, γ = 0.05 (SGD)",
+            "β = 0.1, γ = 0 (Adam)"
         ]
     );
     assert_eq!(
         f64s(&summary, "paper_test_accuracy"),
-        [0.9664, 0.9115, 0.8957, 0.9154]
+        [0.9664, 0.9115, 0.8957, 0.9154, 0.9664]
     );
     assert_eq!(
         f64s(&summary, "test_accuracy"),

@@ -75,7 +75,8 @@ impl Stage for EquilibriumStage {
     type Params = EquilibriumParams;
     const KIND: &'static str = "equilibrium";
     const FLOAT_MATH: bool = true;
-    const VERSION: u32 = 1;
+    // 2: optimizer, lr and participation_lr columns.
+    const VERSION: u32 = 2;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["data"];
     const ABOUT: &'static str =
@@ -203,6 +204,9 @@ impl Stage for EquilibriumStage {
             "eta" => [p.eta],
             "epsilon" => [p.epsilon],
             "epochs" => [p.epochs as u32],
+            "optimizer" => [optimizer_name(p.optimizer)],
+            "lr" => [p.lr],
+            "participation_lr" => [p.participation_lr],
             "players" => [players as u64],
             "players_kept" => [kept as u64],
             "pruned_fraction" => [1.0 - kept as f64 / players as f64],
@@ -258,6 +262,13 @@ impl Stage for EquilibriumStage {
             on_test.accuracy
         );
         Ok(())
+    }
+}
+
+fn optimizer_name(o: Optimizer) -> &'static str {
+    match o {
+        Optimizer::Adam => "adam",
+        Optimizer::Sgd => "sgd",
     }
 }
 
@@ -329,6 +340,12 @@ impl Stage for FigureEquilibriumStage {
                     .ok_or_else(|| anyhow::anyhow!("`{}`: no `{c}`", upstream.stage))
             };
             let config = [f("alpha")?, f("beta")?, f("gamma")?, f("eta")?];
+            let optimizer = run
+                .column("optimizer")?
+                .str()?
+                .get(0)
+                .unwrap_or_default()
+                .to_owned();
             let participation: Vec<f64> = upstream
                 .read_table("participation")?
                 .column("participation")?
@@ -341,10 +358,14 @@ impl Stage for FigureEquilibriumStage {
                 params_fraction: f("params_fraction")?,
                 participation,
             };
-            match groups.iter_mut().find(|g| g.config == config) {
+            match groups
+                .iter_mut()
+                .find(|g| g.config == config && g.optimizer == optimizer)
+            {
                 Some(g) => g.seeds.push(seed),
                 None => groups.push(Group {
                     config,
+                    optimizer,
                     seeds: vec![seed],
                 }),
             }
@@ -399,6 +420,8 @@ struct Seed {
 struct Group {
     /// α, β, γ, η.
     config: [f64; 4],
+    /// The weights' optimiser (`sgd`, `adam`).
+    optimizer: String,
     seeds: Vec<Seed>,
 }
 
@@ -412,7 +435,12 @@ impl Group {
         if eta != 0.0 {
             label.push_str(&format!(", η = {eta}"));
         }
-        label
+        let optimizer = match self.optimizer.as_str() {
+            "adam" => "Adam",
+            "sgd" => "SGD",
+            other => other,
+        };
+        format!("{label} ({optimizer})")
     }
 }
 
@@ -444,6 +472,7 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
 struct SummaryRows {
     label: Vec<String>,
     config: [Vec<f64>; 4],
+    optimizer: Vec<String>,
     seeds: Vec<u32>,
     accuracy: (Vec<f64>, Vec<f64>),
     pruned: (Vec<f64>, Vec<f64>),
@@ -460,6 +489,7 @@ impl SummaryRows {
         for (column, value) in self.config.iter_mut().zip(g.config) {
             column.push(value);
         }
+        self.optimizer.push(g.optimizer.clone());
         self.seeds.push(g.seeds.len() as u32);
         let (m, s) = mean_std(&per_seed(|s| s.accuracy));
         self.accuracy.0.push(m);
@@ -491,6 +521,7 @@ impl SummaryRows {
             "beta" => beta,
             "gamma" => gamma,
             "eta" => eta,
+            "optimizer" => self.optimizer,
             "seeds" => self.seeds,
             "test_accuracy" => self.accuracy.0,
             "test_accuracy_std" => self.accuracy.1,

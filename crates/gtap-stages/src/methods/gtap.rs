@@ -1,7 +1,7 @@
 //! GTAP: rank units by a power index (Shapley, Banzhaf, β_d) with the paper's three strategies.
 
 use gtap_engine::{ensure, Invalid, Stage};
-use gtap_game::{Constraints, PlayerEstimate};
+use gtap_game::{Constraints, IndexKind, PlayerEstimate, SeparationConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::indices::{PowerIndexParams, PowerIndexStage};
@@ -34,6 +34,41 @@ pub struct GtapParams {
     /// 0); by id they would always remove the last layers' units first.
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub ties: Ties,
+    /// Iterated strategies with a Banzhaf-type index only: choose each iteration's `step`
+    /// units adaptively (`gtap_game::separate`: the paper's paired marginal contributions,
+    /// spent on the units whose confidence interval still straddles the cut, until the `step`
+    /// lowest (pruning) or highest (building) are separated at `confidence` or `budget`
+    /// evaluations are spent) instead of estimating every index to one precision. The last
+    /// iteration, which only orders the survivors, uses `estimate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separate: Option<SeparateParams>,
+}
+
+/// The adaptive choice of [`GtapParams::separate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeparateParams {
+    /// Joint confidence that a separated choice is the true `step` lowest (highest).
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+    /// Marginal contributions per unit before the first check (at least 2).
+    #[serde(default = "default_initial")]
+    pub initial: usize,
+    /// Marginal contributions per still-ambiguous unit and round.
+    #[serde(default = "default_round")]
+    pub round: usize,
+    /// Most coalition evaluations per iteration; at least 2 · initial per remaining unit.
+    pub budget: usize,
+}
+
+fn default_confidence() -> f64 {
+    0.9
+}
+fn default_initial() -> usize {
+    4
+}
+fn default_round() -> usize {
+    2
 }
 
 /// How [`GtapParams::ties`] orders units with equal estimates.
@@ -75,7 +110,29 @@ impl Ranker for Gtap {
                 "iterated strategies need step: units removed or added per iteration",
             )),
             (_, Some(step)) => ensure(step >= 1, "step", || "must be at least 1".into()),
-        }
+        }?;
+        let Some(sep) = &p.separate else {
+            return Ok(());
+        };
+        ensure(p.strategy != Strategy::TopN, "separate", || {
+            "chooses each iteration's step units: iterated strategies only".into()
+        })?;
+        ensure(
+            p.estimate.index != crate::indices::IndexName::Shapley,
+            "separate",
+            || "uses paired marginal contributions: Banzhaf or biased-banzhaf only".into(),
+        )?;
+        ensure(
+            sep.confidence > 0.0 && sep.confidence < 1.0,
+            "separate.confidence",
+            || format!("must be in (0, 1) (got {})", sep.confidence),
+        )?;
+        ensure(sep.initial >= 2, "separate.initial", || {
+            "must be at least 2".into()
+        })?;
+        ensure(sep.round >= 1, "separate.round", || {
+            "must be at least 1".into()
+        })
     }
 
     fn label(p: &GtapParams) -> Label {
@@ -97,6 +154,60 @@ impl Ranker for Gtap {
                 .estimate(cx.net, &game, d, seed, constraints, cx.stage)
         };
         let step = p.step.unwrap_or(n);
+        // The `step` units an iteration removes (pruning, lowest first) or adds (building,
+        // highest first), when `separate` chooses them; `None` when it does not apply.
+        let separate =
+            |iteration: usize, constraints: &Constraints| -> anyhow::Result<Option<Vec<usize>>> {
+                let Some(sep) = &p.separate else {
+                    return Ok(None);
+                };
+                let free = constraints.resolve(n)?.free.len();
+                if free <= step {
+                    return Ok(None);
+                }
+                let highest = p.strategy == Strategy::IteratedBuilding;
+                let cfg = SeparationConfig {
+                    index: match d {
+                        Some(d) => IndexKind::BiasedBanzhaf { d },
+                        None => IndexKind::Banzhaf,
+                    },
+                    k: step,
+                    highest,
+                    confidence: sep.confidence,
+                    initial: sep.initial,
+                    round: sep.round,
+                    budget: sep.budget,
+                    seed: cx.seed ^ (iteration as u64).rotate_left(32),
+                };
+                let started = std::time::Instant::now();
+                let found = gtap_game::separate(&game, &cfg, constraints, &|_| ())?;
+                tracing::info!(
+                    "{}: {free} units, {} of {step} {} separated: {} ({} coalitions in {:.1}s)",
+                    cx.stage.instance,
+                    found.chosen.len(),
+                    if highest { "highest" } else { "lowest" },
+                    found.separated,
+                    found.evaluations,
+                    started.elapsed().as_secs_f64()
+                );
+                let value = |q: usize| {
+                    found
+                        .estimates
+                        .iter()
+                        .find(|e| e.player == q)
+                        .map_or(0.0, |e| e.estimate)
+                };
+                let mut chosen = found.chosen;
+                chosen.sort_by(|&a, &b| {
+                    let order = value(a).total_cmp(&value(b)).then(a.cmp(&b));
+                    if highest {
+                        order.reverse()
+                    } else {
+                        order
+                    }
+                });
+                Ok(Some(chosen))
+            };
         let descending = |iteration: usize, estimates: &[PlayerEstimate]| {
             let tie_rank = match p.ties {
                 Ties::PlayerId => (0..n).collect(),
@@ -114,6 +225,11 @@ impl Ranker for Gtap {
                         always_out: removed.clone(),
                         ..Constraints::none()
                     };
+                    if let Some(lowest) = separate(iteration, &constraints)? {
+                        removed.extend(lowest);
+                        iteration += 1;
+                        continue;
+                    }
                     let ranked = descending(iteration, &estimate(iteration, &constraints)?);
                     if ranked.len() <= step {
                         // Last survivors, best first, then the removed in reverse removal order.
@@ -135,6 +251,11 @@ impl Ranker for Gtap {
                         always_in: chosen.clone(),
                         ..Constraints::none()
                     };
+                    if let Some(highest) = separate(iteration, &constraints)? {
+                        chosen.extend(highest);
+                        iteration += 1;
+                        continue;
+                    }
                     let ranked = descending(iteration, &estimate(iteration, &constraints)?);
                     if ranked.len() <= step {
                         chosen.extend(ranked);

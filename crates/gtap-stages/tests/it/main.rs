@@ -132,3 +132,118 @@ fn a_method_registered_in_a_test_shows_up_in_the_curves() {
     };
     assert!(at_quarter("reversed-wmp") < at_quarter("wmp"), "{curves}");
 }
+
+const ADAPTIVE: &str = r#"
+[pipeline]
+name = "adaptive"
+seeds = [0]
+
+[stage.mnist]
+kind = "mnist"
+
+[stage.train]
+kind = "train"
+inputs = { data = "mnist" }
+model = "lenet-300-100"
+epochs = 1
+train_examples = 2000
+
+[stage.plain]
+kind = "gtap"
+inputs = { model = "train", data = "mnist" }
+strategy = "iterated-pruning"
+step = 100
+estimate = { index = "banzhaf", estimator = "paired", samples = 4, probe_examples = 200 }
+
+[stage.adaptive]
+kind = "gtap"
+inputs = { model = "train", data = "mnist" }
+strategy = "iterated-pruning"
+step = 100
+estimate = { index = "banzhaf", estimator = "paired", samples = 4, probe_examples = 200 }
+separate = { budget = 6000 }
+
+[stage.curves]
+kind = "curves"
+inputs = { model = "train", data = "mnist", rankings = ["plain", "adaptive"] }
+points = 4
+"#;
+
+/// `separate` chooses each Iterated Pruning step adaptively: the stage runs, ranks every unit,
+/// and differs from the plain estimate's ranking; misuse is a validation error.
+#[test]
+fn iterated_pruning_can_choose_each_step_adaptively() {
+    let Some(data) = real_data() else {
+        return;
+    };
+    let registry = gtap_stages::registry();
+    let root = tempfile::tempdir().unwrap();
+    let env = Env {
+        data_dir: data,
+        cache_dir: root.path().join("cache"),
+        results_dir: root.path().join("results"),
+        figures_dir: root.path().join("figures"),
+        progress: false,
+        numerics: "portable-1".into(),
+    };
+    let parse = |text: &str| {
+        Pipeline::parse(
+            Path::new("adaptive.toml"),
+            text,
+            &Overrides::default(),
+            &registry,
+        )
+    };
+    let pipeline = parse(ADAPTIVE).unwrap();
+    Runner::new(&registry, &env).run(&pipeline, &[]).unwrap();
+    // Each gtap entry's ranking, told apart by its parameters (`separate` in the pre-image).
+    let read_order = |adaptive: bool| -> Vec<usize> {
+        let entries = std::fs::read_dir(root.path().join("cache/entries/gtap")).unwrap();
+        let dir = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join("ranking.json").exists())
+            .find(|p| {
+                let pre = std::fs::read_to_string(p.join("preimage.json")).unwrap();
+                pre.contains("\"separate\"") == adaptive
+            })
+            .unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("ranking.json")).unwrap()).unwrap();
+        json["order"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect()
+    };
+    let (plain, adaptive) = (read_order(false), read_order(true));
+    for order in [&plain, &adaptive] {
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            (0..400).collect::<Vec<_>>(),
+            "a permutation of the units"
+        );
+    }
+    assert_ne!(
+        plain[300..],
+        adaptive[300..],
+        "the first step chose differently"
+    );
+
+    for (bad, message) in [
+        (
+            ADAPTIVE.replace("strategy = \"iterated-pruning\"\nstep = 100\nestimate = { index = \"banzhaf\", estimator = \"paired\", samples = 4, probe_examples = 200 }\nseparate", "strategy = \"top-n\"\nestimate = { index = \"banzhaf\", estimator = \"paired\", samples = 4, probe_examples = 200 }\nseparate"),
+            "iterated strategies only",
+        ),
+        (
+            ADAPTIVE.replace("separate = { budget = 6000 }", "separate = { budget = 6000, confidence = 1.0 }"),
+            "must be in (0, 1)",
+        ),
+    ] {
+        let err = format!("{:#}", parse(&bad).unwrap_err());
+        assert!(err.contains(message), "{err}");
+    }
+}
