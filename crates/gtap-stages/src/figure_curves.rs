@@ -22,7 +22,8 @@ pub enum XAxis {
 pub struct PanelSpec {
     pub title: String,
     /// Curve rows with one of these strategies (`top-n`, `iterated-pruning`,
-    /// `iterated-building`, `unit` for score baselines, `unstructured`).
+    /// `iterated-building`, `unit` for score baselines, `unstructured`, `equilibrium` for the
+    /// points of `equilibrium` stages given as `curves` inputs).
     pub strategies: Vec<String>,
     /// Only these methods (`gtap`, `wmp`, `wgmp`, `random`, …); default all.
     #[serde(default)]
@@ -34,6 +35,10 @@ pub struct PanelSpec {
     /// datasets side by side; default all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<String>,
+    /// Only rows of this architecture (the curves' `model` column), for figures that put several
+    /// networks of one dataset side by side; default all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// The `mcue-bias` stage whose d (mean over seeds) marks this panel's critical size; needed
     /// only when the `bias` inputs come from more than one stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,12 +95,14 @@ impl Stage for FigureCurvesStage {
     fn run(p: &FigureCurvesParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
         let mut curves: Option<DataFrame> = None;
         for upstream in ctx.inputs("curves") {
-            let table = if upstream.kind == crate::RetrainStage::KIND {
-                crate::retrain::RETRAINED_TABLE
+            let df = if upstream.kind == crate::RetrainStage::KIND {
+                upstream.read_table(crate::retrain::RETRAINED_TABLE)?
+            } else if upstream.kind == crate::EquilibriumStage::KIND {
+                equilibrium_points(&upstream.read_table("equilibrium")?)?
             } else {
-                "curves"
+                upstream.read_table("curves")?
             };
-            let df = with_retraining_column(upstream.read_table(table)?)?;
+            let df = with_retraining_column(df)?;
             curves = Some(match curves {
                 None => df,
                 Some(acc) => acc.vstack(&df)?,
@@ -300,6 +307,31 @@ fn gtap_strategies(df: &DataFrame) -> anyhow::Result<usize> {
     Ok(v.len())
 }
 
+/// An `equilibrium` run as one curve point per seed: method and strategy `equilibrium`, at the
+/// size its ε cut left (a sweep of β or γ over several stages traces a curve).
+fn equilibrium_points(run: &DataFrame) -> anyhow::Result<DataFrame> {
+    let u64s = |c: &str| -> anyhow::Result<Vec<u64>> {
+        Ok(run.column(c)?.u64()?.into_no_null_iter().collect())
+    };
+    let (kept, players) = (u64s("players_kept")?, u64s("players")?);
+    let rows = run.height();
+    Ok(df!(
+        "model" => run.column("model")?.clone().take_materialized_series(),
+        "dataset" => run.column("dataset")?.clone().take_materialized_series(),
+        "method" => vec!["equilibrium"; rows],
+        "index" => vec![""; rows],
+        "strategy" => vec!["equilibrium"; rows],
+        "size_fraction" => kept.iter().zip(&players).map(|(&k, &n)| k as f64 / n as f64).collect::<Vec<_>>(),
+        "players_kept" => kept.iter().map(|&k| k as u32).collect::<Vec<_>>(),
+        "params_kept" => run.column("params_kept")?.clone().take_materialized_series(),
+        "params_fraction" => run.column("params_fraction")?.clone().take_materialized_series(),
+        "flops_kept" => run.column("flops_kept")?.clone().take_materialized_series(),
+        "flops_fraction" => run.column("flops_fraction")?.clone().take_materialized_series(),
+        "seed" => run.column("seed")?.clone().take_materialized_series(),
+        "test_accuracy" => run.column("test_accuracy")?.clone().take_materialized_series(),
+    )?)
+}
+
 /// A `curves` table as the plain `curves` stage writes it (no retraining) gets the columns a
 /// `retrain` stage's `retrained` table adds, `retraining` = "none" and `retrain_epochs` = 0, so both stack.
 fn with_retraining_column(mut df: DataFrame) -> anyhow::Result<DataFrame> {
@@ -312,17 +344,19 @@ fn with_retraining_column(mut df: DataFrame) -> anyhow::Result<DataFrame> {
 }
 
 fn select_rows(curves: &DataFrame, spec: &PanelSpec) -> anyhow::Result<DataFrame> {
-    let (method, index, strategy, dataset, retraining) = (
+    let (method, index, strategy, dataset, retraining, model) = (
         strings(curves, "method")?,
         strings(curves, "index")?,
         strings(curves, "strategy")?,
         strings(curves, "dataset")?,
         strings(curves, "retraining")?,
+        strings(curves, "model")?,
     );
     let keep: BooleanChunked = (0..curves.height())
         .map(|i| {
             spec.strategies.contains(&strategy[i])
                 && spec.retraining.as_ref().is_none_or(|r| *r == retraining[i])
+                && spec.model.as_ref().is_none_or(|m| *m == model[i])
                 && spec.dataset.as_ref().is_none_or(|d| *d == dataset[i])
                 && spec.methods.as_ref().is_none_or(|m| m.contains(&method[i]))
                 && (method[i] != "gtap"
@@ -349,6 +383,7 @@ fn labels(rows: &DataFrame, with_strategy: bool) -> anyhow::Result<Vec<String>> 
                 ("wmp", _) => "WMP".to_owned(),
                 ("wgmp", _) => "W·GMP".to_owned(),
                 ("random", _) => "random".to_owned(),
+                ("equilibrium", _) => "equilibrium (Pruning as a Game)".to_owned(),
                 (other, "") => other.to_owned(),
                 (other, index) => format!("{other} {index}"),
             };
@@ -460,6 +495,7 @@ mod tests {
             dataset: None,
             bias: bias.map(str::to_owned),
             retraining: None,
+            model: None,
         }
     }
 
