@@ -19,6 +19,19 @@ use tch::{Kind, Tensor};
 use crate::train::{epoch_order, optimizer};
 use crate::{evaluate_gated, Network, NnError, TensorData, TrainConfig};
 
+/// Which way the benefit term pushes a participation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Benefit {
+    /// ∂B_i/∂s_i = −α ∂L/∂s_i: participation grows when it lowers the loss (the potential game
+    /// of the module docs).
+    #[default]
+    LossReduction,
+    /// ∂B_i/∂s_i = +α ∂L/∂s_i = α⟨∇_{θ_i}L, θ_i⟩, the paper's formula read literally: a unit
+    /// whose participation lowers the loss is pushed *down*. For comparison with the paper.
+    PaperLiteral,
+}
+
 /// The game's coefficients and the participation update.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EquilibriumConfig {
@@ -36,6 +49,7 @@ pub struct EquilibriumConfig {
     pub participation_lr: f64,
     /// Players with final participation below this are removed.
     pub epsilon: f64,
+    pub benefit: Benefit,
 }
 
 /// Per-epoch record of an equilibrium run.
@@ -72,7 +86,8 @@ impl Equilibrium {
 }
 
 /// ∂U_i/∂s_i for every player at participations `gates`, from ∂L/∂s (`loss_grad`, `[players]`)
-/// and the current weights: −α ∂L/∂s_i − 2β‖θ_i‖²s_i − γ − η Σ_{j≠i} s_j⟨θ_i, θ_j⟩.
+/// and the current weights: −α ∂L/∂s_i − 2β‖θ_i‖²s_i − γ − η Σ_{j≠i} s_j⟨θ_i, θ_j⟩ (the first
+/// sign flipped under [`Benefit::PaperLiteral`]).
 pub fn utility_gradient(
     net: &Network,
     gates: &Tensor,
@@ -94,7 +109,11 @@ pub fn utility_gradient(
                 let others = groups.matmul(&groups.tr()).matmul(&s) - &sq_norms * &s;
                 cost += others * cfg.eta;
             }
-            loss_grad.narrow(0, offset, size) * (-cfg.alpha) - cost
+            let sign = match cfg.benefit {
+                Benefit::LossReduction => -1.0,
+                Benefit::PaperLiteral => 1.0,
+            };
+            loss_grad.narrow(0, offset, size) * (sign * cfg.alpha) - cost
         })
         .collect();
     Tensor::cat(&parts, 0)

@@ -34,7 +34,7 @@ pub mod walks;
 
 pub use data::TensorData;
 pub use equilibrium::{
-    train_equilibrium, utility_gradient, Equilibrium, EquilibriumConfig, EquilibriumEpoch,
+    train_equilibrium, utility_gradient, Benefit, Equilibrium, EquilibriumConfig, EquilibriumEpoch,
     ParticipationTrainer,
 };
 pub use error::NnError;

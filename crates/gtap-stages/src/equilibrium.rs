@@ -6,7 +6,7 @@
 //! histograms of final participation (mean ± σ over seeds per bin).
 
 use gtap_engine::{ensure, Invalid, Stage, StageContext};
-use gtap_nn::{Arch, EquilibriumConfig, Network, Optimizer, Shape, TrainConfig};
+use gtap_nn::{Arch, Benefit, EquilibriumConfig, Network, Optimizer, Shape, TrainConfig};
 use gtap_plot::{LinePanel, Series};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -54,6 +54,11 @@ pub struct EquilibriumParams {
     /// Train on the first this many examples (quick runs); all by default, and then not keyed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_examples: Option<usize>,
+    /// `loss-reduction` (default: participation grows when it lowers the loss) or
+    /// `paper-literal` (the paper's α⟨∇L, θ_i⟩ as written, which pushes useful units down);
+    /// the default is left out of the cache key.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub benefit: Benefit,
 }
 
 fn one() -> f64 {
@@ -150,6 +155,7 @@ impl Stage for EquilibriumStage {
             eta: p.eta,
             participation_lr: p.participation_lr,
             epsilon: p.epsilon,
+            benefit: p.benefit,
         };
         let steps = (p.epochs * train.len().div_ceil(p.batch_size)) as u64;
         let bar = progress::bar(ctx.env.progress, steps, ctx.instance);

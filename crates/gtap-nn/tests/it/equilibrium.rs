@@ -27,6 +27,7 @@ fn config(alpha: f64, beta: f64, gamma: f64, eta: f64, participation_lr: f64) ->
         eta,
         participation_lr,
         epsilon: 0.01,
+        benefit: gtap_nn::Benefit::LossReduction,
     }
 }
 
@@ -159,6 +160,16 @@ fn a_useless_unit_collapses_and_an_essential_one_stays() {
     // The noise path (fc1 unit 1, fc2 unit 1) had non-zero activations and still collapsed.
     assert!(eq.participation[1] == 0.0 && eq.participation[513] == 0.0);
     assert_eq!(eq.epochs.last().unwrap().probe_accuracy, 1.0);
+
+    // The paper's formula read literally pushes the useful units down instead.
+    let (mut net, data) = one_useful_path();
+    cfg.benefit = gtap_nn::Benefit::PaperLiteral;
+    let eq = train_equilibrium(&mut net, &data, &data, &cfg, 0, &mut || ()).unwrap();
+    assert!(
+        eq.participation[0] < 0.01 && eq.participation[512] < 0.01,
+        "{:?}",
+        &eq.participation[..2]
+    );
 }
 
 #[test]
