@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::mnist::read_info;
 use crate::progress;
 use crate::train::{
-    default_batch, default_lr, default_optimizer, load_split, ModelInfo, CHECKPOINT,
+    default_batch, default_lr, default_optimizer, load_split, load_train_split, validate_recipe,
+    ModelInfo, Recipe, CHECKPOINT,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,20 +89,15 @@ impl Stage for EquilibriumStage {
         "equilibrium-driven sparsification: trains weights and participations, removes players below ε";
 
     fn validate(p: &EquilibriumParams) -> Result<(), Invalid> {
-        ensure(p.epochs >= 1 && p.epochs <= 1000, "epochs", || {
-            format!("must be between 1 and 1000 (got {})", p.epochs)
-        })?;
-        ensure(p.batch_size >= 1, "batch_size", || {
-            "must be at least 1".into()
-        })?;
-        ensure(p.lr > 0.0 && p.lr.is_finite(), "lr", || {
-            format!("must be positive (got {})", p.lr)
-        })?;
-        ensure((0.0..1.0).contains(&p.momentum), "momentum", || {
-            format!("must be in [0, 1) (got {})", p.momentum)
+        validate_recipe(&Recipe {
+            epochs: p.epochs,
+            batch_size: p.batch_size,
+            lr: p.lr,
+            momentum: p.momentum,
+            weight_decay: p.weight_decay,
+            train_examples: p.train_examples,
         })?;
         for (key, value) in [
-            ("weight_decay", p.weight_decay),
             ("alpha", p.alpha),
             ("beta", p.beta),
             ("gamma", p.gamma),
@@ -118,9 +114,6 @@ impl Stage for EquilibriumStage {
         )?;
         ensure((0.0..1.0).contains(&p.epsilon), "epsilon", || {
             format!("must be in [0, 1) (got {})", p.epsilon)
-        })?;
-        ensure(p.train_examples != Some(0), "train_examples", || {
-            "must be at least 1".into()
         })
     }
 
@@ -128,10 +121,7 @@ impl Stage for EquilibriumStage {
         let seed = ctx.seed()?;
         let data = ctx.input("data")?;
         let info = read_info(&data.dir)?;
-        let mut train = load_split(&data.dir, "train")?;
-        if let Some(n) = p.train_examples {
-            train = train.head(n.min(train.len()));
-        }
+        let train = load_train_split(&data.dir, p.train_examples)?;
         let probe = load_split(&data.dir, "probe")?;
         let test = load_split(&data.dir, "test")?;
         let shape = Shape {

@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::curves::{curves_frame, Point};
 use crate::progress;
 use crate::ranking::Ranking;
-use crate::train::{default_batch, default_lr, default_optimizer, load_model, load_split};
+use crate::train::{
+    default_batch, default_lr, default_optimizer, load_model, load_split, load_train_split,
+    validate_recipe, Recipe,
+};
 
 /// Where retraining starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,23 +77,13 @@ impl Stage for RetrainStage {
             "sizes",
             || format!("must be fractions in (0, 1] (got {:?})", p.sizes),
         )?;
-        ensure(p.epochs >= 1 && p.epochs <= 1000, "epochs", || {
-            format!("must be between 1 and 1000 (got {})", p.epochs)
-        })?;
-        ensure(p.batch_size >= 1, "batch_size", || {
-            "must be at least 1".into()
-        })?;
-        ensure(p.lr > 0.0 && p.lr.is_finite(), "lr", || {
-            format!("must be positive (got {})", p.lr)
-        })?;
-        ensure((0.0..1.0).contains(&p.momentum), "momentum", || {
-            format!("must be in [0, 1) (got {})", p.momentum)
-        })?;
-        ensure(p.weight_decay >= 0.0, "weight_decay", || {
-            format!("must be non-negative (got {})", p.weight_decay)
-        })?;
-        ensure(p.train_examples != Some(0), "train_examples", || {
-            "must be at least 1".into()
+        validate_recipe(&Recipe {
+            epochs: p.epochs,
+            batch_size: p.batch_size,
+            lr: p.lr,
+            momentum: p.momentum,
+            weight_decay: p.weight_decay,
+            train_examples: p.train_examples,
         })
     }
 
@@ -99,10 +92,7 @@ impl Stage for RetrainStage {
         let model_dir = ctx.input("model")?;
         let (trained, model) = load_model(model_dir)?;
         let data = ctx.input("data")?;
-        let mut train = load_split(&data.dir, "train")?;
-        if let Some(n) = p.train_examples {
-            train = train.head(n.min(train.len()));
-        }
+        let train = load_train_split(&data.dir, p.train_examples)?;
         let test = load_split(&data.dir, "test")?;
         let n = trained.num_players();
         let full = trained.cost(&vec![true; n]);

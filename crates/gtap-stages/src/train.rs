@@ -83,6 +83,49 @@ pub fn load_split(dir: &Path, split: &str) -> anyhow::Result<TensorData> {
     ))
 }
 
+/// The training keys `train`, `retrain` and `equilibrium` share, checked alike.
+pub(crate) struct Recipe {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub train_examples: Option<usize>,
+}
+
+pub(crate) fn validate_recipe(r: &Recipe) -> Result<(), Invalid> {
+    ensure(r.epochs >= 1 && r.epochs <= 1000, "epochs", || {
+        format!("must be between 1 and 1000 (got {})", r.epochs)
+    })?;
+    ensure(r.batch_size >= 1, "batch_size", || {
+        "must be at least 1".into()
+    })?;
+    ensure(r.lr > 0.0 && r.lr.is_finite(), "lr", || {
+        format!("must be positive (got {})", r.lr)
+    })?;
+    ensure((0.0..1.0).contains(&r.momentum), "momentum", || {
+        format!("must be in [0, 1) (got {})", r.momentum)
+    })?;
+    ensure(r.weight_decay >= 0.0, "weight_decay", || {
+        format!("must be non-negative (got {})", r.weight_decay)
+    })?;
+    ensure(r.train_examples != Some(0), "train_examples", || {
+        "must be at least 1".into()
+    })
+}
+
+/// The train split, cut to its first `train_examples` when given.
+pub(crate) fn load_train_split(
+    dir: &Path,
+    train_examples: Option<usize>,
+) -> anyhow::Result<TensorData> {
+    let train = load_split(dir, "train")?;
+    Ok(match train_examples {
+        Some(n) => train.head(n.min(train.len())),
+        None => train,
+    })
+}
+
 impl Stage for TrainStage {
     type Params = TrainParams;
     const KIND: &'static str = "train";
@@ -94,26 +137,16 @@ impl Stage for TrainStage {
         "trains a model per seed: safetensors checkpoint and per-epoch metrics";
 
     fn validate(p: &TrainParams) -> Result<(), Invalid> {
-        ensure(p.epochs >= 1 && p.epochs <= 1000, "epochs", || {
-            format!("must be between 1 and 1000 (got {})", p.epochs)
-        })?;
-        ensure(p.batch_size >= 1, "batch_size", || {
-            "must be at least 1".into()
-        })?;
-        ensure(p.lr > 0.0 && p.lr.is_finite(), "lr", || {
-            format!("must be positive (got {})", p.lr)
-        })?;
-        ensure((0.0..1.0).contains(&p.momentum), "momentum", || {
-            format!("must be in [0, 1) (got {})", p.momentum)
-        })?;
-        ensure(p.weight_decay >= 0.0, "weight_decay", || {
-            format!("must be non-negative (got {})", p.weight_decay)
+        validate_recipe(&Recipe {
+            epochs: p.epochs,
+            batch_size: p.batch_size,
+            lr: p.lr,
+            momentum: p.momentum,
+            weight_decay: p.weight_decay,
+            train_examples: p.train_examples,
         })?;
         ensure((0.0..1.0).contains(&p.dropout), "dropout", || {
             format!("must be in [0, 1) (got {})", p.dropout)
-        })?;
-        ensure(p.train_examples != Some(0), "train_examples", || {
-            "must be at least 1".into()
         })
     }
 
@@ -121,10 +154,7 @@ impl Stage for TrainStage {
         let seed = ctx.seed()?;
         let data = ctx.input("data")?;
         let info = read_info(&data.dir)?;
-        let mut train = load_split(&data.dir, "train")?;
-        if let Some(n) = p.train_examples {
-            train = train.head(n.min(train.len()));
-        }
+        let train = load_train_split(&data.dir, p.train_examples)?;
         let probe = load_split(&data.dir, "probe")?;
         let shape = Shape {
             inputs: info.features,
