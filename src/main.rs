@@ -83,9 +83,30 @@ enum Command {
         force: Vec<String>,
         /// Stage instances built at once [default: $GTAP_THREADS or the core count; 1 with
         /// --fast-math, where libtorch uses every core inside one instance]. Results do not
-        /// depend on it.
+        /// depend on it. Local executor only (on Slurm, each job has its stage's `cpus`).
         #[arg(long, short)]
         jobs: Option<usize>,
+        /// Where instances are built: `local` (this process) or `slurm` (one batch job per
+        /// missing instance, `afterok` dependencies, cache shared by every node).
+        #[arg(long, value_enum, default_value = "local")]
+        executor: Executor,
+        #[command(flatten)]
+        slurm: SlurmArgs,
+    },
+    /// Build exactly one stage instance whose inputs are built (what each Slurm job runs).
+    Build {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// `stage` or `stage[seed]`.
+        #[arg(long)]
+        instance: String,
+        /// Refuse to build unless the pipeline still resolves to this fingerprint (the one the
+        /// job was submitted for).
+        #[arg(long)]
+        fingerprint: Option<String>,
+        /// Rebuild even if cached.
+        #[arg(long)]
+        force: bool,
     },
     /// List every stage instance with its cache key and state: cached, missing, or blocked
     /// (its key depends on upstream outputs that are missing).
@@ -133,6 +154,27 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Executor {
+    Local,
+    Slurm,
+}
+
+#[derive(Args)]
+struct SlurmArgs {
+    /// An extra `sbatch` argument for every job, e.g. --sbatch-arg=--account=lab (repeatable;
+    /// also $GTAP_SBATCH_ARGS, split on whitespace).
+    #[arg(long = "sbatch-arg", value_name = "ARG", allow_hyphen_values = true)]
+    sbatch_args: Vec<String>,
+    /// With --executor slurm: submit and exit; a later `gtap run` watches the queued jobs (or
+    /// finds their entries cached) and writes the tables.
+    #[arg(long)]
+    no_wait: bool,
+    /// Seconds between reads of the Slurm queue.
+    #[arg(long, default_value_t = 5.0)]
+    poll: f64,
 }
 
 #[derive(Args)]
@@ -208,6 +250,85 @@ fn main() -> ExitCode {
     }
 }
 
+fn print_report(report: &gtap_engine::RunReport) {
+    for r in &report.instances {
+        match r.outcome {
+            Outcome::Cached => println!("cached  {:<28} {}", r.instance.id, &r.key[..16]),
+            Outcome::Built { seconds } => println!(
+                "built   {:<28} {} in {seconds:.1}s",
+                r.instance.id,
+                &r.key[..16]
+            ),
+        }
+    }
+    for table in &report.tables {
+        println!("wrote   {}", table.display());
+    }
+}
+
+/// `gtap run --executor slurm`: each job runs this binary's `build` on the same pipeline,
+/// scale, overrides, directories and numerics, pinned to the pipeline's fingerprint.
+fn run_on_slurm(
+    runner: &Runner<'_>,
+    env: &Env,
+    args: &PipelineArgs,
+    pipeline: &Pipeline,
+    force: &[String],
+    slurm: SlurmArgs,
+    fast_math: bool,
+) -> anyhow::Result<()> {
+    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    let exe = std::env::current_exe().context("locating the gtap binary for the jobs")?;
+    let mut command: Vec<String> = vec![
+        exe.display().to_string(),
+        format!("--cache-dir={}", absolute(&env.cache_dir).display()),
+        format!("--data-dir={}", absolute(&env.data_dir).display()),
+    ];
+    if fast_math {
+        command.push("--fast-math".into());
+    }
+    command.extend([
+        "build".to_owned(),
+        absolute(&args.pipeline).display().to_string(),
+        format!("--scale={}", pipeline.scale),
+        format!("--fingerprint={}", pipeline.fingerprint()),
+    ]);
+    command.extend(args.sets.iter().map(|set| format!("--set={set}")));
+    let mut sbatch_args: Vec<String> = std::env::var("GTAP_SBATCH_ARGS")
+        .map(|v| v.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    sbatch_args.extend(slurm.sbatch_args);
+    let options = gtap_engine::SlurmOptions {
+        build_command: command,
+        sbatch_args,
+        log_dir: absolute(&env.cache_dir).join("slurm"),
+        wait: !slurm.no_wait,
+        poll: std::time::Duration::from_secs_f64(slurm.poll.max(0.1)),
+    };
+    let run = runner
+        .run_on_slurm(pipeline, force, &options)
+        .with_context(|| format!("running {} on Slurm", pipeline.path.display()))?;
+    for job in &run.jobs {
+        let how = if job.adopted { "queued " } else { "submitted" };
+        println!(
+            "{how} {:<28} job {:<8} {}",
+            job.instance.id,
+            job.id,
+            job.log.display()
+        );
+    }
+    match &run.report {
+        Some(report) => print_report(report),
+        None if run.jobs.is_empty() => println!("nothing to submit: every instance is cached"),
+        None => println!(
+            "{} job(s) queued; `gtap run {} --executor slurm` watches them and writes the tables",
+            run.jobs.len(),
+            args.pipeline.display()
+        ),
+    }
+    Ok(())
+}
+
 fn load(args: &PipelineArgs, registry: &gtap_engine::Registry) -> anyhow::Result<Pipeline> {
     let overrides = Overrides {
         scale: args.scale.clone(),
@@ -229,9 +350,59 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let runner = Runner::new(&registry, &env);
     match cli.command {
         Command::Run {
+            pipeline: args,
+            force,
+            jobs: _,
+            executor: Executor::Slurm,
+            slurm,
+        } => {
+            let pipeline = load(&args, &registry)?;
+            run_on_slurm(
+                &runner,
+                &env,
+                &args,
+                &pipeline,
+                &force,
+                slurm,
+                cli.fast_math,
+            )?
+        }
+        Command::Build {
+            pipeline: args,
+            instance,
+            fingerprint,
+            force,
+        } => {
+            let pipeline = load(&args, &registry)?;
+            if let Some(expected) = fingerprint {
+                let found = pipeline.fingerprint();
+                if found != expected {
+                    return Err(gtap_engine::EngineError::PipelineChanged {
+                        path: pipeline.path.clone(),
+                        expected,
+                        found,
+                    }
+                    .into());
+                }
+            }
+            let report = runner
+                .build_instance(&pipeline, &instance, force)
+                .with_context(|| format!("building {instance} of {}", pipeline.path.display()))?;
+            match report.outcome {
+                Outcome::Cached => println!("cached  {:<28} {}", instance, &report.key[..16]),
+                Outcome::Built { seconds } => println!(
+                    "built   {:<28} {} in {seconds:.1}s",
+                    instance,
+                    &report.key[..16]
+                ),
+            }
+        }
+        Command::Run {
             pipeline,
             force,
             jobs,
+            executor: Executor::Local,
+            slurm: _,
         } => {
             let pipeline = load(&pipeline, &registry)?;
             let jobs = jobs.unwrap_or(match gtap_nn::numerics::current() {
@@ -242,19 +413,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .jobs(jobs)
                 .run(&pipeline, &force)
                 .with_context(|| format!("running {}", pipeline.path.display()))?;
-            for r in &report.instances {
-                match r.outcome {
-                    Outcome::Cached => println!("cached  {:<28} {}", r.instance.id, &r.key[..16]),
-                    Outcome::Built { seconds } => println!(
-                        "built   {:<28} {} in {seconds:.1}s",
-                        r.instance.id,
-                        &r.key[..16]
-                    ),
-                }
-            }
-            for table in &report.tables {
-                println!("wrote   {}", table.display());
-            }
+            print_report(&report);
         }
         Command::Status { pipeline } => {
             let pipeline = load(&pipeline, &registry)?;

@@ -2,8 +2,19 @@
 //!
 //! Layout: `<root>/entries/<kind>/<key>/{manifest.json, preimage.json, outputs…}` and
 //! `<root>/index/<pipeline>/<instance>.json` (the pre-image last used by each pipeline stage, for
-//! `gtap why`). An entry is built in `<key>.tmp-<pid>`, the manifest is written last, and the
-//! directory is renamed into place; an entry without a manifest does not exist.
+//! `gtap why`). An entry is built in `<key>.tmp-<host>-<pid>-<n>`, the manifest is written last,
+//! and the directory is renamed into place; an entry without a manifest does not exist.
+//!
+//! Concurrency, on one machine or many sharing the cache over a network filesystem: the
+//! per-entry lock (`flock`; NFS clients map it to POSIX locks) only saves duplicate work.
+//! Correctness rests on the rename: a builder's directory becomes the entry in one atomic
+//! `rename`, and a builder that finds the entry already there (another node won) drops its own
+//! copy and uses the existing one (keys pin the bytes, so both are the same). Where the
+//! filesystem refuses locks (`ENOLCK`, unsupported), or `GTAP_CACHE_LOCKS=off` says they are
+//! not shared between nodes (NFS mounted `nolock`), builders proceed unlocked; then a
+//! temporary directory is never assumed abandoned, since another node may be writing it. A
+//! builder killed mid-way (a scheduler's time limit, preemption) leaves only its temporary
+//! directory, which nothing reads and the next locked builder of that key removes.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -35,6 +46,8 @@ pub struct Manifest {
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    /// Whether builders take the per-entry lock (`GTAP_CACHE_LOCKS=off` clears it).
+    locks: bool,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
@@ -46,7 +59,18 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
 
 impl Cache {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Cache { root: root.into() }
+        Cache {
+            root: root.into(),
+            locks: std::env::var("GTAP_CACHE_LOCKS").map_or(true, |v| v != "off"),
+        }
+    }
+
+    /// Builders proceed without the per-entry lock, as on a filesystem whose locks are not
+    /// shared between nodes: concurrent builds of one entry may duplicate work, and the first
+    /// rename wins.
+    pub fn without_locks(mut self) -> Self {
+        self.locks = false;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -77,19 +101,22 @@ impl Cache {
         let parent = final_dir.parent().expect("entry dirs have a parent");
         std::fs::create_dir_all(parent).map_err(io(parent))?;
         let lock_path = parent.join(format!("{key}.lock"));
-        let lock = File::create(&lock_path).map_err(io(&lock_path))?;
-        if lock.try_lock().is_err() {
-            tracing::info!("waiting for another run building {kind}/{}", &key[..12]);
-            lock.lock().map_err(io(&lock_path))?;
-        }
+        let locked = if self.locks {
+            lock_entry(&lock_path, kind, key)?
+        } else {
+            None
+        };
         if !force {
             if let Some(manifest) = self.lookup(kind, key)? {
                 return Ok((manifest, false));
             }
         }
-        // Under the lock, any temporary directory for this key is a leftover of a crashed run.
-        remove_leftovers(parent, key)?;
-        let tmp = parent.join(format!("{key}.tmp-{}", std::process::id()));
+        if locked.is_some() {
+            // Under the lock, any temporary directory for this key is a leftover of a killed
+            // or crashed builder.
+            remove_leftovers(parent, key)?;
+        }
+        let tmp = parent.join(format!("{key}.tmp-{}", builder_tag()));
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         let started = Instant::now();
         let result = produce(&tmp).and_then(|()| {
@@ -120,14 +147,29 @@ impl Cache {
                 return Err(e);
             }
         };
-        if final_dir.exists() {
-            // A forced rebuild, or a directory left without a manifest: replace it. Between the
-            // two renames there is no entry at all, which readers treat as missing.
-            let old = parent.join(format!("{key}.old-{}", std::process::id()));
+        let replace = force || (locked.is_some() && self.lookup(kind, key)?.is_none());
+        if replace && final_dir.exists() {
+            // A forced rebuild, or (under the lock) a directory left without a manifest:
+            // replace it. Between the two renames there is no entry at all, which readers
+            // treat as missing.
+            let old = parent.join(format!("{key}.old-{}", builder_tag()));
             std::fs::rename(&final_dir, &old).map_err(io(&final_dir))?;
             std::fs::remove_dir_all(&old).map_err(io(&old))?;
         }
-        std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
+        if let Err(err) = std::fs::rename(&tmp, &final_dir) {
+            // Another builder (an unlocked node) renamed its copy into place first.
+            if let Some(theirs) = self.lookup(kind, key)? {
+                tracing::info!(
+                    "{kind}/{} was built elsewhere meanwhile; using that entry",
+                    &key[..12]
+                );
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Ok((theirs, false));
+            }
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(io(&final_dir)(err));
+        }
+        drop(locked);
         Ok((manifest, true))
     }
 
@@ -164,6 +206,60 @@ impl Cache {
     ) -> Result<Option<serde_json::Value>, EngineError> {
         read_json_if_present(&self.index_path(pipeline, instance))
     }
+}
+
+/// Takes the per-entry lock, waiting for another builder that holds it. `None` when the
+/// filesystem refuses locks: build unlocked.
+fn lock_entry(lock_path: &Path, kind: &str, key: &str) -> Result<Option<File>, EngineError> {
+    let lock = File::create(lock_path).map_err(io(lock_path))?;
+    let unsupported = |e: &std::io::Error| {
+        e.kind() == std::io::ErrorKind::Unsupported || e.raw_os_error() == Some(37)
+        // ENOLCK
+    };
+    match lock.try_lock() {
+        Ok(()) => return Ok(Some(lock)),
+        Err(std::fs::TryLockError::Error(e)) if unsupported(&e) => {
+            warn_unlocked(lock_path, &e);
+            return Ok(None);
+        }
+        Err(_) => {}
+    }
+    tracing::info!("waiting for another run building {kind}/{}", &key[..12]);
+    match lock.lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(e) if unsupported(&e) => {
+            warn_unlocked(lock_path, &e);
+            Ok(None)
+        }
+        Err(e) => Err(io(lock_path)(e)),
+    }
+}
+
+fn warn_unlocked(lock_path: &Path, err: &std::io::Error) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::warn!(
+            "the cache's filesystem refuses file locks ({err}, on {}): building unlocked; \
+             concurrent builders of one entry may duplicate work, never corrupt it",
+            lock_path.display()
+        )
+    });
+}
+
+/// Unique to one build: host, process and a counter (threads of one process build too).
+fn builder_tag() -> String {
+    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{}-{n}", host_name(), std::process::id())
+}
+
+/// This machine's name, so temporary directories of builders on different nodes never clash.
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into())
 }
 
 /// A JSON file's contents, `None` if the file does not exist.

@@ -58,6 +58,52 @@ pub struct StageDecl {
     pub inputs: BTreeMap<String, Vec<String>>,
     /// Parameters with defaults filled in, as they enter the cache key.
     pub params: serde_json::Value,
+    /// `[stage.<id>.slurm]`: what a Slurm job building this stage asks for. Not in the key:
+    /// where and how a stage runs never changes its bytes.
+    pub slurm: SlurmResources,
+}
+
+/// Per-stage resources for `gtap run --executor slurm` (`[stage.<id>.slurm]`); every field
+/// is optional and maps to one `sbatch` option.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmResources {
+    /// `--cpus-per-task`; also the job's worker threads.
+    pub cpus: Option<u32>,
+    /// `--mem`, e.g. "8G".
+    pub memory: Option<String>,
+    /// `--time`, e.g. "01:30:00".
+    pub time: Option<String>,
+    /// `--gres`, e.g. "gpu:1".
+    pub gres: Option<String>,
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// Further `sbatch` arguments, passed as they are.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+impl SlurmResources {
+    /// The `sbatch` options these resources ask for.
+    pub fn sbatch_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(cpus) = self.cpus {
+            out.push(format!("--cpus-per-task={cpus}"));
+        }
+        let named = [
+            ("--mem", &self.memory),
+            ("--time", &self.time),
+            ("--gres", &self.gres),
+            ("--partition", &self.partition),
+        ];
+        for (flag, value) in named {
+            if let Some(value) = value {
+                out.push(format!("{flag}={value}"));
+            }
+        }
+        out.extend(self.args.iter().cloned());
+        out
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -303,6 +349,24 @@ impl Pipeline {
                     ),
                 ));
             }
+            let slurm = match body.remove("slurm") {
+                None => SlurmResources::default(),
+                Some(value) => serde_path_to_error::deserialize(value).map_err(|e| {
+                    let at = e.path().to_string();
+                    let at = if at == "." {
+                        String::new()
+                    } else {
+                        format!(".{at}")
+                    };
+                    config_err(&format!("{key}.slurm{at}"), e.into_inner().to_string())
+                })?,
+            };
+            if slurm.cpus == Some(0) {
+                return Err(config_err(
+                    &format!("{key}.slurm.cpus"),
+                    "must be at least 1".into(),
+                ));
+            }
             let params = stage.resolve(toml::Value::Table(body)).map_err(|invalid| {
                 let full = if invalid.key.is_empty() {
                     key.clone()
@@ -316,6 +380,7 @@ impl Pipeline {
                 kind,
                 inputs,
                 params,
+                slurm,
             });
         }
         Ok(Pipeline {
@@ -326,6 +391,12 @@ impl Pipeline {
             stages,
             resolved,
         })
+    }
+
+    /// sha256 of the resolved document: a job started later checks that the pipeline it loads
+    /// is the one that was submitted.
+    pub fn fingerprint(&self) -> String {
+        crate::hash::sha256_hex(crate::hash::canonical_json(&self.resolved).as_bytes())
     }
 
     pub fn stage(&self, id: &str) -> Result<&StageDecl, EngineError> {

@@ -51,4 +51,56 @@ pub enum EngineError {
         pipeline: String,
         known: String,
     },
+    /// An instance named on the command line does not exist in the pipeline.
+    #[error(
+        "no instance `{instance}` in pipeline {pipeline} (instances are `stage` or `stage[seed]`)"
+    )]
+    UnknownInstance { instance: String, pipeline: String },
+    /// A single-instance build found one of its inputs missing from the cache.
+    #[error("cannot build `{instance}`: its input `{input}` is not built")]
+    InputNotBuilt { instance: String, input: String },
+    /// A job was started for a pipeline that no longer resolves to what was submitted.
+    #[error("pipeline {path} changed since its jobs were submitted (fingerprint {found}, submitted {expected}); run `gtap run` again")]
+    PipelineChanged {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+    /// A cluster command (sbatch, scontrol, scancel) could not be run or failed.
+    #[error("{command}: {message}")]
+    Scheduler { command: String, message: String },
+    /// Cluster jobs failed; their dependants were cancelled.
+    #[error("{}", jobs_failed(.failures, *.cancelled))]
+    JobsFailed {
+        failures: Vec<JobFailure>,
+        cancelled: usize,
+    },
+}
+
+/// One failed cluster job: the instance it built, its id, final state and log file.
+#[derive(Debug, Clone)]
+pub struct JobFailure {
+    pub instance: String,
+    pub job: String,
+    pub state: String,
+    pub log: PathBuf,
+}
+
+fn jobs_failed(failures: &[JobFailure], cancelled: usize) -> String {
+    let mut out = format!("{} job(s) failed", failures.len());
+    for f in failures {
+        out.push_str(&format!(
+            "\n  stage `{}`: job {} {} (log: {})",
+            f.instance,
+            f.job,
+            f.state,
+            f.log.display()
+        ));
+    }
+    if cancelled > 0 {
+        out.push_str(&format!(
+            "\n  {cancelled} dependent job(s) cancelled; `gtap run` again submits only what is missing"
+        ));
+    }
+    out
 }

@@ -26,13 +26,15 @@ mod config;
 mod error;
 pub mod hash;
 mod runner;
+mod slurm;
 mod stage;
 pub mod table;
 
 pub use cache::{Cache, Manifest};
-pub use config::{Overrides, Pipeline, StageDecl, DEFAULT_SCALE};
-pub use error::EngineError;
+pub use config::{Overrides, Pipeline, SlurmResources, StageDecl, DEFAULT_SCALE};
+pub use error::{EngineError, JobFailure};
 pub use runner::{
     Instance, InstanceReport, InstanceStatus, Outcome, RunReport, Runner, State, Why,
 };
+pub use slurm::{Job, SlurmOptions, SlurmRun};
 pub use stage::{ensure, Env, Invalid, Registry, Stage, StageContext, Upstream};

@@ -80,9 +80,9 @@ pub struct Why {
 
 /// Runs pipelines against one cache.
 pub struct Runner<'a> {
-    registry: &'a Registry,
-    env: &'a Env,
-    cache: Cache,
+    pub(crate) registry: &'a Registry,
+    pub(crate) env: &'a Env,
+    pub(crate) cache: Cache,
     jobs: usize,
 }
 
@@ -127,7 +127,10 @@ impl<'a> Runner<'a> {
         out
     }
 
-    fn decls<'p>(&self, pipeline: &'p Pipeline) -> Vec<(&'p StageDecl, &'a dyn DynStage)> {
+    pub(crate) fn decls<'p>(
+        &self,
+        pipeline: &'p Pipeline,
+    ) -> Vec<(&'p StageDecl, &'a dyn DynStage)> {
         pipeline
             .stages
             .iter()
@@ -142,7 +145,12 @@ impl<'a> Runner<'a> {
             .collect()
     }
 
-    fn expand(&self, pipeline: &Pipeline, decl: &StageDecl, stage: &dyn DynStage) -> Vec<Instance> {
+    pub(crate) fn expand(
+        &self,
+        pipeline: &Pipeline,
+        decl: &StageDecl,
+        stage: &dyn DynStage,
+    ) -> Vec<Instance> {
         let one = |seed: Option<u64>| Instance {
             id: match seed {
                 Some(s) => format!("{}[{s}]", decl.id),
@@ -161,7 +169,7 @@ impl<'a> Runner<'a> {
 
     /// The upstream instances bound to each input of `instance`: the same seed when both are
     /// seeded, every seed when a seeded stage feeds an unseeded one, the one instance otherwise.
-    fn upstream_of(
+    pub(crate) fn upstream_of(
         &self,
         pipeline: &Pipeline,
         decl: &StageDecl,
@@ -504,6 +512,75 @@ impl<'a> Runner<'a> {
         Ok(written)
     }
 
+    /// Builds exactly one instance (`stage` or `stage[seed]`) whose inputs are all built, as
+    /// one job of a cluster executor does; `force` rebuilds it even if cached.
+    pub fn build_instance(
+        &self,
+        pipeline: &Pipeline,
+        id: &str,
+        force: bool,
+    ) -> Result<InstanceReport, EngineError> {
+        let (decl, stage, instance) = self
+            .decls(pipeline)
+            .into_iter()
+            .find_map(|(decl, stage)| {
+                self.expand(pipeline, decl, stage)
+                    .into_iter()
+                    .find(|i| i.id == id)
+                    .map(|instance| (decl, stage, instance))
+            })
+            .ok_or_else(|| EngineError::UnknownInstance {
+                instance: id.to_owned(),
+                pipeline: pipeline.path.display().to_string(),
+            })?;
+        let upstream = self.upstream_of(pipeline, decl, &instance);
+        let mut done = BTreeMap::new();
+        let needed: BTreeSet<&str> = upstream.values().flatten().map(|u| u.id.as_str()).collect();
+        for (status, _) in self.survey(pipeline)? {
+            if !needed.contains(status.instance.id.as_str()) {
+                continue;
+            }
+            let built = match (&status.state, &status.key) {
+                (State::Cached, Some(key)) => self
+                    .cache
+                    .lookup(&status.instance.kind, key)?
+                    .map(|m| (m, self.cache.entry_dir(&status.instance.kind, key))),
+                _ => None,
+            };
+            match built {
+                Some(entry) => {
+                    done.insert(status.instance.id.clone(), entry);
+                }
+                None => {
+                    return Err(EngineError::InputNotBuilt {
+                        instance: id.to_owned(),
+                        input: status.instance.id,
+                    })
+                }
+            }
+        }
+        let force = if force {
+            vec![decl.id.clone()]
+        } else {
+            Vec::new()
+        };
+        let ready = self.ready(
+            0,
+            decl,
+            stage,
+            &instance,
+            &upstream,
+            &done,
+            &force,
+            &mut BTreeMap::new(),
+        )?;
+        let env = Env {
+            progress: false,
+            ..self.env.clone()
+        };
+        Ok(self.build(pipeline, stage, ready, &env)?.0)
+    }
+
     /// Keys and states of every instance, without running anything.
     pub fn status(&self, pipeline: &Pipeline) -> Result<Vec<InstanceStatus>, EngineError> {
         Ok(self
@@ -565,7 +642,7 @@ impl<'a> Runner<'a> {
         Ok(out)
     }
 
-    fn survey(
+    pub(crate) fn survey(
         &self,
         pipeline: &Pipeline,
     ) -> Result<Vec<(InstanceStatus, Option<serde_json::Value>)>, EngineError> {

@@ -84,5 +84,9 @@ pub(crate) fn tmp_sibling(path: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    path.with_file_name(format!(
+        ".{name}.tmp-{}-{}",
+        crate::cache::host_name(),
+        std::process::id()
+    ))
 }
