@@ -33,9 +33,25 @@ setup:
 build: setup
     cargo build --workspace --all-targets
 
-# Run every test (unit, integration, end-to-end on real MNIST at reduced scale)
+# Run every test (unit, integration, end-to-end on real MNIST at reduced scale, and the Slurm
+# executor on a single-node cluster this recipe brings up and tears down)
 test: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export GTAP_SLURM_DIR="${GTAP_SLURM_DIR:-/tmp/gtap-slurm-test}"
+    export SLURM_CONF="$GTAP_SLURM_DIR/slurm.conf" GTAP_SLURM_CTLD_PORT=16827 GTAP_SLURM_D_PORT=16828
+    trap 'scripts/slurm-cluster down' EXIT
+    scripts/slurm-cluster up
     cargo test --workspace --all-targets
+
+# A single-node Slurm cluster on this machine (Debian packages; root): `just slurm-up`, then
+# `export SLURM_CONF=/tmp/gtap-slurm/slurm.conf` and `gtap run ... --executor slurm`
+slurm-up:
+    scripts/slurm-cluster up
+
+# Stop the cluster `just slurm-up` started
+slurm-down:
+    scripts/slurm-cluster down
 
 # Clippy is `just lint`, not part of ci: its check-mode build of every dependency would double
 # CI's compile time.

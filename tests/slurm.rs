@@ -1,0 +1,197 @@
+//! `gtap run --executor slurm` on a real single-node cluster (`scripts/slurm-cluster up`, which
+//! `just test` runs first): the ci-scale cluster pipeline, one job killed while it runs, the
+//! run failing with that job named and its dependants cancelled, a second run submitting only
+//! what is missing, and tables byte-identical to a local run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn pipeline() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/cluster.toml")
+}
+
+/// The cluster's configuration; fails (does not skip) when no cluster answers.
+fn slurm_conf() -> String {
+    let conf = std::env::var("SLURM_CONF").unwrap_or_else(|_| "/tmp/gtap-slurm/slurm.conf".into());
+    let up = Command::new("sinfo")
+        .env("SLURM_CONF", &conf)
+        .args(["-h", "-o", "%T"])
+        .output()
+        .map(|o| o.status.success() && !o.stdout.is_empty())
+        .unwrap_or(false);
+    assert!(
+        up,
+        "no Slurm cluster answers at SLURM_CONF={conf}: run `scripts/slurm-cluster up` (`just test` does)"
+    );
+    conf
+}
+
+/// `(job id, name, state)` of the jobs whose log lies under `root`.
+fn jobs_under(root: &Path, conf: &str) -> Vec<(String, String, String)> {
+    let out = Command::new("scontrol")
+        .env("SLURM_CONF", conf)
+        .args(["-o", "show", "job"])
+        .output()
+        .unwrap();
+    let root = root.display().to_string();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| line.contains(&format!("StdOut={root}")))
+        .map(|line| {
+            let field = |key: &str| {
+                line.split_whitespace()
+                    .find_map(|t| t.strip_prefix(key))
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            (field("JobId="), field("JobName="), field("JobState="))
+        })
+        .collect()
+}
+
+fn parquet_bytes(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let dir = root.join("results/cluster");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn slurm_run_killed_mid_way_resumes_and_matches_a_local_run() {
+    let Some(data) = common::real_data() else {
+        return;
+    };
+    let conf = slurm_conf();
+    let pipeline = pipeline();
+    let pipeline = pipeline.to_str().unwrap();
+
+    let local = tempfile::tempdir().unwrap();
+    common::run_shipped(local.path(), &data, "cluster.toml");
+
+    let cluster = tempfile::tempdir().unwrap();
+    let root = cluster.path();
+    let slurm_run = |root: &Path| {
+        let mut cmd = common::gtap_command(
+            root,
+            &data,
+            &[
+                "run",
+                pipeline,
+                "--scale",
+                "ci",
+                "--executor",
+                "slurm",
+                "--poll",
+                "0.2",
+            ],
+        );
+        cmd.env("SLURM_CONF", &conf);
+        cmd
+    };
+    let first = slurm_run(root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the training job while it runs, as a time limit or preemption would.
+    let started = Instant::now();
+    let killed = loop {
+        let running = jobs_under(root, &conf)
+            .into_iter()
+            .find(|(_, name, state)| name == "gtap:train[0]" && state == "RUNNING");
+        if let Some((id, _, _)) = running {
+            let status = Command::new("scancel")
+                .env("SLURM_CONF", &conf)
+                .arg(&id)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            break id;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the training job never ran: {:?}",
+            jobs_under(root, &conf)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = first.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the run must fail: {stderr}");
+    assert!(
+        stderr.contains(&format!("stage `train[0]`: job {killed} CANCELLED (log: ")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("dependent job(s) cancelled"), "{stderr}");
+    // Nothing is left pending, and the killed instance left no entry.
+    let states = jobs_under(root, &conf);
+    assert!(
+        states
+            .iter()
+            .all(|(_, _, s)| s == "COMPLETED" || s == "CANCELLED"),
+        "{states:?}"
+    );
+    assert!(states
+        .iter()
+        .any(|(_, n, s)| n == "gtap:mnist" && s == "COMPLETED"));
+    let status = common::gtap_command(root, &data, &["status", pipeline, "--scale", "ci"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    let line = |id: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(&format!("{id} ")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("mnist").ends_with("cached"), "{status}");
+    assert!(line("train[0]").ends_with("missing"), "{status}");
+
+    // The second run submits only what is missing and writes the local run's bytes.
+    let out = slurm_run(root).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let submitted: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("submitted "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(!submitted.contains(&"mnist"), "{stdout}");
+    assert!(submitted.contains(&"train[0]"), "{stdout}");
+    assert!(submitted.contains(&"curves[0]"), "{stdout}");
+    let local_tables = parquet_bytes(local.path());
+    assert!(
+        local_tables.len() >= 3,
+        "{:?}",
+        local_tables.iter().map(|t| &t.0).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        parquet_bytes(root)
+            .iter()
+            .map(|(n, b)| (n.clone(), b.len(), b.clone()))
+            .collect::<Vec<_>>(),
+        local_tables
+            .iter()
+            .map(|(n, b)| (n.clone(), b.len(), b.clone()))
+            .collect::<Vec<_>>(),
+        "Slurm and local tables differ"
+    );
+}
