@@ -123,7 +123,7 @@ pub fn separate(
                 }
             }
         };
-        let vals = evaluate(game, 2 * units.len(), build, progress);
+        let vals = evaluate(game, 2 * units.len(), crate::Part::WHOLE, build, progress);
         for (&(a, _), pair) in units.iter().zip(vals.chunks_exact(2)) {
             stats[a].push(pair[0] - pair[1]);
             drawn[a] += 1;

@@ -76,4 +76,20 @@ pub enum GameError {
         /// The largest supported number.
         max: usize,
     },
+    /// A part of an estimate's evaluations outside `0..of`.
+    #[error("part {index} of {of} does not exist (parts are 0..of, of at least 1)")]
+    InvalidPart {
+        /// The part asked for.
+        index: usize,
+        /// The number of parts.
+        of: usize,
+    },
+    /// The evaluations handed to `estimate_from_evaluations` are not all of them.
+    #[error("expected {expected} evaluations (every part, in order), got {got}")]
+    WrongEvaluationCount {
+        /// What the configuration needs.
+        expected: usize,
+        /// What was handed over.
+        got: usize,
+    },
 }

@@ -2,7 +2,7 @@
 
 use rand::seq::SliceRandom;
 
-use crate::eval::{draw_members, evaluate, sample_rng, Stats};
+use crate::eval::{draw_members, evaluate, sample_rng, Part, Stats};
 use crate::{Coalition, Constraints, Game, GameError};
 
 /// The power index to compute.
@@ -152,6 +152,89 @@ pub fn estimate(
     constraints: &Constraints,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<PlayerEstimate>, GameError> {
+    let values = evaluations(game, cfg, constraints, Part::WHOLE, progress)?;
+    estimate_from_evaluations(game, cfg, constraints, &values)
+}
+
+/// The coalition values one [`Part`] of [`estimate`]'s sampling needs (the expensive half):
+/// parts `0..of`, concatenated in order, are bit-identical to `Part::WHOLE`'s values, and
+/// [`estimate_from_evaluations`] turns them into the estimate, so an estimate split across
+/// cluster jobs is the same bytes as one computed at once.
+pub fn evaluations(
+    game: &dyn Game,
+    cfg: &EstimateConfig,
+    constraints: &Constraints,
+    part: Part,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<f64>, GameError> {
+    if part.of == 0 || part.index >= part.of {
+        return Err(GameError::InvalidPart {
+            index: part.index,
+            of: part.of,
+        });
+    }
+    let (resolved, bias) = check(game, cfg, constraints)?;
+    let s = Setup::new(game, &resolved, cfg);
+    if s.free.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(match (cfg.estimator, bias) {
+        (Estimator::Permutation { antithetic }, _) => {
+            s.permutation_values(antithetic, part, progress)
+        }
+        (Estimator::Paired, Some(d)) => s.paired_values(d, part, progress),
+        (
+            Estimator::Shared | Estimator::SharedRegression | Estimator::SharedCrossFit { .. },
+            Some(d),
+        ) => s.pooled_values(d, part, progress),
+        (Estimator::Sweep, Some(d)) => s.sweep_values(d, part, progress),
+        _ => unreachable!("checked"),
+    })
+}
+
+/// The estimate from every evaluation of [`evaluations`] (all parts, in order); the cheap
+/// half: it re-draws the coalitions from their random streams and reduces in sample order.
+pub fn estimate_from_evaluations(
+    game: &dyn Game,
+    cfg: &EstimateConfig,
+    constraints: &Constraints,
+    values: &[f64],
+) -> Result<Vec<PlayerEstimate>, GameError> {
+    let (resolved, bias) = check(game, cfg, constraints)?;
+    let s = Setup::new(game, &resolved, cfg);
+    if s.free.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (f, k) = (s.free.len(), s.samples);
+    let expected = match cfg.estimator {
+        Estimator::Permutation { antithetic: true } => k.next_multiple_of(2) * (f + 1),
+        Estimator::Permutation { antithetic: false } | Estimator::Sweep => k * (f + 1),
+        Estimator::Paired => 2 * f * k,
+        Estimator::Shared | Estimator::SharedRegression | Estimator::SharedCrossFit { .. } => k,
+    };
+    if values.len() != expected {
+        return Err(GameError::WrongEvaluationCount {
+            expected,
+            got: values.len(),
+        });
+    }
+    Ok(match (cfg.estimator, bias) {
+        (Estimator::Permutation { antithetic }, _) => s.permutation(antithetic, values),
+        (Estimator::Paired, Some(_)) => s.paired(values),
+        (Estimator::Shared, Some(d)) => s.shared(d, values),
+        (Estimator::SharedRegression, Some(d)) => s.shared_regression(d, values),
+        (Estimator::SharedCrossFit { folds }, Some(d)) => s.shared_cross_fit(d, folds, values),
+        (Estimator::Sweep, Some(d)) => s.sweep(d, values),
+        _ => unreachable!("checked"),
+    })
+}
+
+/// Validates a configuration against a game: the resolved constraints and the index's bias.
+fn check(
+    game: &dyn Game,
+    cfg: &EstimateConfig,
+    constraints: &Constraints,
+) -> Result<(crate::Resolved, Option<f64>), GameError> {
     let bias = cfg.index.bias()?;
     let incompatible = |instead| GameError::IncompatibleEstimator {
         estimator: cfg.estimator.name(),
@@ -187,32 +270,17 @@ pub fn estimate(
             });
         }
     }
-    let setup = constraints.resolve(game.num_players())?;
-    let s = Setup {
-        game,
-        free: &setup.free,
-        base: &setup.base,
-        seed: cfg.seed,
-        samples: cfg.samples,
-    };
-    if s.free.is_empty() {
-        return Ok(Vec::new());
-    }
-    if cfg.estimator == Estimator::SharedRegression && cfg.samples <= s.free.len() + 1 {
+    let resolved = constraints.resolve(game.num_players())?;
+    if cfg.estimator == Estimator::SharedRegression
+        && !resolved.free.is_empty()
+        && cfg.samples <= resolved.free.len() + 1
+    {
         return Err(GameError::TooFewSamplesForRegression {
             samples: cfg.samples,
-            free: s.free.len(),
+            free: resolved.free.len(),
         });
     }
-    Ok(match (cfg.estimator, bias) {
-        (Estimator::Permutation { antithetic }, _) => s.permutation(antithetic, progress),
-        (Estimator::Paired, Some(d)) => s.paired(d, progress),
-        (Estimator::Shared, Some(d)) => s.shared(d, progress),
-        (Estimator::SharedRegression, Some(d)) => s.shared_regression(d, progress),
-        (Estimator::SharedCrossFit { folds }, Some(d)) => s.shared_cross_fit(d, folds, progress),
-        (Estimator::Sweep, Some(d)) => s.sweep(d, progress),
-        _ => unreachable!("checked above"),
-    })
+    Ok((resolved, bias))
 }
 
 pub(crate) struct Setup<'a> {
@@ -223,7 +291,17 @@ pub(crate) struct Setup<'a> {
     pub(crate) samples: usize,
 }
 
-impl Setup<'_> {
+impl<'a> Setup<'a> {
+    fn new(game: &'a dyn Game, resolved: &'a crate::Resolved, cfg: &EstimateConfig) -> Self {
+        Setup {
+            game,
+            free: &resolved.free,
+            base: &resolved.base,
+            seed: cfg.seed,
+            samples: cfg.samples,
+        }
+    }
+
     /// Permutation of free slots `0..f` of sample `s`.
     fn sample_permutation(&self, s: usize, antithetic: bool) -> Vec<usize> {
         let stream = if antithetic { s / 2 } else { s };
@@ -235,11 +313,12 @@ impl Setup<'_> {
         perm
     }
 
-    fn permutation(
+    fn permutation_values(
         &self,
         antithetic: bool,
+        part: Part,
         progress: &(dyn Fn(u64) + Sync),
-    ) -> Vec<PlayerEstimate> {
+    ) -> Vec<f64> {
         let f = self.free.len();
         let per = f + 1;
         let samples = if antithetic {
@@ -265,7 +344,7 @@ impl Setup<'_> {
                 e = s * per + p1;
             }
         };
-        let vals = if self.game.incremental() {
+        if self.game.incremental() {
             // The same coalitions as walks of single insertions.
             let walks = |range: std::ops::Range<usize>, out: &mut Vec<crate::Walk>| {
                 for s in range {
@@ -276,9 +355,19 @@ impl Setup<'_> {
                     });
                 }
             };
-            crate::walk::evaluate_walks(self.game, samples, per, walks, progress)
+            crate::walk::evaluate_walks(self.game, samples, per, part, walks, progress)
         } else {
-            evaluate(self.game, samples * per, build, progress)
+            evaluate(self.game, samples * per, part, build, progress)
+        }
+    }
+
+    fn permutation(&self, antithetic: bool, vals: &[f64]) -> Vec<PlayerEstimate> {
+        let f = self.free.len();
+        let per = f + 1;
+        let samples = if antithetic {
+            self.samples.next_multiple_of(2)
+        } else {
+            self.samples
         };
         let group = if antithetic { 2 } else { 1 };
         let mut stats = vec![Stats::default(); f];
@@ -310,7 +399,7 @@ impl Setup<'_> {
         c
     }
 
-    fn paired(&self, d: f64, progress: &(dyn Fn(u64) + Sync)) -> Vec<PlayerEstimate> {
+    fn paired_values(&self, d: f64, part: Part, progress: &(dyn Fn(u64) + Sync)) -> Vec<f64> {
         let (f, k) = (self.free.len(), self.samples);
         // Evaluation 2u is ν(C_u ∪ {i}), 2u + 1 is ν(C_u), for unit u = slot·k + sample.
         let build = |range: std::ops::Range<usize>, out: &mut Vec<Coalition>| {
@@ -326,7 +415,7 @@ impl Setup<'_> {
                 }
             }
         };
-        let vals = if self.game.incremental() {
+        if self.game.incremental() {
             // The same pairs as one-step walks C_u → C_u ∪ {i}, swapped back to (with, without).
             let walks = |range: std::ops::Range<usize>, out: &mut Vec<crate::Walk>| {
                 for u in range {
@@ -336,12 +425,17 @@ impl Setup<'_> {
                     });
                 }
             };
-            let mut vals = crate::walk::evaluate_walks(self.game, f * k, 2, walks, progress);
+            let mut vals =
+                crate::walk::evaluate_walks(self.game, f * k, 2, part, walks, progress);
             vals.chunks_exact_mut(2).for_each(|w| w.swap(0, 1));
             vals
         } else {
-            evaluate(self.game, 2 * f * k, build, progress)
-        };
+            evaluate(self.game, 2 * f * k, part, build, progress)
+        }
+    }
+
+    fn paired(&self, vals: &[f64]) -> Vec<PlayerEstimate> {
+        let (f, k) = (self.free.len(), self.samples);
         let stats: Vec<Stats> = (0..f)
             .map(|a| {
                 let mut st = Stats::default();
@@ -360,8 +454,8 @@ impl Setup<'_> {
         draw_members(&mut sample_rng(self.seed, t as u64), f, None, d, &mut on);
     }
 
-    /// Values of the pooled coalitions `0..k`.
-    fn pooled_values(&self, d: f64, progress: &(dyn Fn(u64) + Sync)) -> Vec<f64> {
+    /// Values of the pooled coalitions `0..k` in `part`.
+    fn pooled_values(&self, d: f64, part: Part, progress: &(dyn Fn(u64) + Sync)) -> Vec<f64> {
         let build = |range: std::ops::Range<usize>, out: &mut Vec<Coalition>| {
             for t in range {
                 let mut c = self.base.clone();
@@ -373,12 +467,11 @@ impl Setup<'_> {
                 out.push(c);
             }
         };
-        evaluate(self.game, self.samples, build, progress)
+        evaluate(self.game, self.samples, part, build, progress)
     }
 
-    fn shared(&self, d: f64, progress: &(dyn Fn(u64) + Sync)) -> Vec<PlayerEstimate> {
+    fn shared(&self, d: f64, vals: &[f64]) -> Vec<PlayerEstimate> {
         let (f, k) = (self.free.len(), self.samples);
-        let vals = self.pooled_values(d, progress);
         let mut with = vec![Stats::default(); f];
         let mut without = vec![Stats::default(); f];
         for (t, &v) in vals.iter().enumerate() {
@@ -406,12 +499,11 @@ impl Setup<'_> {
             .collect()
     }
 
-    fn shared_regression(&self, d: f64, progress: &(dyn Fn(u64) + Sync)) -> Vec<PlayerEstimate> {
+    fn shared_regression(&self, d: f64, vals: &[f64]) -> Vec<PlayerEstimate> {
         let (f, k) = (self.free.len(), self.samples);
-        let vals = self.pooled_values(d, progress);
         // Normal equations from integer co-membership counts (exact in u32) and member sums,
         // accumulated in fixed chunks reduced in order: bit-identical for any thread count.
-        let fit = crate::ols::MembershipFit::accumulate(f, &vals, |t, on| {
+        let fit = crate::ols::MembershipFit::accumulate(f, vals, |t, on| {
             self.pooled_members(t, d, |slot, m| {
                 if m {
                     on(slot)
@@ -431,13 +523,7 @@ impl Setup<'_> {
             .collect()
     }
 
-    fn shared_cross_fit(
-        &self,
-        d: f64,
-        folds: usize,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> Vec<PlayerEstimate> {
-        let vals = self.pooled_values(d, progress);
+    fn shared_cross_fit(&self, d: f64, folds: usize, vals: &[f64]) -> Vec<PlayerEstimate> {
         // Dense group ids of the free players, in order of first appearance.
         let labels = self
             .game
@@ -453,7 +539,7 @@ impl Setup<'_> {
             })
             .collect();
         let fit = crate::crossfit::cross_fitted(
-            &vals,
+            vals,
             |t, on| {
                 self.pooled_members(t, d, |slot, m| {
                     if m {

@@ -8,12 +8,39 @@ use rayon::prelude::*;
 
 use crate::{Coalition, Game};
 
-/// Evaluates coalitions `0..total`, numbered by the estimator; `build(range, out)` pushes exactly
-/// the coalitions of `range` in order. Each batch writes its own slice of the result, so the
-/// result does not depend on which thread ran which batch.
+/// One of `of` contiguous parts of an estimate's evaluations, computed on its own (one cluster
+/// job each) and concatenated in order: cut at the game's batch boundaries, so every batch is
+/// the same coalitions whatever the number of parts, and the concatenation is bit-identical to
+/// the evaluations of one [`Part::WHOLE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    /// `0..of`.
+    pub index: usize,
+    /// At least 1.
+    pub of: usize,
+}
+
+impl Part {
+    /// All the evaluations.
+    pub const WHOLE: Part = Part { index: 0, of: 1 };
+
+    /// The units (coalitions or walks) `0..total` of this part, `batch` at a time: batches
+    /// `⌊nb·index/of⌋..⌊nb·(index+1)/of⌋` of the `nb` batches.
+    pub fn units(&self, total: usize, batch: usize) -> Range<usize> {
+        let batches = total.div_ceil(batch);
+        let first = batches * self.index / self.of;
+        let last = batches * (self.index + 1) / self.of;
+        (first * batch).min(total)..(last * batch).min(total)
+    }
+}
+
+/// Evaluates the coalitions of `part` among `0..total`, numbered by the estimator;
+/// `build(range, out)` pushes exactly the coalitions of `range` in order. Each batch writes its
+/// own slice of the result, so the result does not depend on which thread ran which batch.
 pub(crate) fn evaluate<B>(
     game: &dyn Game,
     total: usize,
+    part: Part,
     build: B,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Vec<f64>
@@ -21,10 +48,11 @@ where
     B: Fn(Range<usize>, &mut Vec<Coalition>) + Sync,
 {
     let batch = game.batch_size().max(1);
+    let units = part.units(total, batch);
     // NaN makes a game that forgets to write a value visible in the estimates.
-    let mut vals = vec![f64::NAN; total];
+    let mut vals = vec![f64::NAN; units.len()];
     let run = |(b, out): (usize, &mut [f64])| {
-        let start = b * batch;
+        let start = units.start + b * batch;
         let mut coalitions = Vec::with_capacity(out.len());
         build(start..start + out.len(), &mut coalitions);
         assert_eq!(coalitions.len(), out.len(), "coalition builder miscounted");

@@ -44,7 +44,7 @@ pub fn exact(
             out.push(c);
         }
     };
-    let vals = evaluate(game, 1 << f, build, &|_| {});
+    let vals = evaluate(game, 1 << f, crate::Part::WHOLE, build, &|_| {});
     // weight[s]: weight of a marginal contribution to a coalition of s other free players.
     let weight: Vec<f64> = (0..f)
         .map(|s| match bias {

@@ -57,7 +57,9 @@ pub use adaptive::{separate, Separation, SeparationConfig};
 pub use coalition::Coalition;
 pub use constraints::{Constraints, Resolved};
 pub use error::GameError;
-pub use estimate::{estimate, EstimateConfig, Estimator, IndexKind, PlayerEstimate, MAX_SAMPLES};
+pub use estimate::{
+    estimate, estimate_from_evaluations, evaluations, EstimateConfig, Estimator, IndexKind, PlayerEstimate, MAX_SAMPLES};
+pub use eval::Part;
 pub use exact::{exact, MAX_EXACT_FREE};
 pub use game::{FnGame, Game};
 pub use walk::{walk_values_by_coalition, Walk};

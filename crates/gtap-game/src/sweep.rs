@@ -53,12 +53,21 @@ impl Setup<'_> {
         (Walk { start, steps }, visits)
     }
 
-    pub(crate) fn sweep(&self, d: f64, progress: &(dyn Fn(u64) + Sync)) -> Vec<PlayerEstimate> {
+    pub(crate) fn sweep_values(
+        &self,
+        d: f64,
+        part: crate::Part,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Vec<f64> {
         let (f, k) = (self.free.len(), self.samples);
         let walks = |range: std::ops::Range<usize>, out: &mut Vec<Walk>| {
             out.extend(range.map(|s| self.sweep_plan(s, d).0));
         };
-        let vals = evaluate_walks(self.game, k, f + 1, walks, progress);
+        evaluate_walks(self.game, k, f + 1, part, walks, progress)
+    }
+
+    pub(crate) fn sweep(&self, d: f64, vals: &[f64]) -> Vec<PlayerEstimate> {
+        let (f, k) = (self.free.len(), self.samples);
         let mut stats = vec![Stats::default(); f];
         for (s, v) in vals.chunks_exact(f + 1).enumerate() {
             // ν of the current state: the walk's value after the last kept toggle.

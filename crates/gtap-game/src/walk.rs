@@ -47,13 +47,15 @@ pub fn walk_values_by_coalition(game: &(impl Game + ?Sized), walks: &[Walk], out
     }
 }
 
-/// Evaluates walks `0..total`, each with `per` values, numbered by the estimator; `build(range,
-/// out)` pushes exactly the walks of `range` in order. As [`crate::eval::evaluate`], each call
-/// writes its own slice, so the result does not depend on the threads.
+/// Evaluates the walks of `part` among `0..total`, each with `per` values, numbered by the
+/// estimator; `build(range, out)` pushes exactly the walks of `range` in order. As
+/// [`crate::eval::evaluate`], each call writes its own slice, so the result does not depend on
+/// the threads.
 pub(crate) fn evaluate_walks<B>(
     game: &dyn Game,
     total: usize,
     per: usize,
+    part: crate::Part,
     build: B,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Vec<f64>
@@ -61,9 +63,10 @@ where
     B: Fn(Range<usize>, &mut Vec<Walk>) + Sync,
 {
     let walks_per_call = game.batch_size().max(1);
-    let mut vals = vec![f64::NAN; total * per];
+    let units = part.units(total, walks_per_call);
+    let mut vals = vec![f64::NAN; units.len() * per];
     let run = |(b, out): (usize, &mut [f64])| {
-        let start = b * walks_per_call;
+        let start = units.start + b * walks_per_call;
         let mut walks = Vec::with_capacity(out.len() / per);
         build(start..start + out.len() / per, &mut walks);
         assert!(

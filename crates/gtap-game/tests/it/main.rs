@@ -9,5 +9,6 @@ mod determinism;
 mod errors;
 mod estimators;
 mod exact;
+mod parts;
 mod props;
 mod walks;
