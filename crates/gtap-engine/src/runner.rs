@@ -19,7 +19,13 @@ pub struct Instance {
     pub stage: String,
     pub kind: String,
     pub seed: Option<u64>,
+    /// `(index, of)` for one part of a stage split in parts (`Stage::parts`): id
+    /// `stage[seed].part<index+1>of<of>`; the stage's own instance then merges its parts.
+    pub part: Option<(usize, usize)>,
 }
+
+/// The input name under which a split stage's own instance receives its parts.
+pub(crate) const PARTS_INPUT: &str = "#parts";
 
 /// How an instance fared in a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,20 +157,36 @@ impl<'a> Runner<'a> {
         decl: &StageDecl,
         stage: &dyn DynStage,
     ) -> Vec<Instance> {
-        let one = |seed: Option<u64>| Instance {
-            id: match seed {
+        let parts = stage.parts(&decl.params);
+        let one = |seed: Option<u64>, part: Option<(usize, usize)>| {
+            let mut id = match seed {
                 Some(s) => format!("{}[{s}]", decl.id),
                 None => decl.id.clone(),
-            },
-            stage: decl.id.clone(),
-            kind: decl.kind.clone(),
-            seed,
+            };
+            if let Some((index, of)) = part {
+                id.push_str(&format!(".part{}of{of}", index + 1));
+            }
+            Instance {
+                id,
+                stage: decl.id.clone(),
+                kind: decl.kind.clone(),
+                seed,
+                part,
+            }
         };
-        if stage.seeded() {
-            pipeline.seeds.iter().map(|&s| one(Some(s))).collect()
+        let seeds: Vec<Option<u64>> = if stage.seeded() {
+            pipeline.seeds.iter().map(|&s| Some(s)).collect()
         } else {
-            vec![one(None)]
+            vec![None]
+        };
+        let mut out = Vec::new();
+        for seed in seeds {
+            if parts > 1 {
+                out.extend((0..parts).map(|index| one(seed, Some((index, parts)))));
+            }
+            out.push(one(seed, None));
         }
+        out
     }
 
     /// The upstream instances bound to each input of `instance`: the same seed when both are
@@ -181,7 +203,12 @@ impl<'a> Runner<'a> {
             for upstream_id in upstream_ids {
                 let up_decl = pipeline.stage(upstream_id).expect("validated inputs exist");
                 let up_stage = self.registry.get(&up_decl.kind).expect("known kind");
-                let all = self.expand(pipeline, up_decl, up_stage);
+                // A split stage feeds its merged instance downstream, never its parts.
+                let all: Vec<Instance> = self
+                    .expand(pipeline, up_decl, up_stage)
+                    .into_iter()
+                    .filter(|u| u.part.is_none())
+                    .collect();
                 match (up_stage.seeded(), instance.seed) {
                     (true, Some(seed)) => {
                         chosen.extend(all.into_iter().filter(|u| u.seed == Some(seed)))
@@ -190,6 +217,17 @@ impl<'a> Runner<'a> {
                 }
             }
             out.insert(name.clone(), chosen);
+        }
+        if instance.part.is_none() {
+            let stage = self.registry.get(&decl.kind).expect("known kind");
+            let parts: Vec<Instance> = self
+                .expand(pipeline, decl, stage)
+                .into_iter()
+                .filter(|p| p.part.is_some() && p.seed == instance.seed)
+                .collect();
+            if !parts.is_empty() {
+                out.insert(PARTS_INPUT.to_owned(), parts);
+            }
         }
         out
     }
@@ -217,6 +255,9 @@ impl<'a> Runner<'a> {
         });
         if stage.float_math() {
             preimage["numerics"] = json!(self.env.numerics);
+        }
+        if let Some((index, of)) = instance.part {
+            preimage["part"] = json!([index, of]);
         }
         preimage
     }
@@ -418,6 +459,7 @@ impl<'a> Runner<'a> {
                     env,
                     instance: &instance.id,
                     seed: instance.seed,
+                    part: instance.part,
                     out_dir,
                     inputs: &inputs,
                 };
@@ -463,7 +505,13 @@ impl<'a> Runner<'a> {
         let mut provenance = Vec::new();
         for report in reports {
             let (manifest, dir) = &done[&report.instance.id];
-            for name in &manifest.tables {
+            // A part's outputs are its stage's business; the merged instance reports.
+            let tables = if report.instance.part.is_some() {
+                &[][..]
+            } else {
+                &manifest.tables[..]
+            };
+            for name in tables {
                 by_table
                     .entry(name.clone())
                     .or_default()

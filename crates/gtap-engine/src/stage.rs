@@ -31,6 +31,14 @@ pub trait Stage: Send + Sync + 'static {
     /// then [`Env::numerics`] enters its key.
     const FLOAT_MATH: bool = false;
 
+    /// Into how many parts the stage's work is split (e.g. `shards = N`): each part is an
+    /// instance of its own (its own cluster job), run with [`StageContext::part`] set; then the
+    /// stage's own instance runs with the parts' outputs in [`StageContext::parts`] and merges
+    /// them. 1 (the default): no parts.
+    fn parts(_params: &Self::Params) -> usize {
+        1
+    }
+
     /// Range and consistency checks beyond what the types say.
     fn validate(_params: &Self::Params) -> Result<(), Invalid> {
         Ok(())
@@ -116,6 +124,8 @@ pub struct StageContext<'a> {
     pub env: &'a Env,
     pub instance: &'a str,
     pub seed: Option<u64>,
+    /// `Some((index, of))` when this instance computes one part of a split stage.
+    pub part: Option<(usize, usize)>,
     pub(crate) out_dir: &'a Path,
     pub(crate) inputs: &'a BTreeMap<String, Vec<Upstream>>,
 }
@@ -142,6 +152,11 @@ impl StageContext<'_> {
     /// unseeded one: one per seed, in seed order).
     pub fn inputs(&self, name: &str) -> &[Upstream] {
         self.inputs.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The outputs of this stage's parts, in part order, when it merges them (empty otherwise).
+    pub fn parts(&self) -> &[Upstream] {
+        self.inputs(crate::runner::PARTS_INPUT)
     }
 
     /// Where a figure named `stem` goes (`<stem>.png`, `<stem>.svg`); copied to the figures
@@ -180,6 +195,7 @@ pub(crate) trait DynStage: Send + Sync {
     fn optional_inputs(&self) -> &'static [&'static str];
     fn about(&self) -> &'static str;
     fn float_math(&self) -> bool;
+    fn parts(&self, params: &serde_json::Value) -> usize;
     /// Raw TOML parameters → resolved JSON parameters, or (key, message).
     fn resolve(&self, raw: toml::Value) -> Result<serde_json::Value, Invalid>;
     fn external_files(
@@ -221,6 +237,9 @@ impl<S: Stage> DynStage for Erased<S> {
     }
     fn float_math(&self) -> bool {
         S::FLOAT_MATH
+    }
+    fn parts(&self, params: &serde_json::Value) -> usize {
+        Self::params(params).map_or(1, |p| S::parts(&p).max(1))
     }
     fn resolve(&self, raw: toml::Value) -> Result<serde_json::Value, Invalid> {
         let params: S::Params = serde_path_to_error::deserialize(raw).map_err(|err| {

@@ -425,8 +425,7 @@ impl<'a> Setup<'a> {
                     });
                 }
             };
-            let mut vals =
-                crate::walk::evaluate_walks(self.game, f * k, 2, part, walks, progress);
+            let mut vals = crate::walk::evaluate_walks(self.game, f * k, 2, part, walks, progress);
             vals.chunks_exact_mut(2).for_each(|w| w.swap(0, 1));
             vals
         } else {

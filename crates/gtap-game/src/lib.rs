@@ -58,7 +58,9 @@ pub use coalition::Coalition;
 pub use constraints::{Constraints, Resolved};
 pub use error::GameError;
 pub use estimate::{
-    estimate, estimate_from_evaluations, evaluations, EstimateConfig, Estimator, IndexKind, PlayerEstimate, MAX_SAMPLES};
+    estimate, estimate_from_evaluations, evaluations, EstimateConfig, Estimator, IndexKind,
+    PlayerEstimate, MAX_SAMPLES,
+};
 pub use eval::Part;
 pub use exact::{exact, MAX_EXACT_FREE};
 pub use game::{FnGame, Game};

@@ -144,3 +144,82 @@ fn slurm_resources_are_parsed_and_stay_out_of_the_keys() {
         "{err}"
     );
 }
+
+const SPLIT: &str = r#"
+[pipeline]
+name = "toy"
+seeds = [0, 1]
+
+[stage.src]
+kind = "source"
+value = 3
+
+[stage.split]
+kind = "split"
+inputs = { x = "src" }
+shards = SHARDS
+
+[stage.scaled]
+kind = "scale"
+inputs = { x = "src" }
+
+[stage.total]
+kind = "sum"
+inputs = { parts = "scaled" }
+"#;
+
+#[test]
+fn a_split_stage_runs_its_parts_as_instances_and_merges_to_the_same_bytes() {
+    let mut hashes = Vec::new();
+    for shards in [1, 2, 7] {
+        let p = Project::new();
+        let text = SPLIT.replace("SHARDS", &shards.to_string());
+        let report = p.run(&text);
+        let built = report.built();
+        let parts: Vec<&str> = built
+            .iter()
+            .copied()
+            .filter(|id| id.contains(".part"))
+            .collect();
+        if shards == 1 {
+            assert!(parts.is_empty(), "{built:?}");
+        } else {
+            assert_eq!(parts.len(), 2 * shards, "{built:?}");
+            assert_eq!(
+                parts[0],
+                "split[0].part1of".to_owned() + &shards.to_string()
+            );
+        }
+        // Only the merged instances' tables reach the results.
+        let table = p.result("split");
+        assert_eq!(table.height(), 2, "{table}");
+        let totals: Vec<i64> = table
+            .column("total")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        assert_eq!(totals, [4950 * 3, 4950 * 3]);
+        let pipeline = p.pipeline(&text, &Overrides::default());
+        let runner = Runner::new(&p.registry, &p.env);
+        let merged = runner.output(&pipeline, "split[1]").unwrap().unwrap();
+        hashes.push(merged.content_hash);
+        // One part on its own, as a cluster job builds it.
+        if shards > 1 {
+            let again = runner
+                .build_instance(&pipeline, "split[0].part2of", false)
+                .map(|r| r.outcome);
+            assert!(again.is_err(), "part ids carry their count");
+            let id = format!("split[0].part2of{shards}");
+            assert_eq!(
+                runner
+                    .build_instance(&pipeline, &id, false)
+                    .unwrap()
+                    .outcome,
+                gtap_engine::Outcome::Cached
+            );
+        }
+    }
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+}

@@ -60,7 +60,7 @@ fn out_of_range_value() {
 fn unknown_stage_kind() {
     check(
         &PIPELINE.replace("kind = \"sum\"", "kind = \"summ\""),
-        "`stage.total.kind`: unknown stage kind `summ` (known: scale, source, sum)",
+        "`stage.total.kind`: unknown stage kind `summ` (known: scale, source, split, sum)",
     );
 }
 

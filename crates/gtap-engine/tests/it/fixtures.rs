@@ -101,9 +101,61 @@ impl Stage for Sum {
     }
 }
 
+/// Seeded, split into `shards` parts: part k sums its share of `0..100` times the source's
+/// value; the stage's own instance adds the parts up. The same table whatever `shards`.
+pub struct Split;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitParams {
+    #[serde(default = "one_usize")]
+    pub shards: usize,
+}
+
+fn one_usize() -> usize {
+    1
+}
+
+impl Stage for Split {
+    type Params = SplitParams;
+    const KIND: &'static str = "split";
+    const VERSION: u32 = 1;
+    const SEEDED: bool = true;
+    const INPUTS: &'static [&'static str] = &["x"];
+    const ABOUT: &'static str = "sums 0..100 in parts";
+    fn parts(params: &SplitParams) -> usize {
+        params.shards
+    }
+    fn run(_: &SplitParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
+        let value: i64 = std::fs::read_to_string(ctx.input("x")?.path("value.txt"))?.parse()?;
+        let share =
+            |index: i64, of: i64| -> i64 { (100 * index / of..100 * (index + 1) / of).sum() };
+        if let Some((index, of)) = ctx.part {
+            let sum = share(index as i64, of as i64) * value;
+            std::fs::write(ctx.out_dir().join("part.txt"), sum.to_string())?;
+            return Ok(());
+        }
+        let total: i64 = if ctx.parts().is_empty() {
+            share(0, 1) * value
+        } else {
+            let mut total = 0;
+            for part in ctx.parts() {
+                total += std::fs::read_to_string(part.path("part.txt"))?.parse::<i64>()?;
+            }
+            total
+        };
+        let mut df = df!("seed" => [ctx.seed()?], "total" => [total])?;
+        ctx.write_table("split", &mut df)?;
+        Ok(())
+    }
+}
+
 pub fn registry() -> Registry {
     let mut r = Registry::new();
-    r.register::<Source>().register::<Scale>().register::<Sum>();
+    r.register::<Source>()
+        .register::<Scale>()
+        .register::<Sum>()
+        .register::<Split>();
     r
 }
 

@@ -2,8 +2,8 @@
 //! are the whole run's bit for bit, batches included, and give the same estimate.
 
 use gtap_game::{
-    estimate, estimate_from_evaluations, evaluations, Coalition, Constraints, EstimateConfig,
-    Game, GameError, Part,
+    estimate, estimate_from_evaluations, evaluations, Coalition, Constraints, EstimateConfig, Game,
+    GameError, Part,
 };
 
 use crate::common::{mc_configs, voting10, AsWalks};
