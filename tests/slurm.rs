@@ -1,7 +1,8 @@
 //! `gtap run --executor slurm` on a real single-node cluster (`scripts/slurm-cluster up`, which
-//! `just test` runs first): the ci-scale cluster pipeline, one job killed while it runs, the
-//! run failing with that job named and its dependants cancelled, a second run submitting only
-//! what is missing, and tables byte-identical to a local run.
+//! `just test` runs first): the ci-scale cluster pipeline with its β_d estimate split in 3 jobs,
+//! one job killed while it runs, the run failing with that job named and its dependants
+//! cancelled, a second run submitting only what is missing, and tables byte-identical to a
+//! local run that estimates in one piece.
 
 mod common;
 
@@ -78,8 +79,27 @@ fn slurm_run_killed_mid_way_resumes_and_matches_a_local_run() {
     let pipeline = pipeline();
     let pipeline = pipeline.to_str().unwrap();
 
+    // The reference: one local process, the estimate in one piece (the pipeline splits it in 3).
     let local = tempfile::tempdir().unwrap();
-    common::run_shipped(local.path(), &data, "cluster.toml");
+    let out = common::gtap_command(
+        local.path(),
+        &data,
+        &[
+            "run",
+            pipeline,
+            "--scale",
+            "ci",
+            "--set",
+            "stage.beta_topn.estimate.shards=1",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let cluster = tempfile::tempdir().unwrap();
     let root = cluster.path();
@@ -177,6 +197,10 @@ fn slurm_run_killed_mid_way_resumes_and_matches_a_local_run() {
     assert!(!submitted.contains(&"mnist"), "{stdout}");
     assert!(submitted.contains(&"train[0]"), "{stdout}");
     assert!(submitted.contains(&"curves[0]"), "{stdout}");
+    for part in 1..=3 {
+        let id = format!("beta_topn[0].part{part}of3");
+        assert!(submitted.contains(&id.as_str()), "{stdout}");
+    }
     let local_tables = parquet_bytes(local.path());
     assert!(
         local_tables.len() >= 3,

@@ -88,7 +88,15 @@ pub struct PowerIndexParams {
     /// draws from the pipeline seed alone and is left out of the cache key.
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub sampling_seed: u64,
+    /// Split the coalition evaluations into this many parts, each its own stage instance (and
+    /// Slurm job), cut at batch boundaries; the stage's own instance merges their values into
+    /// the same estimate, byte for byte, as one run. Default: one part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<usize>,
 }
+
+/// A part's coalition values, little-endian f64 in evaluation order.
+const EVALUATIONS_FILE: &str = "evaluations.f64";
 
 /// Appended to the `estimator` column of estimates evaluated incrementally.
 pub const INCREMENTAL_SUFFIX: &str = " (incremental)";
@@ -136,13 +144,6 @@ impl PowerIndexParams {
         constraints: &Constraints,
         ctx: &StageContext<'_>,
     ) -> anyhow::Result<Vec<PlayerEstimate>> {
-        let index = match self.index {
-            IndexName::Shapley => IndexKind::Shapley,
-            IndexName::Banzhaf => IndexKind::Banzhaf,
-            IndexName::BiasedBanzhaf => IndexKind::BiasedBanzhaf {
-                d: d.expect("validated: biased-banzhaf has d"),
-            },
-        };
         let free = constraints.resolve(net.num_players())?.free.len();
         let total = match self.estimator {
             EstimatorName::Permutation => {
@@ -156,13 +157,28 @@ impl PowerIndexParams {
             | EstimatorName::SharedRegression
             | EstimatorName::SharedCrossfit => self.samples,
         };
+        let cfg = self.config(d, seed);
+        if !ctx.parts().is_empty() {
+            // Merge: the parts' values, in part order, are every evaluation.
+            let mut values = Vec::with_capacity(total);
+            for part in ctx.parts() {
+                let bytes = std::fs::read(part.path(EVALUATIONS_FILE))?;
+                values.extend(
+                    bytes
+                        .chunks_exact(8)
+                        .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))),
+                );
+            }
+            let estimates = gtap_game::estimate_from_evaluations(game, &cfg, constraints, &values)?;
+            tracing::info!(
+                "{}: {} players from {total} coalition values in {} parts",
+                ctx.instance,
+                estimates.len(),
+                ctx.parts().len()
+            );
+            return Ok(estimates);
+        }
         let bar = progress::bar(ctx.env.progress, total as u64, ctx.instance);
-        let cfg = EstimateConfig {
-            index,
-            estimator: self.estimator(),
-            samples: self.samples,
-            seed: sampling_stream(seed, self.sampling_seed),
-        };
         let started = std::time::Instant::now();
         let estimates = gtap_game::estimate(game, &cfg, constraints, &|n| bar.inc(n))?;
         bar.finish_and_clear();
@@ -174,6 +190,53 @@ impl PowerIndexParams {
             total as f64 / seconds
         );
         Ok(estimates)
+    }
+
+    /// Parts of the estimate (`shards`), at least 1.
+    pub(crate) fn parts(&self) -> usize {
+        self.shards.unwrap_or(1).max(1)
+    }
+
+    /// One part's share of the evaluations of [`Self::estimate`], written to the part's entry.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn write_part(
+        &self,
+        game: &MaskedEvaluator,
+        d: Option<f64>,
+        seed: u64,
+        constraints: &Constraints,
+        ctx: &StageContext<'_>,
+        (index, of): (usize, usize),
+    ) -> anyhow::Result<()> {
+        let cfg = self.config(d, seed);
+        let started = std::time::Instant::now();
+        let part = gtap_game::Part { index, of };
+        let values = gtap_game::evaluations(game, &cfg, constraints, part, &|_| ())?;
+        tracing::info!(
+            "{}: {} coalition values in {:.1}s",
+            ctx.instance,
+            values.len(),
+            started.elapsed().as_secs_f64()
+        );
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(ctx.out_dir().join(EVALUATIONS_FILE), bytes)?;
+        Ok(())
+    }
+
+    fn config(&self, d: Option<f64>, seed: u64) -> EstimateConfig {
+        let index = match self.index {
+            IndexName::Shapley => IndexKind::Shapley,
+            IndexName::Banzhaf => IndexKind::Banzhaf,
+            IndexName::BiasedBanzhaf => IndexKind::BiasedBanzhaf {
+                d: d.expect("validated: biased-banzhaf has d"),
+            },
+        };
+        EstimateConfig {
+            index,
+            estimator: self.estimator(),
+            samples: self.samples,
+            seed: sampling_stream(seed, self.sampling_seed),
+        }
     }
 
     fn estimator(&self) -> Estimator {
@@ -215,8 +278,17 @@ impl Stage for PowerIndexStage {
     const ABOUT: &'static str =
         "Monte-Carlo Shapley / Banzhaf / β_d of every player, on the probe split";
 
+    fn parts(p: &PowerIndexParams) -> usize {
+        p.parts()
+    }
+
     fn validate(p: &PowerIndexParams) -> Result<(), Invalid> {
         ensure(p.samples >= 1, "samples", || "must be at least 1".into())?;
+        if let Some(shards) = p.shards {
+            ensure((1..=1024).contains(&shards), "shards", || {
+                format!("must be between 1 and 1024 (got {shards})")
+            })?;
+        }
         ensure(p.batch >= 1, "batch", || "must be at least 1".into())?;
         let banzhaf_type = p.index != IndexName::Shapley;
         match p.estimator {
@@ -289,7 +361,11 @@ impl Stage for PowerIndexStage {
         let probe = load_split(&ctx.input("data")?.dir, "probe")?;
         let d = p.resolve_bias(ctx)?;
         let constraints = layer_constraints(&net, p.layers.as_deref())?;
-        let estimates = p.estimate(&net, &p.game(&net, &probe), d, seed, &constraints, ctx)?;
+        let game = p.game(&net, &probe);
+        if let Some(part) = ctx.part {
+            return p.write_part(&game, d, seed, &constraints, ctx, part);
+        }
+        let estimates = p.estimate(&net, &game, d, seed, &constraints, ctx)?;
         let units: Vec<_> = estimates.iter().map(|e| net.unit(e.player)).collect();
         let n = estimates.len();
         let index_name = serde_json::to_value(p.index)?

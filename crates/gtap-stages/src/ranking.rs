@@ -43,6 +43,21 @@ pub trait Ranker: Send + Sync + 'static {
 
     /// Every player id exactly once, most worth keeping first.
     fn rank(params: &Self::Params, cx: &RankContext<'_>) -> anyhow::Result<Vec<usize>>;
+
+    /// Parts the ranking's estimation is split into ([`gtap_engine::Stage::parts`]).
+    fn parts(_params: &Self::Params) -> usize {
+        1
+    }
+
+    /// Computes part `(index, of)` of a split ranking into the part's entry; `rank` then finds
+    /// the parts in `cx.stage.parts()`.
+    fn run_part(
+        _params: &Self::Params,
+        _cx: &RankContext<'_>,
+        _part: (usize, usize),
+    ) -> anyhow::Result<()> {
+        anyhow::bail!("method `{}` is not split in parts", Self::METHOD)
+    }
 }
 
 /// How a ranking is labelled in curve tables and figures.
@@ -109,6 +124,10 @@ impl<R: Ranker> Stage for RankerStage<R> {
         R::validate(params)
     }
 
+    fn parts(params: &R::Params) -> usize {
+        R::parts(params)
+    }
+
     fn run(params: &R::Params, ctx: &StageContext<'_>) -> anyhow::Result<()> {
         let seed = ctx.seed()?;
         let (net, model) = load_model(ctx.input("model")?)?;
@@ -125,6 +144,9 @@ impl<R: Ranker> Stage for RankerStage<R> {
             bias,
             stage: ctx,
         };
+        if let Some(part) = ctx.part {
+            return R::run_part(params, &cx, part);
+        }
         let order = R::rank(params, &cx)?;
         check_permutation(&order, net.num_players(), R::METHOD)?;
         let ranking = Ranking {

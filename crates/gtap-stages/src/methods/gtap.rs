@@ -111,6 +111,13 @@ impl Ranker for Gtap {
             )),
             (_, Some(step)) => ensure(step >= 1, "step", || "must be at least 1".into()),
         }?;
+        ensure(
+            p.estimate.parts() == 1 || p.strategy == Strategy::TopN,
+            "estimate.shards",
+            || {
+                "splits one estimate across jobs: top-n only (an iterated strategy's next estimate depends on the last, so its iterations are not split yet)".into()
+            },
+        )?;
         let Some(sep) = &p.separate else {
             return Ok(());
         };
@@ -140,6 +147,19 @@ impl Ranker for Gtap {
             index: serde_name(&p.estimate.index),
             strategy: serde_name(&p.strategy),
         }
+    }
+
+    fn parts(p: &GtapParams) -> usize {
+        p.estimate.parts()
+    }
+
+    /// Top-n's one estimate, in parts: iteration 0's seed and constraints, as `rank` uses them.
+    fn run_part(p: &GtapParams, cx: &RankContext<'_>, part: (usize, usize)) -> anyhow::Result<()> {
+        let d = p.estimate.resolve_bias(cx.stage)?;
+        let game = p.estimate.game(cx.net, cx.probe);
+        let none = Constraints::none();
+        p.estimate
+            .write_part(&game, d, cx.seed, &none, cx.stage, part)
     }
 
     fn rank(p: &GtapParams, cx: &RankContext<'_>) -> anyhow::Result<Vec<usize>> {
