@@ -108,6 +108,11 @@ bench-peers: build
     python bench/peers/compare.py --gtap target/debug/gtap
     python bench/peers/compare.py --gtap target/debug/gtap --fast-math
 
+# Local vs Slurm overhead per job and the split estimate's cost (needs `just slurm-up` and
+# SLURM_CONF): just bench-slurm [ci]
+bench-slurm SCALE="ci": build
+    bench/slurm-overhead {{SCALE}}
+
 # Price of portable numerics: training, evaluation and coalition throughput, portable then --fast-math
 bench-numerics: build
     target/debug/gtap bench training
