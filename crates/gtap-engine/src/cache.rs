@@ -280,7 +280,8 @@ fn read_json_if_present<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn sanitize(instance: &str) -> String {
+/// An instance id as a file name: every character but `[A-Za-z0-9._-]` becomes `_`.
+pub(crate) fn sanitize(instance: &str) -> String {
     instance
         .chars()
         .map(|c| {

@@ -277,17 +277,7 @@ fn log_name(instance: &Instance) -> String {
 /// `train[0]` → `train.seed0`: instance ids as file names.
 
 fn file_safe(id: &str) -> String {
-    id.replace('[', ".seed")
-        .replace(']', "")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    crate::cache::sanitize(&id.replace('[', ".seed").replace(']', ""))
 }
 
 /// The job script: one `exec` of the build command, with the job's CPUs as worker threads.

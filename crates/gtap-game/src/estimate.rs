@@ -313,6 +313,15 @@ impl<'a> Setup<'a> {
         perm
     }
 
+    /// Permutations sampled: antithetic pairs round `samples` up to an even number.
+    fn permutations(&self, antithetic: bool) -> usize {
+        if antithetic {
+            self.samples.next_multiple_of(2)
+        } else {
+            self.samples
+        }
+    }
+
     fn permutation_values(
         &self,
         antithetic: bool,
@@ -321,11 +330,7 @@ impl<'a> Setup<'a> {
     ) -> Vec<f64> {
         let f = self.free.len();
         let per = f + 1;
-        let samples = if antithetic {
-            self.samples.next_multiple_of(2)
-        } else {
-            self.samples
-        };
+        let samples = self.permutations(antithetic);
         // Evaluation p of sample s is ν(A ∪ {π_s[0..p]}), p = 0..=f.
         let build = |range: std::ops::Range<usize>, out: &mut Vec<Coalition>| {
             let mut e = range.start;
@@ -364,11 +369,7 @@ impl<'a> Setup<'a> {
     fn permutation(&self, antithetic: bool, vals: &[f64]) -> Vec<PlayerEstimate> {
         let f = self.free.len();
         let per = f + 1;
-        let samples = if antithetic {
-            self.samples.next_multiple_of(2)
-        } else {
-            self.samples
-        };
+        let samples = self.permutations(antithetic);
         let group = if antithetic { 2 } else { 1 };
         let mut stats = vec![Stats::default(); f];
         let mut unit = vec![0.0; f];
