@@ -253,9 +253,9 @@ fn main() -> ExitCode {
 fn print_report(report: &gtap_engine::RunReport) {
     for r in &report.instances {
         match r.outcome {
-            Outcome::Cached => println!("cached  {:<28} {}", r.instance.id, &r.key[..16]),
+            Outcome::Cached => println!("cached  {:<32} {}", r.instance.id, &r.key[..16]),
             Outcome::Built { seconds } => println!(
-                "built   {:<28} {} in {seconds:.1}s",
+                "built   {:<32} {} in {seconds:.1}s",
                 r.instance.id,
                 &r.key[..16]
             ),
@@ -311,7 +311,7 @@ fn run_on_slurm(
     for job in &run.jobs {
         let how = if job.adopted { "queued " } else { "submitted" };
         println!(
-            "{how} {:<28} job {:<8} {}",
+            "{how} {:<32} job {:<8} {}",
             job.instance.id,
             job.id,
             job.log.display()
@@ -389,9 +389,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build_instance(&pipeline, &instance, force)
                 .with_context(|| format!("building {instance} of {}", pipeline.path.display()))?;
             match report.outcome {
-                Outcome::Cached => println!("cached  {:<28} {}", instance, &report.key[..16]),
+                Outcome::Cached => println!("cached  {:<32} {}", instance, &report.key[..16]),
                 Outcome::Built { seconds } => println!(
-                    "built   {:<28} {} in {seconds:.1}s",
+                    "built   {:<32} {} in {seconds:.1}s",
                     instance,
                     &report.key[..16]
                 ),
@@ -431,7 +431,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 let key = s.key.as_deref().map(|k| &k[..16]).unwrap_or("?");
                 println!(
-                    "{:<28} {:<10} {key:<16} {state}",
+                    "{:<32} {:<10} {key:<16} {state}",
                     s.instance.id, s.instance.kind
                 );
             }

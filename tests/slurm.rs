@@ -1,8 +1,8 @@
 //! `gtap run --executor slurm` on a real single-node cluster (`scripts/slurm-cluster up`, which
-//! `just test` runs first): the ci-scale cluster pipeline with its β_d estimate split in 3 jobs,
-//! one job killed while it runs, the run failing with that job named and its dependants
-//! cancelled, a second run submitting only what is missing, and tables byte-identical to a
-//! local run that estimates in one piece.
+//! `just test` runs first): the ci-scale cluster pipeline with its β_d Top-n estimate split in 3
+//! jobs and its Iterated Pruning in 2 rounds of 2 parts, one job killed while it runs, the run
+//! failing with that job named and its dependants cancelled, a second run submitting only what
+//! is missing, and tables byte-identical to a local run that estimates in one piece.
 
 mod common;
 
@@ -79,7 +79,7 @@ fn slurm_run_killed_mid_way_resumes_and_matches_a_local_run() {
     let pipeline = pipeline();
     let pipeline = pipeline.to_str().unwrap();
 
-    // The reference: one local process, the estimate in one piece (the pipeline splits it in 3).
+    // The reference: one local process, every estimate in one piece.
     let local = tempfile::tempdir().unwrap();
     let out = common::gtap_command(
         local.path(),
@@ -91,6 +91,8 @@ fn slurm_run_killed_mid_way_resumes_and_matches_a_local_run() {
             "ci",
             "--set",
             "stage.beta_topn.estimate.shards=1",
+            "--set",
+            "stage.beta_ip.estimate.shards=1",
         ],
     )
     .output()
@@ -197,9 +199,15 @@ fn slurm_run_killed_mid_way_resumes_and_matches_a_local_run() {
     assert!(!submitted.contains(&"mnist"), "{stdout}");
     assert!(submitted.contains(&"train[0]"), "{stdout}");
     assert!(submitted.contains(&"curves[0]"), "{stdout}");
-    for part in 1..=3 {
-        let id = format!("beta_topn[0].part{part}of3");
-        assert!(submitted.contains(&id.as_str()), "{stdout}");
+    for id in [
+        "beta_topn[0].part1of3",
+        "beta_topn[0].part3of3",
+        "beta_ip[0].round1of2.part1of2",
+        "beta_ip[0].round1of2",
+        "beta_ip[0].round2of2.part2of2",
+        "beta_ip[0]",
+    ] {
+        assert!(submitted.contains(&id), "{id}: {stdout}");
     }
     let local_tables = parquet_bytes(local.path());
     assert!(

@@ -58,6 +58,8 @@ pub struct StageDecl {
     pub inputs: BTreeMap<String, Vec<String>>,
     /// Parameters with defaults filled in, as they enter the cache key.
     pub params: serde_json::Value,
+    /// Rounds of the stage's parts ([`crate::Stage::rounds`]); 1 for most stages.
+    pub rounds: usize,
     /// `[stage.<id>.slurm]`: what a Slurm job building this stage asks for. Not in the key:
     /// where and how a stage runs never changes its bytes.
     pub slurm: SlurmResources,
@@ -375,11 +377,38 @@ impl Pipeline {
                 };
                 config_err(&full, invalid.message)
             })?;
+            // Upstream parameters, with their kind, for stages whose rounds depend on them.
+            let upstream_params: BTreeMap<String, Vec<serde_json::Value>> = inputs
+                .iter()
+                .map(|(name, ids)| {
+                    let params = ids
+                        .iter()
+                        .filter_map(|up| stages.iter().find(|s| &s.id == up))
+                        .map(|s| {
+                            let mut p = s.params.clone();
+                            if let Some(obj) = p.as_object_mut() {
+                                obj.insert("kind".into(), serde_json::json!(s.kind));
+                            }
+                            p
+                        })
+                        .collect();
+                    (name.clone(), params)
+                })
+                .collect();
+            let rounds = stage.rounds(&params, &upstream_params).map_err(|invalid| {
+                let full = if invalid.key.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{key}.{}", invalid.key)
+                };
+                config_err(&full, invalid.message)
+            })?;
             stages.push(StageDecl {
                 id,
                 kind,
                 inputs,
                 params,
+                rounds,
                 slurm,
             });
         }

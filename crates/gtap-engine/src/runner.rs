@@ -22,10 +22,24 @@ pub struct Instance {
     /// `(index, of)` for one part of a stage split in parts (`Stage::parts`): id
     /// `stage[seed].part<index+1>of<of>`; the stage's own instance then merges its parts.
     pub part: Option<(usize, usize)>,
+    /// `(round, of)` when the stage's parts come in rounds (`Stage::rounds` > 1): each round's
+    /// parts read the round before's merge. Rounds but the last have ids
+    /// `stage[seed].round<r+1>of<of>`; the last round's merge is the stage's own instance.
+    pub round: Option<(usize, usize)>,
 }
 
-/// The input name under which a split stage's own instance receives its parts.
+impl Instance {
+    /// Whether downstream stages and the results see this instance: not a part, not an
+    /// intermediate round.
+    pub fn is_final(&self) -> bool {
+        self.part.is_none() && self.round.is_none_or(|(r, of)| r + 1 == of)
+    }
+}
+
+/// The input name under which a split stage's merge receives its (round's) parts.
 pub(crate) const PARTS_INPUT: &str = "#parts";
+/// The input name under which a round's parts and merge receive the round before's merge.
+pub(crate) const PREVIOUS_INPUT: &str = "#previous";
 
 /// How an instance fared in a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,22 +172,30 @@ impl<'a> Runner<'a> {
         stage: &dyn DynStage,
     ) -> Vec<Instance> {
         let parts = stage.parts(&decl.params);
-        let one = |seed: Option<u64>, part: Option<(usize, usize)>| {
-            let mut id = match seed {
-                Some(s) => format!("{}[{s}]", decl.id),
-                None => decl.id.clone(),
+        let rounds = decl.rounds;
+        let one =
+            |seed: Option<u64>, round: Option<(usize, usize)>, part: Option<(usize, usize)>| {
+                let mut id = match seed {
+                    Some(s) => format!("{}[{s}]", decl.id),
+                    None => decl.id.clone(),
+                };
+                if let Some((r, of)) = round {
+                    if r + 1 < of || part.is_some() {
+                        id.push_str(&format!(".round{}of{of}", r + 1));
+                    }
+                }
+                if let Some((index, of)) = part {
+                    id.push_str(&format!(".part{}of{of}", index + 1));
+                }
+                Instance {
+                    id,
+                    stage: decl.id.clone(),
+                    kind: decl.kind.clone(),
+                    seed,
+                    part,
+                    round,
+                }
             };
-            if let Some((index, of)) = part {
-                id.push_str(&format!(".part{}of{of}", index + 1));
-            }
-            Instance {
-                id,
-                stage: decl.id.clone(),
-                kind: decl.kind.clone(),
-                seed,
-                part,
-            }
-        };
         let seeds: Vec<Option<u64>> = if stage.seeded() {
             pipeline.seeds.iter().map(|&s| Some(s)).collect()
         } else {
@@ -181,10 +203,13 @@ impl<'a> Runner<'a> {
         };
         let mut out = Vec::new();
         for seed in seeds {
-            if parts > 1 {
-                out.extend((0..parts).map(|index| one(seed, Some((index, parts)))));
+            for r in 0..rounds {
+                let round = (rounds > 1).then_some((r, rounds));
+                if parts > 1 {
+                    out.extend((0..parts).map(|index| one(seed, round, Some((index, parts)))));
+                }
+                out.push(one(seed, round, None));
             }
-            out.push(one(seed, None));
         }
         out
     }
@@ -207,7 +232,7 @@ impl<'a> Runner<'a> {
                 let all: Vec<Instance> = self
                     .expand(pipeline, up_decl, up_stage)
                     .into_iter()
-                    .filter(|u| u.part.is_none())
+                    .filter(Instance::is_final)
                     .collect();
                 match (up_stage.seeded(), instance.seed) {
                     (true, Some(seed)) => {
@@ -218,16 +243,29 @@ impl<'a> Runner<'a> {
             }
             out.insert(name.clone(), chosen);
         }
+        let stage = self.registry.get(&decl.kind).expect("known kind");
+        let siblings: Vec<Instance> = self
+            .expand(pipeline, decl, stage)
+            .into_iter()
+            .filter(|i| i.seed == instance.seed)
+            .collect();
+        let round_of = |i: &Instance| i.round.map(|(r, _)| r);
         if instance.part.is_none() {
-            let stage = self.registry.get(&decl.kind).expect("known kind");
-            let parts: Vec<Instance> = self
-                .expand(pipeline, decl, stage)
-                .into_iter()
-                .filter(|p| p.part.is_some() && p.seed == instance.seed)
+            let parts: Vec<Instance> = siblings
+                .iter()
+                .filter(|p| p.part.is_some() && round_of(p) == round_of(instance))
+                .cloned()
                 .collect();
             if !parts.is_empty() {
                 out.insert(PARTS_INPUT.to_owned(), parts);
             }
+        }
+        if let Some((r, _)) = instance.round.filter(|(r, _)| *r > 0) {
+            let previous: Vec<Instance> = siblings
+                .into_iter()
+                .filter(|p| p.part.is_none() && round_of(p) == Some(r - 1))
+                .collect();
+            out.insert(PREVIOUS_INPUT.to_owned(), previous);
         }
         out
     }
@@ -258,6 +296,9 @@ impl<'a> Runner<'a> {
         }
         if let Some((index, of)) = instance.part {
             preimage["part"] = json!([index, of]);
+        }
+        if let Some((round, of)) = instance.round {
+            preimage["round"] = json!([round, of]);
         }
         preimage
     }
@@ -460,6 +501,7 @@ impl<'a> Runner<'a> {
                     instance: &instance.id,
                     seed: instance.seed,
                     part: instance.part,
+                    round: instance.round,
                     out_dir,
                     inputs: &inputs,
                 };
@@ -505,8 +547,8 @@ impl<'a> Runner<'a> {
         let mut provenance = Vec::new();
         for report in reports {
             let (manifest, dir) = &done[&report.instance.id];
-            // A part's outputs are its stage's business; the merged instance reports.
-            let tables = if report.instance.part.is_some() {
+            // Parts and intermediate rounds are their stage's business; its own instance reports.
+            let tables = if !report.instance.is_final() {
                 &[][..]
             } else {
                 &manifest.tables[..]

@@ -39,6 +39,19 @@ pub trait Stage: Send + Sync + 'static {
         1
     }
 
+    /// Rounds of parts, for work whose parts depend on the parts before (iterated pruning
+    /// re-estimates after each step): round r's parts and merge see round r − 1's merge in
+    /// [`StageContext::previous`]; the last round's merge is the stage's own instance. Known
+    /// before anything runs, from the parameters and the inputs' resolved parameters (input
+    /// name → one JSON object per upstream stage), so a cluster executor submits every job at
+    /// once. Only asked when [`Stage::parts`] > 1. 1 (the default): no rounds.
+    fn rounds(
+        _params: &Self::Params,
+        _inputs: &BTreeMap<String, Vec<serde_json::Value>>,
+    ) -> Result<usize, Invalid> {
+        Ok(1)
+    }
+
     /// Range and consistency checks beyond what the types say.
     fn validate(_params: &Self::Params) -> Result<(), Invalid> {
         Ok(())
@@ -126,6 +139,8 @@ pub struct StageContext<'a> {
     pub seed: Option<u64>,
     /// `Some((index, of))` when this instance computes one part of a split stage.
     pub part: Option<(usize, usize)>,
+    /// `Some((round, of))` when the stage's parts come in rounds ([`Stage::rounds`]).
+    pub round: Option<(usize, usize)>,
     pub(crate) out_dir: &'a Path,
     pub(crate) inputs: &'a BTreeMap<String, Vec<Upstream>>,
 }
@@ -154,9 +169,15 @@ impl StageContext<'_> {
         self.inputs.get(name).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// The outputs of this stage's parts, in part order, when it merges them (empty otherwise).
+    /// The outputs of this stage's parts (this round's), in part order, when it merges them
+    /// (empty otherwise).
     pub fn parts(&self) -> &[Upstream] {
         self.inputs(crate::runner::PARTS_INPUT)
+    }
+
+    /// The round before's merge, in rounds after the first.
+    pub fn previous(&self) -> Option<&Upstream> {
+        self.inputs(crate::runner::PREVIOUS_INPUT).first()
     }
 
     /// Where a figure named `stem` goes (`<stem>.png`, `<stem>.svg`); copied to the figures
@@ -196,6 +217,11 @@ pub(crate) trait DynStage: Send + Sync {
     fn about(&self) -> &'static str;
     fn float_math(&self) -> bool;
     fn parts(&self, params: &serde_json::Value) -> usize;
+    fn rounds(
+        &self,
+        params: &serde_json::Value,
+        inputs: &BTreeMap<String, Vec<serde_json::Value>>,
+    ) -> Result<usize, Invalid>;
     /// Raw TOML parameters → resolved JSON parameters, or (key, message).
     fn resolve(&self, raw: toml::Value) -> Result<serde_json::Value, Invalid>;
     fn external_files(
@@ -240,6 +266,17 @@ impl<S: Stage> DynStage for Erased<S> {
     }
     fn parts(&self, params: &serde_json::Value) -> usize {
         Self::params(params).map_or(1, |p| S::parts(&p).max(1))
+    }
+    fn rounds(
+        &self,
+        params: &serde_json::Value,
+        inputs: &BTreeMap<String, Vec<serde_json::Value>>,
+    ) -> Result<usize, Invalid> {
+        let params = Self::params(params).map_err(|e| Invalid::new("", e.to_string()))?;
+        if S::parts(&params) <= 1 {
+            return Ok(1);
+        }
+        Ok(S::rounds(&params, inputs)?.max(1))
     }
     fn resolve(&self, raw: toml::Value) -> Result<serde_json::Value, Invalid> {
         let params: S::Params = serde_path_to_error::deserialize(raw).map_err(|err| {

@@ -41,6 +41,17 @@ impl Shape {
 }
 
 impl Arch {
+    /// Players of a network of this architecture, whatever its input shape (hidden units and
+    /// LeNet5's conv features do not depend on it): known before any network is built.
+    pub fn num_players(self) -> usize {
+        match self {
+            Arch::Lenet300100 => 300 + 100,
+            Arch::Lenet5 => 400 + 120 + 84,
+            Arch::Mlp3x256 => 3 * 256,
+            Arch::Mlp512x256 => 512 + 256,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Arch::Lenet300100 => "lenet-300-100",

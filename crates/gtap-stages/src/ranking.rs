@@ -49,6 +49,23 @@ pub trait Ranker: Send + Sync + 'static {
         1
     }
 
+    /// Rounds of parts ([`gtap_engine::Stage::rounds`]).
+    fn rounds(
+        _params: &Self::Params,
+        _inputs: &std::collections::BTreeMap<String, Vec<serde_json::Value>>,
+    ) -> Result<usize, Invalid> {
+        Ok(1)
+    }
+
+    /// Merges round `round` (not the last) of a ranking split in rounds into the round's entry.
+    fn run_round(
+        _params: &Self::Params,
+        _cx: &RankContext<'_>,
+        _round: usize,
+    ) -> anyhow::Result<()> {
+        anyhow::bail!("method `{}` has no rounds", Self::METHOD)
+    }
+
     /// Computes part `(index, of)` of a split ranking into the part's entry; `rank` then finds
     /// the parts in `cx.stage.parts()`.
     fn run_part(
@@ -128,6 +145,13 @@ impl<R: Ranker> Stage for RankerStage<R> {
         R::parts(params)
     }
 
+    fn rounds(
+        params: &R::Params,
+        inputs: &std::collections::BTreeMap<String, Vec<serde_json::Value>>,
+    ) -> Result<usize, Invalid> {
+        R::rounds(params, inputs)
+    }
+
     fn run(params: &R::Params, ctx: &StageContext<'_>) -> anyhow::Result<()> {
         let seed = ctx.seed()?;
         let (net, model) = load_model(ctx.input("model")?)?;
@@ -146,6 +170,9 @@ impl<R: Ranker> Stage for RankerStage<R> {
         };
         if let Some(part) = ctx.part {
             return R::run_part(params, &cx, part);
+        }
+        if let Some((round, _)) = ctx.round.filter(|(r, of)| r + 1 < *of) {
+            return R::run_round(params, &cx, round);
         }
         let order = R::rank(params, &cx)?;
         check_permutation(&order, net.num_players(), R::METHOD)?;

@@ -444,3 +444,11 @@ fn training_a_tiny_mlp_reduces_the_loss_and_checkpoints_keep_the_shape() {
     let err = Network::load(Arch::Mlp3x256, &lenet, Device::Cpu).unwrap_err();
     assert!(err.to_string().contains("lenet.safetensors"), "{err}");
 }
+
+#[test]
+fn players_are_known_from_the_architecture_alone() {
+    for arch in ARCHS {
+        let net = Network::new(arch, Device::Cpu, 0);
+        assert_eq!(arch.num_players(), net.num_players(), "{arch}");
+    }
+}

@@ -112,10 +112,11 @@ impl Ranker for Gtap {
             (_, Some(step)) => ensure(step >= 1, "step", || "must be at least 1".into()),
         }?;
         ensure(
-            p.estimate.parts() == 1 || p.strategy == Strategy::TopN,
+            p.estimate.parts() == 1 || p.separate.is_none(),
             "estimate.shards",
             || {
-                "splits one estimate across jobs: top-n only (an iterated strategy's next estimate depends on the last, so its iterations are not split yet)".into()
+                "splits fixed estimates across jobs; `separate` spends its samples adaptively"
+                    .into()
             },
         )?;
         let Some(sep) = &p.separate else {
@@ -153,13 +154,76 @@ impl Ranker for Gtap {
         p.estimate.parts()
     }
 
-    /// Top-n's one estimate, in parts: iteration 0's seed and constraints, as `rank` uses them.
+    /// An iterated strategy in parts has one round per iteration: its iterations are
+    /// `⌈players / step⌉`, the players known from the `model` input's architecture.
+    fn rounds(
+        p: &GtapParams,
+        inputs: &std::collections::BTreeMap<String, Vec<serde_json::Value>>,
+    ) -> Result<usize, Invalid> {
+        let Some(step) = p.step else {
+            return Ok(1);
+        };
+        let arch = inputs
+            .get("model")
+            .and_then(|models| models.first())
+            .and_then(|model| model.get("model"))
+            .and_then(|name| serde_json::from_value::<gtap_nn::Arch>(name.clone()).ok())
+            .ok_or_else(|| {
+                Invalid::new(
+                    "estimate.shards",
+                    "an iterated strategy in parts needs its `model` input's architecture (a stage with a `model` parameter, e.g. `train`) to count its iterations",
+                )
+            })?;
+        Ok(arch.num_players().div_ceil(step))
+    }
+
+    /// One part of an iteration's estimate: the iteration's seed and constraints, as `rank`
+    /// uses them (Top-n: iteration 0, no constraints).
     fn run_part(p: &GtapParams, cx: &RankContext<'_>, part: (usize, usize)) -> anyhow::Result<()> {
         let d = p.estimate.resolve_bias(cx.stage)?;
         let game = p.estimate.game(cx.net, cx.probe);
-        let none = Constraints::none();
-        p.estimate
-            .write_part(&game, d, cx.seed, &none, cx.stage, part)
+        let iteration = cx.stage.round.map_or(0, |(r, _)| r);
+        let so_far = IterationState::before(cx)?;
+        let constraints = so_far.constraints(p.strategy);
+        p.estimate.write_part(
+            &game,
+            d,
+            iteration_seed(cx.seed, iteration),
+            &constraints,
+            cx.stage,
+            part,
+        )
+    }
+
+    /// An iteration but the last, from its parts: the units it removes (adds) join the state.
+    fn run_round(p: &GtapParams, cx: &RankContext<'_>, iteration: usize) -> anyhow::Result<()> {
+        let d = p.estimate.resolve_bias(cx.stage)?;
+        let game = p.estimate.game(cx.net, cx.probe);
+        let mut state = IterationState::before(cx)?;
+        let constraints = state.constraints(p.strategy);
+        let estimates = p.estimate.estimate(
+            cx.net,
+            &game,
+            d,
+            iteration_seed(cx.seed, iteration),
+            &constraints,
+            cx.stage,
+        )?;
+        let ranked = order(p, cx, iteration, &estimates);
+        let step = p.step.expect("iterated strategies have a step");
+        anyhow::ensure!(
+            ranked.len() > step,
+            "round {} of {}: {} units left, the rounds were miscounted",
+            iteration + 1,
+            cx.stage.round.map_or(1, |(_, of)| of),
+            ranked.len()
+        );
+        state.step(p.strategy, &ranked, step);
+        std::fs::write(
+            cx.stage.out_dir().join(STATE_FILE),
+            serde_json::to_vec(&state)?,
+        )?;
+        Ok(())
     }
 
     fn rank(p: &GtapParams, cx: &RankContext<'_>) -> anyhow::Result<Vec<usize>> {
@@ -168,10 +232,14 @@ impl Ranker for Gtap {
         // One game for every iteration: the prefix runs once.
         let game = p.estimate.game(cx.net, cx.probe);
         let estimate = |iteration: usize, constraints: &Constraints| {
-            // Each iteration samples from its own streams.
-            let seed = cx.seed ^ (iteration as u64).rotate_left(32);
-            p.estimate
-                .estimate(cx.net, &game, d, seed, constraints, cx.stage)
+            p.estimate.estimate(
+                cx.net,
+                &game,
+                d,
+                iteration_seed(cx.seed, iteration),
+                constraints,
+                cx.stage,
+            )
         };
         let step = p.step.unwrap_or(n);
         // The `step` units an iteration removes (pruning, lowest first) or adds (building,
@@ -197,7 +265,7 @@ impl Ranker for Gtap {
                     initial: sep.initial,
                     round: sep.round,
                     budget: sep.budget,
-                    seed: cx.seed ^ (iteration as u64).rotate_left(32),
+                    seed: iteration_seed(cx.seed, iteration),
                 };
                 let started = std::time::Instant::now();
                 let found = gtap_game::separate(&game, &cfg, constraints, &|_| ())?;
@@ -228,13 +296,26 @@ impl Ranker for Gtap {
                 });
                 Ok(Some(chosen))
             };
-        let descending = |iteration: usize, estimates: &[PlayerEstimate]| {
-            let tie_rank = match p.ties {
-                Ties::PlayerId => (0..n).collect(),
-                Ties::Random => random_ranks(n, cx.seed, iteration),
-            };
-            descending(estimates, &tie_rank)
-        };
+        let descending =
+            |iteration: usize, estimates: &[PlayerEstimate]| order(p, cx, iteration, estimates);
+        if let Some((last, _)) = cx.stage.round {
+            // The last round of an iteration split in rounds: the state says what the rounds
+            // before removed (added); this round's parts hold the last estimate.
+            let state = IterationState::before(cx)?;
+            let ranked = descending(last, &estimate(last, &state.constraints(p.strategy))?);
+            anyhow::ensure!(
+                ranked.len() <= step,
+                "the last round left {} units (step {step}): the rounds were miscounted",
+                ranked.len()
+            );
+            return Ok(match p.strategy {
+                Strategy::IteratedBuilding => state.units.into_iter().chain(ranked).collect(),
+                _ => ranked
+                    .into_iter()
+                    .chain(state.units.into_iter().rev())
+                    .collect(),
+            });
+        }
         match p.strategy {
             Strategy::TopN => Ok(descending(0, &estimate(0, &Constraints::none())?)),
             Strategy::IteratedPruning => {
@@ -285,6 +366,70 @@ impl Ranker for Gtap {
                     iteration += 1;
                 }
             }
+        }
+    }
+}
+
+/// Each iteration samples from its own streams.
+fn iteration_seed(seed: u64, iteration: usize) -> u64 {
+    seed ^ (iteration as u64).rotate_left(32)
+}
+
+/// An iteration's free players by descending estimate, ties as the stage says.
+fn order(
+    p: &GtapParams,
+    cx: &RankContext<'_>,
+    iteration: usize,
+    estimates: &[PlayerEstimate],
+) -> Vec<usize> {
+    let n = cx.net.num_players();
+    let tie_rank = match p.ties {
+        Ties::PlayerId => (0..n).collect(),
+        Ties::Random => random_ranks(n, cx.seed, iteration),
+    };
+    descending(estimates, &tie_rank)
+}
+
+/// What an iterated strategy split in rounds passes from round to round: the units removed
+/// (pruning, in removal order) or chosen (building, in order) so far.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct IterationState {
+    units: Vec<usize>,
+}
+
+const STATE_FILE: &str = "iteration.json";
+
+impl IterationState {
+    /// The state after the round before this one (empty in the first round, and for Top-n).
+    fn before(cx: &RankContext<'_>) -> anyhow::Result<IterationState> {
+        match cx.stage.previous() {
+            None => Ok(IterationState::default()),
+            Some(previous) => Ok(serde_json::from_slice(&std::fs::read(
+                previous.path(STATE_FILE),
+            )?)?),
+        }
+    }
+
+    fn constraints(&self, strategy: Strategy) -> Constraints {
+        match strategy {
+            Strategy::TopN => Constraints::none(),
+            Strategy::IteratedPruning => Constraints {
+                always_out: self.units.clone(),
+                ..Constraints::none()
+            },
+            Strategy::IteratedBuilding => Constraints {
+                always_in: self.units.clone(),
+                ..Constraints::none()
+            },
+        }
+    }
+
+    /// One iteration's choice from its ranking (best first): the `step` lowest leave
+    /// (pruning, lowest first) or the `step` highest join (building).
+    fn step(&mut self, strategy: Strategy, ranked: &[usize], step: usize) {
+        match strategy {
+            Strategy::IteratedBuilding => self.units.extend(ranked.iter().take(step)),
+            _ => self.units.extend(ranked.iter().rev().take(step)),
         }
     }
 }

@@ -247,3 +247,138 @@ fn iterated_pruning_can_choose_each_step_adaptively() {
         assert!(err.contains(message), "{err}");
     }
 }
+
+const SPLIT: &str = r#"
+[pipeline]
+name = "split"
+seeds = [0]
+
+[stage.mnist]
+kind = "mnist"
+
+[stage.train]
+kind = "train"
+inputs = { data = "mnist" }
+model = "lenet-300-100"
+epochs = 1
+train_examples = 2000
+
+[stage.ip]
+kind = "gtap"
+inputs = { model = "train", data = "mnist" }
+strategy = "iterated-pruning"
+step = 150
+ties = "random"
+estimate = { index = "banzhaf", estimator = "shared", samples = 300, probe_examples = 200 }
+
+[stage.ip_split]
+kind = "gtap"
+inputs = { model = "train", data = "mnist" }
+strategy = "iterated-pruning"
+step = 150
+ties = "random"
+estimate = { index = "banzhaf", estimator = "shared", samples = 300, probe_examples = 200, shards = 3 }
+
+[stage.ib]
+kind = "gtap"
+inputs = { model = "train", data = "mnist" }
+strategy = "iterated-building"
+step = 150
+estimate = { index = "banzhaf", estimator = "shared", samples = 300, probe_examples = 200 }
+
+[stage.ib_split]
+kind = "gtap"
+inputs = { model = "train", data = "mnist" }
+strategy = "iterated-building"
+step = 150
+estimate = { index = "banzhaf", estimator = "shared", samples = 300, probe_examples = 200, shards = 2 }
+
+[stage.topn]
+kind = "gtap"
+inputs = { model = "train", data = "mnist" }
+strategy = "top-n"
+estimate = { index = "banzhaf", estimator = "shared", samples = 300, probe_examples = 200 }
+
+[stage.topn_split]
+kind = "gtap"
+inputs = { model = "train", data = "mnist" }
+strategy = "top-n"
+estimate = { index = "banzhaf", estimator = "shared", samples = 300, probe_examples = 200, shards = 7 }
+"#;
+
+/// `shards`: Top-n's estimate and each iteration of Iterated Pruning / Building split into
+/// parts (rounds of parts for the iterated strategies, ⌈400 / 150⌉ = 3) give the unsplit
+/// stage's ranking byte for byte.
+#[test]
+fn rankings_split_in_parts_and_rounds_equal_the_unsplit_ones() {
+    let Some(data) = real_data() else {
+        return;
+    };
+    let registry = gtap_stages::registry();
+    let root = tempfile::tempdir().unwrap();
+    let env = Env {
+        data_dir: data,
+        cache_dir: root.path().join("cache"),
+        results_dir: root.path().join("results"),
+        figures_dir: root.path().join("figures"),
+        progress: false,
+        numerics: "portable-1".into(),
+    };
+    let parse = |text: &str| {
+        Pipeline::parse(
+            Path::new("split.toml"),
+            text,
+            &Overrides::default(),
+            &registry,
+        )
+    };
+    let pipeline = parse(SPLIT).unwrap();
+    let runner = Runner::new(&registry, &env).jobs(2);
+    let report = runner.run(&pipeline, &[]).unwrap();
+    let built = report.built();
+    for id in [
+        "ip_split[0].round1of3.part1of3",
+        "ip_split[0].round1of3",
+        "ip_split[0].round2of3.part3of3",
+        "ip_split[0].round3of3.part2of3",
+        "ip_split[0]",
+        "ib_split[0].round2of3.part2of2",
+        "topn_split[0].part7of7",
+    ] {
+        assert!(built.contains(&id), "{id} not in {built:?}");
+    }
+    assert!(
+        !built.contains(&"ip_split[0].round3of3"),
+        "the last round is the stage's own"
+    );
+    for (plain, split) in [
+        ("ip", "ip_split"),
+        ("ib", "ib_split"),
+        ("topn", "topn_split"),
+    ] {
+        let ranking = |stage: &str| {
+            let entry = runner
+                .output(&pipeline, &format!("{stage}[0]"))
+                .unwrap()
+                .unwrap();
+            (
+                std::fs::read(entry.path("ranking.json")).unwrap(),
+                entry.content_hash,
+            )
+        };
+        let (a, b) = (ranking(plain), ranking(split));
+        assert_eq!(a.0.len(), b.0.len());
+        assert!(a.0 == b.0, "{split} ranks differently from {plain}");
+        assert_eq!(a.1, b.1, "{split}'s entry differs from {plain}'s");
+    }
+
+    let bad = SPLIT.replace(
+        "[stage.ip_split]\nkind = \"gtap\"\ninputs = { model = \"train\", data = \"mnist\" }",
+        "[stage.ip_split]\nkind = \"gtap\"\ninputs = { model = \"mnist\", data = \"mnist\" }",
+    );
+    let err = format!("{:#}", parse(&bad).unwrap_err());
+    assert!(
+        err.contains("`stage.ip_split.estimate.shards`: an iterated strategy in parts needs its `model` input's architecture"),
+        "{err}"
+    );
+}
