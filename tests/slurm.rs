@@ -30,8 +30,8 @@ fn slurm_conf() -> String {
     conf
 }
 
-/// `(job id, name, state)` of the jobs whose log lies under `root`.
-fn jobs_under(root: &Path, conf: &str) -> Vec<(String, String, String)> {
+/// `(job id, name, state, time limit)` of the jobs whose log lies under `root`.
+fn jobs_under(root: &Path, conf: &str) -> Vec<(String, String, String, String)> {
     let out = Command::new("scontrol")
         .env("SLURM_CONF", conf)
         .args(["-o", "show", "job"])
@@ -48,7 +48,12 @@ fn jobs_under(root: &Path, conf: &str) -> Vec<(String, String, String)> {
                     .unwrap_or_default()
                     .to_owned()
             };
-            (field("JobId="), field("JobName="), field("JobState="))
+            (
+                field("JobId="),
+                field("JobName="),
+                field("JobState="),
+                field("TimeLimit="),
+            )
         })
         .collect()
 }
@@ -120,7 +125,8 @@ fn slurm_run_killed_mid_way_resumes_and_matches_a_local_run() {
                 "0.2",
             ],
         );
-        cmd.env("SLURM_CONF", &conf);
+        cmd.env("SLURM_CONF", &conf)
+            .env("GTAP_SBATCH_ARGS", "--time=00:10:00");
         cmd
     };
     let first = slurm_run(root)
@@ -133,8 +139,8 @@ fn slurm_run_killed_mid_way_resumes_and_matches_a_local_run() {
     let killed = loop {
         let running = jobs_under(root, &conf)
             .into_iter()
-            .find(|(_, name, state)| name == "gtap:train[0]" && state == "RUNNING");
-        if let Some((id, _, _)) = running {
+            .find(|(_, name, state, _)| name == "gtap:train[0]" && state == "RUNNING");
+        if let Some((id, _, _, _)) = running {
             let status = Command::new("scancel")
                 .env("SLURM_CONF", &conf)
                 .arg(&id)
@@ -163,12 +169,17 @@ fn slurm_run_killed_mid_way_resumes_and_matches_a_local_run() {
     assert!(
         states
             .iter()
-            .all(|(_, _, s)| s == "COMPLETED" || s == "CANCELLED"),
+            .all(|(_, _, s, _)| s == "COMPLETED" || s == "CANCELLED"),
         "{states:?}"
     );
     assert!(states
         .iter()
-        .any(|(_, n, s)| n == "gtap:mnist" && s == "COMPLETED"));
+        .any(|(_, n, s, _)| n == "gtap:mnist" && s == "COMPLETED"));
+    // Arguments for every job ($GTAP_SBATCH_ARGS) come after a stage's own `[stage.x.slurm]`.
+    assert!(
+        states.iter().all(|(_, _, _, limit)| limit == "00:10:00"),
+        "{states:?}"
+    );
     let status = common::gtap_command(root, &data, &["status", pipeline, "--scale", "ci"])
         .output()
         .unwrap();
@@ -183,14 +194,16 @@ fn slurm_run_killed_mid_way_resumes_and_matches_a_local_run() {
     assert!(line("mnist").ends_with("cached"), "{status}");
     assert!(line("train[0]").ends_with("missing"), "{status}");
 
-    // The second run submits only what is missing and writes the local run's bytes.
-    let out = slurm_run(root).output().unwrap();
+    // The second run submits only what is missing (and leaves: --no-wait); a third watches the
+    // queued jobs instead of submitting them again, and writes the local run's bytes.
+    let out = slurm_run(root).arg("--no-wait").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(stdout.contains("job(s) queued; `gtap run"), "{stdout}");
     let submitted: Vec<&str> = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("submitted "))
@@ -209,6 +222,14 @@ fn slurm_run_killed_mid_way_resumes_and_matches_a_local_run() {
     ] {
         assert!(submitted.contains(&id), "{id}: {stdout}");
     }
+    let out = slurm_run(root).output().unwrap();
+    let watched = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{watched}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!watched.contains("submitted "), "{watched}");
     let local_tables = parquet_bytes(local.path());
     assert!(
         local_tables.len() >= 3,
