@@ -135,6 +135,41 @@ pub enum DataError {
         actual: String,
     },
 
+    /// A file of the official Tiny ImageNet archive's size whose MD5 is not the published one.
+    #[error(
+        "{}: md5 mismatch: expected {expected}, found {actual} (a file of the official archive's size must be the official archive)",
+        path.display()
+    )]
+    Md5 {
+        /// The archive.
+        path: PathBuf,
+        /// The published digest.
+        expected: String,
+        /// The file's digest.
+        actual: String,
+    },
+
+    /// An archive (zip) entry cannot be read, or the archive is not in the expected layout.
+    /// `entry` is empty when the archive as a whole is at fault.
+    #[error("{}{}{entry}: {reason}", path.display(), if entry.is_empty() { "" } else { ": " })]
+    Archive {
+        /// The archive or extracted folder.
+        path: PathBuf,
+        /// The entry at fault, as named in the archive.
+        entry: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An image does not decode, or has the wrong size.
+    #[error("{entry}: {reason}")]
+    Image {
+        /// `<archive>: <entry>` or the image file.
+        entry: String,
+        /// What the decoder reported.
+        reason: String,
+    },
+
     /// One download attempt failed (connection, HTTP status, I/O or checksum of the received bytes).
     #[error("{}: download from {url} failed: {reason}", path.display())]
     Download {

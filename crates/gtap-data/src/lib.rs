@@ -58,6 +58,7 @@ mod idx;
 mod mnist;
 mod split;
 mod text;
+mod tiny_imagenet;
 mod vocab;
 
 pub use checksum::{sha256_bytes, sha256_file, verify_sha256};
@@ -76,5 +77,10 @@ pub use split::{seeded_permutation, Normalisation, Split};
 pub use text::{
     load_text, read_corpus, text_files, Corpus, Holdout, TextConfig, TextData, TextDataset,
     TextFiles, TextFormat, DEFAULT_TWEETS_PROBE, DEFAULT_VOCAB_SIZE, EMOTION_LABELS, TWEET_TOPICS,
+};
+pub use tiny_imagenet::{
+    decode_jpeg, load_tiny_imagenet, tiny_imagenet_source, verify_official, TinyImagenetConfig,
+    TinyImagenetData, TinyImagenetSource, TINY_IMAGENET_IMAGE_LEN, TINY_IMAGENET_MD5,
+    TINY_IMAGENET_SIDE, TINY_IMAGENET_SIZE, TINY_IMAGENET_URL, TINY_IMAGENET_ZIP,
 };
 pub use vocab::{tokenize, Vocabulary};

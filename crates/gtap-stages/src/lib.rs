@@ -21,6 +21,7 @@ mod progress;
 pub mod ranking;
 mod retrain;
 mod text;
+mod tiny_imagenet;
 mod train;
 
 use gtap_engine::Registry;
@@ -35,6 +36,7 @@ pub use mcue::{McueBiasStage, McueFigureStage, McueStage};
 pub use mnist::{DatasetInfo, MnistStage};
 pub use retrain::{RetrainFrom, RetrainStage};
 pub use text::TextDatasetStage;
+pub use tiny_imagenet::TinyImagenetStage;
 pub use train::{load_model, load_split, EvaluateStage, TrainStage};
 
 /// For `skip_serializing_if`: a parameter added later with its default left out of the cache key,
@@ -49,6 +51,7 @@ pub fn registry() -> Registry {
     registry
         .register::<MnistStage>()
         .register::<TextDatasetStage>()
+        .register::<TinyImagenetStage>()
         .register::<TrainStage>()
         .register::<EvaluateStage>()
         .register::<McueStage>()

@@ -11,4 +11,5 @@ mod real;
 mod real_text;
 mod split;
 mod text;
+mod tiny_imagenet;
 mod vocab;
