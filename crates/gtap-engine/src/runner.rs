@@ -737,7 +737,6 @@ impl<'a> Runner<'a> {
         pipeline: &Pipeline,
     ) -> Result<Vec<(InstanceStatus, Option<serde_json::Value>)>, EngineError> {
         let mut hashes: BTreeMap<String, String> = BTreeMap::new();
-        let mut blocked: BTreeSet<String> = BTreeSet::new();
         let mut files_memo = BTreeMap::new();
         let mut out = Vec::new();
         for (decl, stage) in self.decls(pipeline) {
@@ -760,14 +759,8 @@ impl<'a> Runner<'a> {
                     }
                     inputs.insert(name, bound);
                 }
-                if is_blocked
-                    || decl
-                        .inputs
-                        .values()
-                        .flatten()
-                        .any(|up| blocked.contains(up))
-                {
-                    blocked.insert(decl.id.clone());
+                // Per instance: one seed's (or part's) missing input never blocks another's.
+                if is_blocked {
                     out.push((
                         InstanceStatus {
                             instance,

@@ -223,3 +223,62 @@ fn a_split_stage_runs_its_parts_as_instances_and_merges_to_the_same_bytes() {
     }
     assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
 }
+
+const CHAIN: &str = r#"
+[pipeline]
+name = "toy"
+seeds = [0, 1]
+
+[stage.src]
+kind = "source"
+value = 3
+
+[stage.scaled]
+kind = "scale"
+inputs = { x = "src" }
+
+[stage.again]
+kind = "scale"
+inputs = { x = "scaled" }
+factor = 2
+
+[stage.third]
+kind = "scale"
+inputs = { x = "again" }
+factor = 2
+"#;
+
+/// Cluster jobs build seed 0's chain while seed 1's is still queued: seed 1's blocked
+/// instance must not block seed 0's downstream instance.
+#[test]
+fn one_seeds_missing_input_does_not_block_another_seed() {
+    let p = Project::new();
+    let pipeline = p.pipeline(CHAIN, &Overrides::default());
+    let runner = Runner::new(&p.registry, &p.env);
+    for id in ["src", "scaled[0]", "again[0]"] {
+        runner.build_instance(&pipeline, id, false).unwrap();
+    }
+    let states: Vec<(String, gtap_engine::State)> = runner
+        .status(&pipeline)
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.instance.id, s.state))
+        .collect();
+    use gtap_engine::State::{Blocked, Cached, Missing};
+    let expected = [
+        ("src", Cached),
+        ("scaled[0]", Cached),
+        ("scaled[1]", Missing),
+        ("again[0]", Cached),
+        ("again[1]", Blocked),
+        ("third[0]", Missing),
+        ("third[1]", Blocked),
+    ];
+    let expected: Vec<(String, gtap_engine::State)> = expected
+        .into_iter()
+        .map(|(i, s)| (i.to_owned(), s))
+        .collect();
+    assert_eq!(states, expected);
+    let third = runner.build_instance(&pipeline, "third[0]", false).unwrap();
+    assert!(matches!(third.outcome, gtap_engine::Outcome::Built { .. }));
+}

@@ -31,7 +31,8 @@ impl Stage for Source {
     }
 }
 
-/// Seeded: reads the source's value and writes a table row (seed, value * factor).
+/// Seeded: reads the source's value and writes a table row (seed, value * factor) and the
+/// product as its own `value.txt`.
 pub struct Scale;
 
 #[derive(Serialize, Deserialize)]
@@ -71,6 +72,11 @@ impl Stage for Scale {
         let seed = ctx.seed()?;
         let mut df = df!("seed" => [seed], "value" => [value * params.factor])?;
         ctx.write_table("scaled", &mut df)?;
+        // So that a scale stage can feed another.
+        std::fs::write(
+            ctx.out_dir().join("value.txt"),
+            (value * params.factor).to_string(),
+        )?;
         Ok(())
     }
 }
