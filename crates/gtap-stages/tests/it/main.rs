@@ -21,6 +21,18 @@ fn real_data() -> Option<PathBuf> {
     None
 }
 
+/// Cache, results and figures under `root`, datasets from `data`, portable numerics.
+fn scratch_env(data: PathBuf, root: &Path) -> Env {
+    Env {
+        data_dir: data,
+        cache_dir: root.join("cache"),
+        results_dir: root.join("results"),
+        figures_dir: root.join("figures"),
+        progress: false,
+        numerics: "portable-1".into(),
+    }
+}
+
 /// A method that exists only in this test: WMP's order reversed (smallest weights kept first).
 struct ReversedWmp;
 
@@ -74,14 +86,7 @@ fn a_method_registered_in_a_test_shows_up_in_the_curves() {
     let mut registry = gtap_stages::registry();
     registry.register::<RankerStage<ReversedWmp>>();
     let root = tempfile::tempdir().unwrap();
-    let env = Env {
-        data_dir: data,
-        cache_dir: root.path().join("cache"),
-        results_dir: root.path().join("results"),
-        figures_dir: root.path().join("figures"),
-        progress: false,
-        numerics: "portable-1".into(),
-    };
+    let env = scratch_env(data, root.path());
     let pipeline = Pipeline::parse(
         Path::new("plug-in.toml"),
         PIPELINE,
@@ -178,14 +183,7 @@ fn iterated_pruning_can_choose_each_step_adaptively() {
     };
     let registry = gtap_stages::registry();
     let root = tempfile::tempdir().unwrap();
-    let env = Env {
-        data_dir: data,
-        cache_dir: root.path().join("cache"),
-        results_dir: root.path().join("results"),
-        figures_dir: root.path().join("figures"),
-        progress: false,
-        numerics: "portable-1".into(),
-    };
+    let env = scratch_env(data, root.path());
     let parse = |text: &str| {
         Pipeline::parse(
             Path::new("adaptive.toml"),
@@ -316,14 +314,7 @@ fn rankings_split_in_parts_and_rounds_equal_the_unsplit_ones() {
     };
     let registry = gtap_stages::registry();
     let root = tempfile::tempdir().unwrap();
-    let env = Env {
-        data_dir: data,
-        cache_dir: root.path().join("cache"),
-        results_dir: root.path().join("results"),
-        figures_dir: root.path().join("figures"),
-        progress: false,
-        numerics: "portable-1".into(),
-    };
+    let env = scratch_env(data, root.path());
     let parse = |text: &str| {
         Pipeline::parse(
             Path::new("split.toml"),
