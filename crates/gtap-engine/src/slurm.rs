@@ -347,40 +347,49 @@ fn fields(line: &str) -> BTreeMap<&str, &str> {
         .collect()
 }
 
+/// Every job the controller still knows, as its `scontrol -o show job` fields.
+fn show_jobs() -> Result<Vec<BTreeMap<String, String>>, EngineError> {
+    let out = scheduler("scontrol", &["-o".into(), "show".into(), "job".into()])?;
+    Ok(out
+        .lines()
+        .map(|line| {
+            fields(line)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect())
+}
+
 /// The state of each of `ids` that the controller still knows.
 fn job_states<'a>(
     ids: impl Iterator<Item = &'a str>,
 ) -> Result<BTreeMap<String, String>, EngineError> {
     let wanted: BTreeSet<&str> = ids.collect();
-    let out = scheduler("scontrol", &["-o".into(), "show".into(), "job".into()])?;
-    let mut states = BTreeMap::new();
-    for line in out.lines() {
-        let f = fields(line);
-        if let (Some(id), Some(state)) = (f.get("JobId"), f.get("JobState")) {
-            if wanted.contains(id) {
-                states.insert(id.to_string(), state.to_string());
-            }
-        }
-    }
-    Ok(states)
+    Ok(show_jobs()?
+        .into_iter()
+        .filter_map(|mut f| Some((f.remove("JobId")?, f.remove("JobState")?)))
+        .filter(|(id, _)| wanted.contains(id.as_str()))
+        .collect())
 }
 
 /// Jobs still queued or running, by their `gtap:<fingerprint>:<instance>` comment, with their
 /// log file: a later `gtap run` watches them instead of submitting the instance again.
 fn queued_jobs() -> Result<BTreeMap<String, (String, PathBuf)>, EngineError> {
-    let out = scheduler("scontrol", &["-o".into(), "show".into(), "job".into()])?;
     let mut queued = BTreeMap::new();
-    for line in out.lines() {
-        let f = fields(line);
+    for f in show_jobs()? {
         let (Some(id), Some(state), Some(comment)) =
             (f.get("JobId"), f.get("JobState"), f.get("Comment"))
         else {
             continue;
         };
-        let active = matches!(*state, "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING");
+        let active = matches!(
+            state.as_str(),
+            "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING"
+        );
         if active && comment.starts_with("gtap:") {
-            let log = PathBuf::from(f.get("StdOut").copied().unwrap_or_default());
-            queued.insert(comment.to_string(), (id.to_string(), log));
+            let log = PathBuf::from(f.get("StdOut").cloned().unwrap_or_default());
+            queued.insert(comment.clone(), (id.clone(), log));
         }
     }
     Ok(queued)
