@@ -33,6 +33,12 @@ pub enum NnError {
     /// The process already computes under other floating-point settings.
     #[error("numerics {requested} requested, but this process already runs with {active}")]
     Numerics { requested: String, active: String },
+    /// A mask removes a player that the evaluator's game keeps present (a layer before the
+    /// layer it starts at).
+    #[error(
+        "masks must keep every player before layer `{layer}` present: the evaluator starts there"
+    )]
+    FixedPlayers { layer: String },
     /// An operation that needs examples (gradients) was given none.
     #[error("{0} need examples to compute gradients on")]
     NeedsExamples(&'static str),

@@ -2,7 +2,7 @@ use tch::{Kind, Tensor};
 
 use gtap_game::{Coalition, Game, Walk};
 
-use crate::model::MaskedHead;
+use crate::masked::MaskedSuffix;
 use crate::{Network, NnError, TensorData};
 
 /// Loss and accuracy of the whole network on a data set.
@@ -91,7 +91,7 @@ pub struct MaskedEvaluator {
 }
 
 struct EvalState {
-    head: MaskedHead,
+    head: MaskedSuffix,
     features: Tensor,
     labels: Tensor,
 }
@@ -109,16 +109,35 @@ impl MaskedEvaluator {
         utility: Utility,
         batch: usize,
     ) -> MaskedEvaluator {
-        let features = tch::no_grad(|| net.prefix(&data.inputs));
-        let widest = net
-            .player_layers()
-            .iter()
-            .map(|l| l.size as i64)
-            .max()
-            .unwrap_or(1)
-            .max(300);
+        Self::starting_at(net, data, utility, batch, 0)
+    }
+
+    /// An evaluator for games in which every player of the layers before player layer `start`
+    /// is always present (layer-wise games): the network up to that layer's gate runs once,
+    /// here, and coalitions are evaluated from there. Masks must keep those players at 1
+    /// ([`NnError::FixedPlayers`] otherwise).
+    pub fn starting_at(
+        net: &Network,
+        data: &TensorData,
+        utility: Utility,
+        batch: usize,
+        start: usize,
+    ) -> MaskedEvaluator {
+        let features = tch::no_grad(|| net.activations_at(&data.inputs, start));
+        let head = net.masked_suffix(start);
+        let widest = match head.head_only() {
+            // Dense layers: the first bound, kept so chunk sizes (and bytes) stay as they were.
+            Some(_) => net
+                .player_layers()
+                .iter()
+                .map(|l| l.size as i64)
+                .max()
+                .unwrap_or(1)
+                .max(300),
+            None => head.floats_per_pair(&features.size()),
+        };
         let state = EvalState {
-            head: net.masked_head(),
+            head,
             features,
             labels: data.labels.shallow_clone(),
         };
@@ -141,7 +160,7 @@ impl MaskedEvaluator {
     /// The examples cut into chunks for `k` coalitions at once, each with a handle on the head:
     /// chunk sizes depend on `k` and the example count only (never on the cores), so summing
     /// the chunks' totals in order gives the same bytes on any machine.
-    fn example_chunks(&self, state: &EvalState, k: i64) -> Vec<(MaskedHead, Tensor, Tensor)> {
+    fn example_chunks(&self, state: &EvalState, k: i64) -> Vec<(MaskedSuffix, Tensor, Tensor)> {
         let e = state.features.size()[0];
         let chunk =
             (BLOCK_FLOATS / (k.max(1) * self.widest).max(1)).clamp(1, EVAL_CHUNK.min(e).max(1));
@@ -177,6 +196,15 @@ impl MaskedEvaluator {
         let state = self.lock();
         let k = masks.size()[0];
         let e = state.features.size()[0];
+        let start = &state.head.players()[state.head.start()];
+        if start.offset > 0 {
+            let before = masks.narrow(1, 0, start.offset as i64);
+            if before.min().double_value(&[]) < 1.0 {
+                return Err(NnError::FixedPlayers {
+                    layer: start.name.clone(),
+                });
+            }
+        }
         let utility = self.utility;
         let work: Vec<_> = self
             .example_chunks(&state, k)
@@ -198,7 +226,7 @@ impl MaskedEvaluator {
 
 /// Per-coalition sums of the utility over one chunk of examples.
 fn chunk_totals(
-    head: &MaskedHead,
+    head: &MaskedSuffix,
     features: &Tensor,
     ys: &Tensor,
     masks: &Tensor,
@@ -250,8 +278,11 @@ impl MaskedEvaluator {
         let e = state.features.size()[0];
         let work = self.example_chunks(&state, walks.len() as i64);
         let (utility, players) = (self.utility, self.players);
-        let parts = crate::numerics::map_in_parallel(work, |(head, features, ys)| {
-            crate::walks::walk_totals(&head, &features, walks, players, &|logits| {
+        let parts = crate::numerics::map_in_parallel(work, |(suffix, features, ys)| {
+            let head = suffix
+                .head_only()
+                .expect("incremental walks on a dense suffix");
+            crate::walks::walk_totals(head, &features, walks, players, &|logits| {
                 utility_totals(logits, &ys, utility)
             })
         });
@@ -294,7 +325,7 @@ impl Game for MaskedEvaluator {
     }
 
     fn walk_values(&self, walks: &[Walk], out: &mut [f64]) {
-        if self.incremental {
+        if self.incremental() {
             out.copy_from_slice(&self.walk_values_incremental(walks));
         } else {
             gtap_game::walk_values_by_coalition(self, walks, out);
@@ -302,7 +333,16 @@ impl Game for MaskedEvaluator {
     }
 
     fn incremental(&self) -> bool {
-        self.incremental
+        // Rank-one updates need a dense first masked layer with one input per unit, and every
+        // player free from the first layer on.
+        self.incremental && {
+            let state = self.lock();
+            state.head.start() == 0
+                && state
+                    .head
+                    .head_only()
+                    .is_some_and(|h| h.one_input_per_unit())
+        }
     }
 
     fn parallel(&self) -> bool {

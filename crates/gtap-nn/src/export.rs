@@ -5,6 +5,8 @@
 //! (and the kept outputs' biases). LeNet5 keeps conv1 whole, keeps the conv2 channels that have
 //! at least one kept pooled feature, and after flattening gathers the kept features (an index
 //! into the pruned conv2's `channel' · 25 + position` layout) in the order of fc1's kept columns.
+//! AlexNet keeps, in every conv block, the filters of its kept channels over the kept channels
+//! of the block before, and fc1 the columns of conv5's kept channels (16 positions each).
 //! Removing a player this way computes exactly what the masked network computes with that
 //! player's activation zeroed ([`crate::MaskedHead::masked_logits`]).
 
@@ -46,6 +48,11 @@ pub struct LayerShape {
     pub kernel: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub padding: Option<usize>,
+    /// AlexNet's convolutions: stride and max-pooling after the ReLU (1 = none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stride: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<usize>,
 }
 
 /// What `model.json` records about a pruned network.
@@ -152,6 +159,8 @@ impl PrunedNetwork {
                     outputs: size[0] as usize,
                     kernel: Some(size[2] as usize),
                     padding: Some(LENET5_PADDING[i]),
+                    stride: None,
+                    pool: None,
                 });
             }
             convs = vec![conv1, conv2];
@@ -169,19 +178,54 @@ impl PrunedNetwork {
             );
             channels = Some(kept_channels);
         }
+        if net.arch == Arch::Alexnet {
+            // Every conv block keeps its kept channels' filters over the kept input channels.
+            let mut kept_inputs: Option<Vec<usize>> = None;
+            for (i, block) in net.trunk().iter().enumerate() {
+                let units = &kept_units[i].units;
+                let rows = index(units, device);
+                let mut weight = var(format!("{}.weight", block.name)).index_select(0, &rows);
+                if let Some(inputs) = &kept_inputs {
+                    weight = weight.index_select(1, &index(inputs, device));
+                }
+                let size = weight.size();
+                layers.push(LayerShape {
+                    name: block.name.clone(),
+                    inputs: size[1] as usize,
+                    outputs: size[0] as usize,
+                    kernel: Some(block.plan.kernel as usize),
+                    padding: Some(block.plan.padding as usize),
+                    stride: Some(block.plan.stride as usize),
+                    pool: Some(block.plan.pool as usize),
+                });
+                convs.push(Layer {
+                    weight: weight.copy(),
+                    bias: var(format!("{}.bias", block.name))
+                        .index_select(0, &rows)
+                        .copy(),
+                });
+                kept_inputs = Some(units.clone());
+            }
+        }
 
         let mut dense = Vec::new();
         for i in 0..net.head_dims().len() {
             let name = dense_name(i);
             let mut weight = var(format!("{name}.weight"));
             let mut bias = var(format!("{name}.bias"));
-            if let Some(Some(pl)) = net.mask_before().get(i + 1) {
-                let rows = index(&kept_units[*pl].units, device);
+            if let Some(Some(g)) = net.mask_before().get(i + 1) {
+                let rows = index(&kept_units[g.layer].units, device);
                 weight = weight.index_select(0, &rows);
                 bias = bias.index_select(0, &rows);
             }
-            if let Some(pl) = net.mask_before()[i] {
-                weight = weight.index_select(1, &index(&kept_units[pl].units, device));
+            if let Some(g) = net.mask_before()[i] {
+                // A conv channel feeding a dense layer covers `spread` flattened positions.
+                let columns: Vec<usize> = kept_units[g.layer]
+                    .units
+                    .iter()
+                    .flat_map(|&u| u * g.spread..(u + 1) * g.spread)
+                    .collect();
+                weight = weight.index_select(1, &index(&columns, device));
             }
             let size = weight.size();
             layers.push(LayerShape {
@@ -190,6 +234,8 @@ impl PrunedNetwork {
                 outputs: size[0] as usize,
                 kernel: None,
                 padding: None,
+                stride: None,
+                pool: None,
             });
             dense.push(Layer {
                 weight: weight.copy(),
@@ -237,6 +283,7 @@ impl PrunedNetwork {
             Arch::Lenet300100 | Arch::Mlp3x256 | Arch::Mlp512x256 => {
                 xs.view([-1, self.dense[0].weight.size()[1]])
             }
+            Arch::Alexnet => self.alexnet_features(&xs.view([-1, 3, 64, 64])),
             Arch::Lenet5 => {
                 let x = xs.view([-1, 1, 28, 28]);
                 if self.convs[1].weight.size()[0] == 0 {
@@ -263,6 +310,38 @@ impl PrunedNetwork {
             }
         }
         h
+    }
+
+    /// AlexNet's flattened conv5 output over the kept channels. A block left without input
+    /// channels computes its bias alone at every position (what the masked network computes
+    /// with all its inputs zeroed); one left without output channels passes on no channels.
+    fn alexnet_features(&self, x: &Tensor) -> Tensor {
+        let n = x.size()[0];
+        let mut h = x.shallow_clone();
+        for (conv, shape) in self.convs.iter().zip(&self.layout.layers) {
+            let stride = shape.stride.unwrap_or(1) as i64;
+            let padding = shape.padding.unwrap_or(0) as i64;
+            let pool = shape.pool.unwrap_or(1) as i64;
+            let (o, c, k, _) = conv.weight.size4().expect("a conv weight");
+            let side = (h.size()[2] + 2 * padding - k) / stride + 1;
+            if o == 0 {
+                h = Tensor::zeros([n, 0, side / pool, side / pool], (x.kind(), x.device()));
+                continue;
+            }
+            h = if c == 0 {
+                conv.bias
+                    .view([1, o, 1, 1])
+                    .expand([n, o, side, side], false)
+                    .contiguous()
+            } else {
+                crate::numerics::conv2d_strided(&h, &conv.weight, Some(&conv.bias), stride, padding)
+            }
+            .relu();
+            if pool > 1 {
+                h = h.max_pool2d_default(pool);
+            }
+        }
+        h.flatten(1, -1)
     }
 
     /// Tensors by checkpoint name (`conv1.bias`, `conv1.weight`, …, `fc3.weight`), in name order.
@@ -366,10 +445,11 @@ impl PrunedNetwork {
             Arch::Lenet5 => (2, 3),
             Arch::Mlp3x256 => (0, 4),
             Arch::Mlp512x256 => (0, 3),
+            Arch::Alexnet => (5, 3),
         };
         if convs.len() != expected_convs
             || dense.len() != expected_dense
-            || layout.gather.is_none() != (expected_convs == 0)
+            || layout.gather.is_none() != (layout.arch != Arch::Lenet5)
         {
             return Err(failed(
                 &layout_path,

@@ -21,17 +21,20 @@
 //! assert_eq!(net.num_players(), 604);
 //! ```
 
+mod arch;
 mod data;
 mod equilibrium;
 mod error;
 mod eval;
 mod export;
+mod masked;
 mod model;
 pub mod numerics;
 mod prune;
 mod train;
 pub mod walks;
 
+pub use arch::{AlexnetWidths, Arch, Shape};
 pub use data::TensorData;
 pub use equilibrium::{
     train_equilibrium, utility_gradient, Benefit, Equilibrium, EquilibriumConfig, EquilibriumEpoch,
@@ -42,7 +45,8 @@ pub use eval::{evaluate, evaluate_gated, Evaluation, MaskedEvaluator, Utility};
 pub use export::{
     KeptUnits, LayerShape, PrunedLayout, PrunedNetwork, PRUNED_LAYOUT, PRUNED_WEIGHTS,
 };
-pub use model::{Arch, MaskedHead, Network, PlayerLayer, Shape, UnitId};
+pub use masked::{MaskedHead, MaskedSuffix};
+pub use model::{Network, PlayerLayer, UnitId};
 pub use numerics::Numerics;
 pub use prune::{Cost, UnstructuredPoint, WeightCriterion};
 pub use train::{retrain, train, EpochMetrics, Optimizer, TrainConfig};

@@ -3,103 +3,9 @@ use std::path::Path;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
-use crate::NnError;
-
-/// The architectures of the paper (more arrive with later datasets).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Arch {
-    /// 784-300-100-10 MLP; players: the 400 hidden neurons.
-    #[serde(rename = "lenet-300-100")]
-    Lenet300100,
-    /// conv 6@5x5 (pad 2), pool, conv 16@5x5, pool, FC 400-120-84-10; players: the 400 flattened
-    /// features of the last conv block and the 120 + 84 hidden FC neurons (604).
-    #[serde(rename = "lenet5")]
-    Lenet5,
-    /// |V|-256-256-256-C MLP with ReLU, for binary bag-of-words text (any input width and class
-    /// count, see [`Shape`]); players: the 768 hidden neurons, three layers of 256.
-    #[serde(rename = "mlp-3x256")]
-    Mlp3x256,
-    /// Inputs-512-256-C MLP with ReLU ("Pruning as a Game"'s network: 784-512-256-10 on MNIST;
-    /// any shape, like `mlp-3x256`); players: the 768 hidden neurons, 512 + 256.
-    #[serde(rename = "mlp-512-256")]
-    Mlp512x256,
-}
-
-/// What a network is built for: values per input example and number of classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Shape {
-    pub inputs: usize,
-    pub classes: usize,
-}
-
-impl Shape {
-    /// 28×28 images, 10 classes: the LeNets' only shape and every architecture's default.
-    pub const MNIST: Shape = Shape {
-        inputs: 784,
-        classes: 10,
-    };
-}
-
-impl Arch {
-    /// Players of a network of this architecture, whatever its input shape (hidden units and
-    /// LeNet5's conv features do not depend on it): known before any network is built.
-    pub fn num_players(self) -> usize {
-        match self {
-            Arch::Lenet300100 => 300 + 100,
-            Arch::Lenet5 => 400 + 120 + 84,
-            Arch::Mlp3x256 => 3 * 256,
-            Arch::Mlp512x256 => 512 + 256,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::Lenet300100 => "lenet-300-100",
-            Arch::Lenet5 => "lenet5",
-            Arch::Mlp3x256 => "mlp-3x256",
-            Arch::Mlp512x256 => "mlp-512-256",
-        }
-    }
-
-    /// Values per input example of the default shape (28×28 for all).
-    pub fn input_size(self) -> usize {
-        self.default_shape().inputs
-    }
-
-    /// The shape [`Network::new`] builds: [`Shape::MNIST`] for every architecture (the MLP
-    /// takes any other through [`Network::with_shape`]).
-    pub fn default_shape(self) -> Shape {
-        Shape::MNIST
-    }
-
-    /// Whether the architecture can be built for `shape`: the LeNets only for MNIST's, the MLP
-    /// for any input width and at least two classes.
-    pub fn check_shape(self, shape: Shape) -> Result<(), NnError> {
-        let fail = |reason: &str| {
-            Err(NnError::Shape {
-                arch: self.name().to_owned(),
-                inputs: shape.inputs,
-                classes: shape.classes,
-                reason: reason.to_owned(),
-            })
-        };
-        match self {
-            Arch::Lenet300100 | Arch::Lenet5 if shape != Shape::MNIST => {
-                fail("it takes 28x28 images (784 inputs) and 10 classes")
-            }
-            Arch::Mlp3x256 | Arch::Mlp512x256 if shape.inputs == 0 || shape.classes < 2 => {
-                fail("it needs at least 1 input and 2 classes")
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-impl std::fmt::Display for Arch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+use crate::arch::{AlexnetWidths, ConvPlan, ALEXNET_CONVS, ALEXNET_POSITIONS};
+use crate::masked::{MaskedHead, MaskedSuffix};
+use crate::{Arch, NnError, Shape};
 
 /// A group of players: the units of one layer, with their position in the global player order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +14,19 @@ pub struct PlayerLayer {
     pub size: usize,
     /// Global id of the layer's unit 0.
     pub offset: usize,
+    pub(crate) source: Source,
+}
+
+/// Where a player layer's units come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The output neurons of head layer `head`.
+    Dense { head: usize },
+    /// LeNet5: the flattened features (channel · positions + position) of the last conv block;
+    /// a channel's filter is shared by its positions.
+    ConvFeatures { block: usize },
+    /// The output channels of conv block `block`, a whole feature map each.
+    Channels { block: usize },
 }
 
 /// A stable unit address: layer name and index within the layer.
@@ -117,20 +36,68 @@ pub struct UnitId {
     pub unit: usize,
 }
 
-/// A network split into a prefix that is never pruned and a dense head whose hidden units are
-/// the players. Variables are named hierarchically (`conv1.weight`, `fc2.bias`), which are the
+/// Where a player layer's mask acts: on the input of the layer that consumes its units, each
+/// unit's value repeated `spread` times (a conv channel feeding a dense layer covers its
+/// flattened positions). A 0/1 channel mask commutes with ReLU and max-pooling, so masking the
+/// consumer's input is masking the unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Gate {
+    pub layer: usize,
+    pub spread: usize,
+}
+
+/// A conv block of the trunk: convolution, ReLU, max-pooling; `gate_in` masks its input.
+#[derive(Debug)]
+pub(crate) struct ConvBlock {
+    pub name: String,
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub plan: ConvPlan,
+    pub gate_in: Option<Gate>,
+}
+
+impl ConvBlock {
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let h = crate::numerics::conv2d_strided(
+            x,
+            &self.weight,
+            self.bias.as_ref(),
+            self.plan.stride,
+            self.plan.padding,
+        )
+        .relu();
+        if self.plan.pool > 1 {
+            h.max_pool2d_default(self.plan.pool)
+        } else {
+            h
+        }
+    }
+
+    pub fn shallow_clone(&self) -> ConvBlock {
+        ConvBlock {
+            name: self.name.clone(),
+            weight: self.weight.shallow_clone(),
+            bias: self.bias.as_ref().map(Tensor::shallow_clone),
+            plan: self.plan,
+            gate_in: self.gate_in,
+        }
+    }
+}
+
+/// A network as a sequence of layers: a trunk of conv blocks, then dense layers (the head).
+/// Players are the units of named layers (dense neurons, conv channels, LeNet5's flattened conv
+/// features); each player layer's mask acts on the input of the layer that consumes it
+/// ([`Gate`]). Variables are named hierarchically (`conv1.weight`, `fc2.bias`), which are the
 /// checkpoint keys.
 pub struct Network {
     pub arch: Arch,
     pub vs: nn::VarStore,
     shape: Shape,
-    /// Convolution weights and biases (`[O, C, kh, kw]`, `[O]`), applied by
-    /// [`crate::numerics::conv2d`].
-    convs: Vec<(Tensor, Option<Tensor>)>,
+    trunk: Vec<ConvBlock>,
     head: Vec<nn::Linear>,
     players: Vec<PlayerLayer>,
-    /// `mask_before[i]`: index of the player layer whose mask multiplies the input of `head[i]`.
-    mask_before: Vec<Option<usize>>,
+    /// `mask_before[i]`: the gate on the input of `head[i]`.
+    mask_before: Vec<Option<Gate>>,
 }
 
 impl std::fmt::Debug for Network {
@@ -142,15 +109,16 @@ impl std::fmt::Debug for Network {
     }
 }
 
-fn layers(specs: &[(&str, usize)]) -> Vec<PlayerLayer> {
+fn layers(specs: &[(&str, usize, Source)]) -> Vec<PlayerLayer> {
     let mut offset = 0;
     specs
         .iter()
-        .map(|&(name, size)| {
+        .map(|&(name, size, source)| {
             let layer = PlayerLayer {
                 name: name.to_owned(),
                 size,
                 offset,
+                source,
             };
             offset += size;
             layer
@@ -158,9 +126,22 @@ fn layers(specs: &[(&str, usize)]) -> Vec<PlayerLayer> {
         .collect()
 }
 
+fn gate(layer: usize) -> Option<Gate> {
+    Some(Gate { layer, spread: 1 })
+}
+
+const fn plan(kernel: i64, padding: i64, pool: i64) -> ConvPlan {
+    ConvPlan {
+        kernel,
+        stride: 1,
+        padding,
+        pool,
+    }
+}
+
 impl Network {
-    /// A freshly initialised network of the architecture's default shape (MNIST's: 784
-    /// inputs, 10 classes); `seed` fixes libtorch's RNG for the initial weights.
+    /// A freshly initialised network of the architecture's default shape
+    /// ([`Arch::default_shape`]); `seed` fixes libtorch's RNG for the initial weights.
     pub fn new(arch: Arch, device: Device, seed: u64) -> Network {
         Self::with_shape(arch, arch.default_shape(), device, seed)
             .expect("every architecture supports its default shape")
@@ -168,32 +149,52 @@ impl Network {
 
     /// A freshly initialised network for `shape` (input width and classes of a dataset);
     /// fails if the architecture does not support it ([`Arch::check_shape`]). For the default
-    /// shape, the same weights as [`Network::new`].
+    /// shape, the same weights as [`Network::new`]. AlexNet at full width.
     pub fn with_shape(
         arch: Arch,
         shape: Shape,
         device: Device,
         seed: u64,
     ) -> Result<Network, NnError> {
+        Self::with_widths(arch, shape, AlexnetWidths::FULL, device, seed)
+    }
+
+    /// [`Network::with_shape`] with AlexNet's layer widths (ignored by other architectures).
+    pub fn with_widths(
+        arch: Arch,
+        shape: Shape,
+        widths: AlexnetWidths,
+        device: Device,
+        seed: u64,
+    ) -> Result<Network, NnError> {
         arch.check_shape(shape)?;
         Ok(crate::with_torch_rng(seed, || {
-            Self::init(arch, shape, device)
+            Self::init(arch, shape, widths, device)
         }))
     }
 
-    fn init(arch: Arch, shape: Shape, device: Device) -> Network {
+    fn init(arch: Arch, shape: Shape, widths: AlexnetWidths, device: Device) -> Network {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
-        let (convs, head, players, mask_before) = match arch {
+        let linear = |name: &str, i: usize, o: usize| {
+            nn::linear(&root / name, i as i64, o as i64, Default::default())
+        };
+        let dense = |head| Source::Dense { head };
+        let (convs, head, players, mask_before): (
+            Vec<(nn::Conv2D, ConvPlan, Option<Gate>)>,
+            _,
+            _,
+            _,
+        ) = match arch {
             Arch::Lenet300100 => (
                 vec![],
                 vec![
-                    nn::linear(&root / "fc1", 784, 300, Default::default()),
-                    nn::linear(&root / "fc2", 300, 100, Default::default()),
-                    nn::linear(&root / "fc3", 100, 10, Default::default()),
+                    linear("fc1", 784, 300),
+                    linear("fc2", 300, 100),
+                    linear("fc3", 100, 10),
                 ],
-                layers(&[("fc1", 300), ("fc2", 100)]),
-                vec![None, Some(0), Some(1)],
+                layers(&[("fc1", 300, dense(0)), ("fc2", 100, dense(1))]),
+                vec![None, gate(0), gate(1)],
             ),
             Arch::Lenet5 => {
                 let pad2 = nn::ConvConfig {
@@ -202,87 +203,167 @@ impl Network {
                 };
                 (
                     vec![
-                        nn::conv2d(&root / "conv1", 1, 6, 5, pad2),
-                        nn::conv2d(&root / "conv2", 6, 16, 5, Default::default()),
+                        (
+                            nn::conv2d(&root / "conv1", 1, 6, 5, pad2),
+                            plan(5, 2, 2),
+                            None,
+                        ),
+                        (
+                            nn::conv2d(&root / "conv2", 6, 16, 5, Default::default()),
+                            plan(5, 0, 2),
+                            None,
+                        ),
                     ],
                     vec![
-                        nn::linear(&root / "fc1", 400, 120, Default::default()),
-                        nn::linear(&root / "fc2", 120, 84, Default::default()),
-                        nn::linear(&root / "fc3", 84, 10, Default::default()),
+                        linear("fc1", 400, 120),
+                        linear("fc2", 120, 84),
+                        linear("fc3", 84, 10),
                     ],
-                    layers(&[("conv2", 400), ("fc1", 120), ("fc2", 84)]),
-                    vec![Some(0), Some(1), Some(2)],
+                    layers(&[
+                        ("conv2", 400, Source::ConvFeatures { block: 1 }),
+                        ("fc1", 120, dense(0)),
+                        ("fc2", 84, dense(1)),
+                    ]),
+                    vec![gate(0), gate(1), gate(2)],
                 )
             }
             Arch::Mlp3x256 => {
-                let (n, h, c) = (shape.inputs as i64, 256, shape.classes as i64);
+                let (n, h, c) = (shape.inputs, 256, shape.classes);
                 (
                     vec![],
                     vec![
-                        nn::linear(&root / "fc1", n, h, Default::default()),
-                        nn::linear(&root / "fc2", h, h, Default::default()),
-                        nn::linear(&root / "fc3", h, h, Default::default()),
-                        nn::linear(&root / "fc4", h, c, Default::default()),
+                        linear("fc1", n, h),
+                        linear("fc2", h, h),
+                        linear("fc3", h, h),
+                        linear("fc4", h, c),
                     ],
-                    layers(&[("fc1", 256), ("fc2", 256), ("fc3", 256)]),
-                    vec![None, Some(0), Some(1), Some(2)],
+                    layers(&[
+                        ("fc1", 256, dense(0)),
+                        ("fc2", 256, dense(1)),
+                        ("fc3", 256, dense(2)),
+                    ]),
+                    vec![None, gate(0), gate(1), gate(2)],
                 )
             }
             Arch::Mlp512x256 => {
-                let (n, c) = (shape.inputs as i64, shape.classes as i64);
+                let (n, c) = (shape.inputs, shape.classes);
                 (
                     vec![],
                     vec![
-                        nn::linear(&root / "fc1", n, 512, Default::default()),
-                        nn::linear(&root / "fc2", 512, 256, Default::default()),
-                        nn::linear(&root / "fc3", 256, c, Default::default()),
+                        linear("fc1", n, 512),
+                        linear("fc2", 512, 256),
+                        linear("fc3", 256, c),
                     ],
-                    layers(&[("fc1", 512), ("fc2", 256)]),
-                    vec![None, Some(0), Some(1)],
+                    layers(&[("fc1", 512, dense(0)), ("fc2", 256, dense(1))]),
+                    vec![None, gate(0), gate(1)],
+                )
+            }
+            Arch::Alexnet => {
+                let names = ["conv1", "conv2", "conv3", "conv4", "conv5"];
+                let mut inputs = 3;
+                let mut convs = Vec::new();
+                for (block, (&name, plan)) in names.iter().zip(ALEXNET_CONVS).enumerate() {
+                    let outputs = widths.convs[block] as i64;
+                    let config = nn::ConvConfig {
+                        stride: plan.stride,
+                        padding: plan.padding,
+                        ..Default::default()
+                    };
+                    let conv = nn::conv2d(&root / name, inputs, outputs, plan.kernel, config);
+                    convs.push((conv, plan, block.checked_sub(1).and_then(gate)));
+                    inputs = outputs;
+                }
+                let [d1, d2] = widths.dense;
+                let flat = widths.convs[4] * ALEXNET_POSITIONS;
+                let mut specs: Vec<(&str, usize, Source)> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(block, &name)| (name, widths.convs[block], Source::Channels { block }))
+                    .collect();
+                specs.extend([("fc1", d1, dense(0)), ("fc2", d2, dense(1))]);
+                (
+                    convs,
+                    vec![
+                        linear("fc1", flat, d1),
+                        linear("fc2", d1, d2),
+                        linear("fc3", d2, shape.classes),
+                    ],
+                    layers(&specs),
+                    vec![
+                        Some(Gate {
+                            layer: 4,
+                            spread: ALEXNET_POSITIONS,
+                        }),
+                        gate(5),
+                        gate(6),
+                    ],
                 )
             }
         };
+        let trunk = convs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (c, plan, gate_in))| ConvBlock {
+                name: format!("conv{}", i + 1),
+                weight: c.ws,
+                bias: c.bs,
+                plan,
+                gate_in,
+            })
+            .collect();
         Network {
             arch,
             vs,
             shape,
-            convs: convs
-                .into_iter()
-                .map(|c: nn::Conv2D| (c.ws, c.bs))
-                .collect(),
+            trunk,
             head,
             players,
             mask_before,
         }
     }
 
-    /// Loads a checkpoint written by [`Network::save`]. An MLP's shape is read from the
-    /// checkpoint (its first and last weight matrices).
+    /// Loads a checkpoint written by [`Network::save`]. An MLP's shape and AlexNet's shape and
+    /// widths are read from the checkpoint (its layers' weight sizes).
     pub fn load(arch: Arch, path: &Path, device: Device) -> Result<Network, NnError> {
         let fail = |message: String| NnError::Checkpoint {
             path: path.to_owned(),
             message,
         };
+        let mut widths = AlexnetWidths::FULL;
         let shape = match arch {
             Arch::Lenet300100 | Arch::Lenet5 => arch.default_shape(),
-            Arch::Mlp3x256 | Arch::Mlp512x256 => {
-                let last = if arch == Arch::Mlp3x256 { "fc4" } else { "fc3" };
+            Arch::Mlp3x256 | Arch::Mlp512x256 | Arch::Alexnet => {
+                let last = match arch {
+                    Arch::Mlp3x256 => "fc4",
+                    _ => "fc3",
+                };
                 let tensors = Tensor::read_safetensors(path).map_err(|e| fail(e.to_string()))?;
                 let size = |name: &str| {
                     tensors
                         .iter()
                         .find(|(n, _)| n == name)
                         .map(|(_, t)| t.size())
-                        .filter(|s| s.len() == 2)
-                        .ok_or_else(|| fail(format!("no 2-d tensor `{name}` for {arch}")))
+                        .filter(|s| s.len() == 2 || s.len() == 4)
+                        .ok_or_else(|| fail(format!("no weight `{name}` for {arch}")))
                 };
+                if arch == Arch::Alexnet {
+                    for (i, w) in widths.convs.iter_mut().enumerate() {
+                        *w = size(&format!("conv{}.weight", i + 1))?[0] as usize;
+                    }
+                    for (i, w) in widths.dense.iter_mut().enumerate() {
+                        *w = size(&format!("fc{}.weight", i + 1))?[0] as usize;
+                    }
+                }
                 Shape {
-                    inputs: size("fc1.weight")?[1] as usize,
+                    inputs: match arch {
+                        Arch::Alexnet => Shape::TINY_IMAGENET.inputs,
+                        _ => size("fc1.weight")?[1] as usize,
+                    },
                     classes: size(&format!("{last}.weight"))?[0] as usize,
                 }
             }
         };
-        let mut net = Network::with_shape(arch, shape, device, 0)?;
+        let mut net = Network::with_widths(arch, shape, widths, device, 0)?;
         net.vs.load(path).map_err(|e| fail(e.to_string()))?;
         Ok(net)
     }
@@ -314,11 +395,7 @@ impl Network {
             arch: self.arch,
             vs: nn::VarStore::new(self.device()),
             shape: self.shape,
-            convs: self
-                .convs
-                .iter()
-                .map(|(w, b)| (w.shallow_clone(), b.as_ref().map(Tensor::shallow_clone)))
-                .collect(),
+            trunk: self.trunk.iter().map(ConvBlock::shallow_clone).collect(),
             head: self.head.iter().map(linear).collect(),
             players: self.players.clone(),
             mask_before: self.mask_before.clone(),
@@ -351,78 +428,52 @@ impl Network {
         }
     }
 
-    /// The part of the network up to the first player layer's activations (LeNet5's
-    /// convolutions; the MLPs' first dense layer): no coalition changes it, so it runs once per
-    /// example set.
-    pub fn prefix(&self, xs: &Tensor) -> Tensor {
-        let inputs = match self.arch {
-            Arch::Lenet300100 => xs.view([-1, 784]),
-            Arch::Mlp3x256 | Arch::Mlp512x256 => xs.view([-1, self.shape.inputs as i64]),
-            Arch::Lenet5 => {
-                let conv = |x: &Tensor, (w, b): &(Tensor, Option<Tensor>), padding: i64| {
-                    crate::numerics::conv2d(x, w, b.as_ref(), padding)
-                };
-                let h = conv(&xs.view([-1, 1, 28, 28]), &self.convs[0], 2)
-                    .relu()
-                    .max_pool2d_default(2);
-                conv(&h, &self.convs[1], 0)
-                    .relu()
-                    .max_pool2d_default(2)
-                    .flatten(1, -1)
-            }
-        };
-        self.head[..self.prefix_layers()]
-            .iter()
-            .fold(inputs, |h, layer| h.apply(layer).relu())
-    }
-
-    /// Leading dense layers that are part of the prefix: those before the first mask.
-    fn prefix_layers(&self) -> usize {
-        self.mask_before.iter().take_while(|m| m.is_none()).count()
-    }
-
-    /// Logits of the whole (unmasked) network.
-    pub fn forward(&self, xs: &Tensor) -> Tensor {
-        self.forward_train(xs, 0.0)
-    }
-
-    /// Training-mode logits: dropout with rate `dropout` on every player layer's activations
-    /// (LeNet5's flattened conv features and each hidden layer), so the trained network
-    /// tolerates the random coalitions the power indices evaluate; `dropout = 0` is
-    /// [`Self::forward`]. Draws come from libtorch's global RNG (see `with_torch_rng`).
-    pub fn forward_train(&self, xs: &Tensor, dropout: f64) -> Tensor {
-        let drop = |h: Tensor| {
-            if dropout > 0.0 {
-                h.dropout(dropout, true)
-            } else {
-                h
-            }
-        };
-        let mut h = drop(self.prefix(xs));
-        let head = &self.head[self.prefix_layers()..];
-        let last = head.len() - 1;
-        for (i, layer) in head.iter().enumerate() {
-            h = layer.forward(&h);
-            if i < last {
-                h = drop(h.relu());
-            }
+    /// The examples shaped for the first layer: images `[N, C, H, W]` for a conv trunk, rows
+    /// `[N, inputs]` otherwise.
+    fn input_view(&self, xs: &Tensor) -> Tensor {
+        match self.arch.image() {
+            Some([c, h, w]) => xs.view([-1, c, h, w]),
+            None => xs.view([-1, self.shape.inputs as i64]),
         }
-        h
     }
 
-    /// Logits with every player's activation multiplied by its gate (`gates`: `[players]`;
-    /// all ones is [`Self::forward`], a 0/1 vector is that coalition's masked network).
-    /// Differentiable in the weights and in the gates. Scaling a ReLU unit's activation by
-    /// s ≥ 0 equals scaling its incoming weights and bias by s, so this is the network run on
-    /// the scaled groups s_i·θ_i of the equilibrium game.
-    pub fn forward_gated(&self, xs: &Tensor, gates: &Tensor) -> Tensor {
-        let first = self.prefix_layers();
-        let mut h = self.prefix(xs);
+    /// The gate of every player layer (on the input of the layer consuming it).
+    fn gates(&self) -> impl Iterator<Item = Gate> + '_ {
+        self.trunk
+            .iter()
+            .filter_map(|b| b.gate_in)
+            .chain(self.mask_before.iter().flatten().copied())
+    }
+
+    /// Runs the network, calling `gate` where each player layer's mask acts (input of its
+    /// consumer: `[N, C, H, W]` in the trunk, `[N, features]` in the head) and returning early
+    /// with the ungated activations there when it is player layer `stop`'s gate.
+    fn walk(
+        &self,
+        xs: &Tensor,
+        stop: Option<usize>,
+        gate: &mut dyn FnMut(Gate, Tensor) -> Tensor,
+    ) -> Tensor {
+        let mut h = self.input_view(xs);
+        for block in &self.trunk {
+            if let Some(g) = block.gate_in {
+                if stop == Some(g.layer) {
+                    return h;
+                }
+                h = gate(g, h);
+            }
+            h = block.forward(&h);
+        }
+        if !self.trunk.is_empty() {
+            h = h.flatten(1, -1);
+        }
         let last = self.head.len() - 1;
-        for (i, layer) in self.head.iter().enumerate().skip(first) {
-            if let Some(pl) = self.mask_before[i] {
-                let pl = &self.players[pl];
-                h = h * gates.narrow(0, pl.offset as i64, pl.size as i64);
+        for (i, layer) in self.head.iter().enumerate() {
+            if let Some(g) = self.mask_before[i] {
+                if stop == Some(g.layer) {
+                    return h;
+                }
+                h = gate(g, h);
             }
             h = layer.forward(&h);
             if i < last {
@@ -432,10 +483,77 @@ impl Network {
         h
     }
 
+    /// The activations player layer `layer`'s mask acts on, unmasked (every earlier player
+    /// present): what a game on that layer and the ones after it evaluates from, computed
+    /// once per example set.
+    pub fn activations_at(&self, xs: &Tensor, layer: usize) -> Tensor {
+        assert!(layer < self.players.len(), "player layer {layer} exists");
+        self.walk(xs, Some(layer), &mut |_, h| h)
+    }
+
+    /// The part of the network up to the first player layer's activations (LeNet5's
+    /// convolutions; the MLPs' first dense layer; AlexNet's conv1 block): no coalition changes
+    /// it, so it runs once per example set.
+    pub fn prefix(&self, xs: &Tensor) -> Tensor {
+        self.activations_at(xs, 0)
+    }
+
+    /// Logits of the whole (unmasked) network.
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        self.walk(xs, None, &mut |_, h| h)
+    }
+
+    /// Training-mode logits: dropout with rate `dropout` on every player layer's activations
+    /// (whole channels for conv channels, single values for neurons and LeNet5's flattened
+    /// features), so the trained network tolerates the random coalitions the power indices
+    /// evaluate; `dropout = 0` is [`Self::forward`]. Draws come from libtorch's global RNG (see
+    /// `with_torch_rng`).
+    pub fn forward_train(&self, xs: &Tensor, dropout: f64) -> Tensor {
+        if dropout == 0.0 {
+            return self.forward(xs);
+        }
+        self.walk(xs, None, &mut |g, h| {
+            let channels = matches!(self.players[g.layer].source, Source::Channels { .. });
+            match (channels, h.dim()) {
+                (true, 4) => h.feature_dropout(dropout, true),
+                (true, _) => {
+                    let n = h.size()[0];
+                    let (units, spread) = (self.players[g.layer].size as i64, g.spread as i64);
+                    h.view([n, units, spread, 1])
+                        .feature_dropout(dropout, true)
+                        .view([n, units * spread])
+                }
+                (false, _) => h.dropout(dropout, true),
+            }
+        })
+    }
+
+    /// Logits with every player's activation multiplied by its gate (`gates`: `[players]`;
+    /// all ones is [`Self::forward`], a 0/1 vector is that coalition's masked network).
+    /// Differentiable in the weights and in the gates. Scaling a ReLU unit's activation by
+    /// s ≥ 0 equals scaling its incoming weights and bias by s, so this is the network run on
+    /// the scaled groups s_i·θ_i of the equilibrium game.
+    pub fn forward_gated(&self, xs: &Tensor, gates: &Tensor) -> Tensor {
+        self.walk(xs, None, &mut |g, h| {
+            let values = self.gate_values(g, &gates.unsqueeze(0)).squeeze_dim(0);
+            if h.dim() == 4 {
+                h * values.view([1, -1, 1, 1])
+            } else {
+                h * values
+            }
+        })
+    }
+
+    /// The columns of `values` (`[K, players]`) of gate `g`'s player layer, each repeated
+    /// `spread` times: `[K, size · spread]`, one value per masked input.
+    pub(crate) fn gate_values(&self, g: Gate, values: &Tensor) -> Tensor {
+        gate_columns(&self.players[g.layer], g.spread, values)
+    }
+
     /// The weights that produce each unit's activation, one row per unit of player layer
-    /// `layer` (weight row and bias): a dense neuron's incoming row; a LeNet5 conv2 feature's
-    /// whole filter, shared by the 25 positions of its channel. The "group" θ_i of the
-    /// equilibrium game.
+    /// `layer` (weight row and bias): a dense neuron's incoming row; a conv channel's filter; a
+    /// LeNet5 conv2 feature's whole filter, shared by the 25 positions of its channel. The
+    /// "group" θ_i of the equilibrium game.
     pub fn incoming_groups(&self, layer: usize) -> Tensor {
         let pl = &self.players[layer];
         let with_bias = |w: &Tensor, b: &Option<Tensor>| {
@@ -445,80 +563,113 @@ impl Network {
                 None => w,
             }
         };
-        if let Some(conv) = pl.name.strip_prefix("conv") {
-            let (w, b) = &self.convs[conv.parse::<usize>().expect("conv layer number") - 1];
-            let channels = w.size()[0];
-            let positions = pl.size as i64 / channels;
-            with_bias(w, b).repeat_interleave_self_int(positions, Some(0), None)
-        } else {
-            let fc = pl
-                .name
-                .strip_prefix("fc")
-                .expect("a conv or fc player layer");
-            let l = &self.head[fc.parse::<usize>().expect("fc layer number") - 1];
-            with_bias(&l.ws, &l.bs)
+        match pl.source {
+            Source::ConvFeatures { block } | Source::Channels { block } => {
+                let b = &self.trunk[block];
+                let positions = pl.size as i64 / b.weight.size()[0];
+                with_bias(&b.weight, &b.bias).repeat_interleave_self_int(positions, Some(0), None)
+            }
+            Source::Dense { head } => with_bias(&self.head[head].ws, &self.head[head].bs),
         }
     }
 
     /// Zeroes every weight that belongs to a removed player (`kept[p]` false) alone: its
-    /// outgoing column and, for a dense neuron, its incoming row and bias; a LeNet5 conv2
-    /// channel's filter once none of its positions is kept. The plain forward pass is then the
-    /// masked network of `kept`.
+    /// outgoing weights and, for a dense neuron or a conv channel, its incoming weights and
+    /// bias; a LeNet5 conv2 channel's filter once none of its positions is kept. The plain
+    /// forward pass is then the masked network of `kept`.
     pub fn remove_units(&mut self, kept: &[bool]) {
         let scale: Vec<f32> = kept.iter().map(|&k| f32::from(u8::from(k))).collect();
         self.scale_outgoing(&scale);
         let _guard = tch::no_grad_guard();
         for pl in &self.players {
             let keep = &scale[pl.offset..pl.offset + pl.size];
-            if let Some(conv) = pl.name.strip_prefix("conv") {
-                let (w, b) = &mut self.convs[conv.parse::<usize>().expect("conv number") - 1];
-                let positions = pl.size / w.size()[0] as usize;
-                let channels: Vec<f32> = keep
-                    .chunks(positions)
-                    .map(|c| if c.iter().any(|&k| k > 0.0) { 1.0 } else { 0.0 })
-                    .collect();
-                let c = Tensor::from_slice(&channels).to_device(w.device());
-                let _ = w.g_mul_(&c.view([-1, 1, 1, 1]));
-                if let Some(b) = b {
-                    let _ = b.g_mul_(&c);
+            let (w, b) = match pl.source {
+                Source::ConvFeatures { block } | Source::Channels { block } => {
+                    let b = &mut self.trunk[block];
+                    (&mut b.weight, &mut b.bias)
                 }
-            } else {
-                let fc = pl
-                    .name
-                    .strip_prefix("fc")
-                    .expect("a conv or fc player layer");
-                let l = &mut self.head[fc.parse::<usize>().expect("fc number") - 1];
-                let k = Tensor::from_slice(keep).to_device(l.ws.device());
-                let _ = l.ws.g_mul_(&k.unsqueeze(1));
-                if let Some(b) = &mut l.bs {
-                    let _ = b.g_mul_(&k);
+                Source::Dense { head } => {
+                    let l = &mut self.head[head];
+                    (&mut l.ws, &mut l.bs)
                 }
+            };
+            let positions = pl.size / w.size()[0] as usize;
+            let rows: Vec<f32> = keep
+                .chunks(positions)
+                .map(|c| if c.iter().any(|&k| k > 0.0) { 1.0 } else { 0.0 })
+                .collect();
+            let rows = Tensor::from_slice(&rows).to_device(w.device());
+            let mut shape = vec![-1i64];
+            shape.resize(w.dim(), 1);
+            let _ = w.g_mul_(&rows.view(shape.as_slice()));
+            if let Some(b) = b {
+                let _ = b.g_mul_(&rows);
             }
         }
     }
 
-    /// Multiplies each player's outgoing weights (its column in the layer it feeds) by
-    /// `scale[player]`: with a 0/1 scale, the network whose plain forward pass is that
-    /// coalition's masked network; with gates, the gated network folded into its weights.
+    /// Multiplies each player's outgoing weights (its input columns or channels in the layer
+    /// consuming it) by `scale[player]`: with a 0/1 scale, the network whose plain forward pass
+    /// is that coalition's masked network; with gates, the gated network folded into its
+    /// weights.
     pub fn scale_outgoing(&mut self, scale: &[f32]) {
         assert_eq!(scale.len(), self.num_players(), "one scale per player");
         let _guard = tch::no_grad_guard();
-        for (i, layer) in self.head.iter_mut().enumerate() {
-            if let Some(pl) = self.mask_before[i] {
-                let pl = &self.players[pl];
-                let s = Tensor::from_slice(&scale[pl.offset..pl.offset + pl.size])
-                    .to_device(layer.ws.device());
-                let _ = layer.ws.g_mul_(&s.unsqueeze(0));
+        let values = Tensor::from_slice(scale).unsqueeze(0);
+        let columns = |g: Gate, device: Device| {
+            gate_columns(&self.players[g.layer], g.spread, &values)
+                .squeeze_dim(0)
+                .to_device(device)
+        };
+        for block in &self.trunk {
+            if let Some(g) = block.gate_in {
+                let s = columns(g, block.weight.device());
+                let _ = block.weight.shallow_clone().g_mul_(&s.view([1, -1, 1, 1]));
+            }
+        }
+        for (i, layer) in self.head.iter().enumerate() {
+            if let Some(g) = self.mask_before[i] {
+                let s = columns(g, layer.ws.device());
+                let _ = layer.ws.shallow_clone().g_mul_(&s.unsqueeze(0));
             }
         }
     }
 
-    /// The dense layers after the prefix with their player layout, detached from the `VarStore`
-    /// (shallow tensor copies), so an evaluator can own it and move it between threads.
+    /// The layers after player layer `start`'s gate with their masks, detached from the
+    /// `VarStore` (shallow tensor copies), so an evaluator can own it and move it between
+    /// threads: evaluates coalitions from [`Network::activations_at`]`(xs, start)`.
+    pub fn masked_suffix(&self, start: usize) -> MaskedSuffix {
+        let first_block = self
+            .trunk
+            .iter()
+            .position(|b| b.gate_in.is_some_and(|g| g.layer == start));
+        let trunk = match first_block {
+            Some(i) => self.trunk[i..]
+                .iter()
+                .map(ConvBlock::shallow_clone)
+                .collect(),
+            None => Vec::new(),
+        };
+        let first_dense = if trunk.is_empty() {
+            self.mask_before
+                .iter()
+                .position(|g| g.is_some_and(|g| g.layer == start))
+                .expect("every player layer has a gate")
+        } else {
+            0
+        };
+        MaskedSuffix::new(trunk, self.masked_head_from(first_dense), start)
+    }
+
+    /// The dense layers after the prefix with their player layout (see [`Self::masked_suffix`]).
     pub fn masked_head(&self) -> MaskedHead {
-        let first = self.prefix_layers();
-        MaskedHead {
-            layers: self.head[first..]
+        let first = self.mask_before.iter().take_while(|m| m.is_none()).count();
+        self.masked_head_from(first)
+    }
+
+    fn masked_head_from(&self, first: usize) -> MaskedHead {
+        MaskedHead::new(
+            self.head[first..]
                 .iter()
                 .map(|l| {
                     (
@@ -527,24 +678,28 @@ impl Network {
                     )
                 })
                 .collect(),
-            players: self.players.clone(),
-            mask_before: self.mask_before[first..].to_vec(),
-        }
+            self.players.clone(),
+            self.mask_before[first..].to_vec(),
+        )
     }
 
     /// See [`MaskedHead::masked_logits`].
     pub fn masked_logits(&self, features: &Tensor, masks: &Tensor) -> Result<Tensor, NnError> {
-        self.masked_head().masked_logits(features, masks)
+        self.masked_suffix(0).masked_logits(features, masks)
     }
 
     /// See [`MaskedHead::paired_logits`].
     pub fn paired_logits(&self, features: &Tensor, masks: &Tensor) -> Result<Tensor, NnError> {
-        self.masked_head().paired_logits(features, masks)
+        self.masked_suffix(0).paired_logits(features, masks)
     }
 
     /// Parameters (weights and biases) in the whole network.
     pub fn num_parameters(&self) -> usize {
         self.vs.variables().values().map(|t| t.numel()).sum()
+    }
+
+    pub(crate) fn trunk(&self) -> &[ConvBlock] {
+        &self.trunk
     }
 
     /// Names of the dense head's layers in order (`fc1`, `fc2`, …), the checkpoint prefixes.
@@ -560,40 +715,39 @@ impl Network {
             .collect()
     }
 
-    /// Index of the player layer whose mask multiplies the input of each head layer.
-    pub(crate) fn mask_before(&self) -> &[Option<usize>] {
+    /// The gate on the input of each head layer.
+    pub(crate) fn mask_before(&self) -> &[Option<Gate>] {
         &self.mask_before
     }
 
-    /// Parameters and FLOPs of the prefix when the players `kept` remain (see [`Network::cost`]).
-    pub(crate) fn prefix_cost(&self, kept: &[bool]) -> crate::Cost {
-        match self.arch {
-            Arch::Lenet300100 | Arch::Mlp3x256 | Arch::Mlp512x256 => crate::Cost::default(),
-            Arch::Lenet5 => {
-                // conv1: 6 filters 1×5×5 over 28×28 positions (padding 2).
-                let conv1 = crate::Cost {
-                    params: 6 * 25 + 6,
-                    flops: 2 * 6 * 25 * 28 * 28,
-                };
-                // conv2: 16 channels × 5×5 pooled features; player p = channel·25 + position.
-                let features = &kept[..400];
-                let channels = features.chunks(25).filter(|c| c.iter().any(|&k| k)).count() as u64;
-                let kept_features = features.iter().filter(|&&k| k).count() as u64;
-                crate::Cost {
-                    params: conv1.params + channels * (6 * 25 + 1),
-                    flops: conv1.flops + kept_features * 4 * 2 * 6 * 25,
-                }
-            }
-        }
+    /// The gate that masks conv block `block`'s output channels, when they are players.
+    pub(crate) fn channel_gate(&self, block: usize) -> Option<Gate> {
+        self.gates().find(
+            |g| matches!(self.players[g.layer].source, Source::Channels { block: b } if b == block),
+        )
+    }
+
+    /// Side of the square input of each conv block.
+    pub(crate) fn trunk_sides(&self) -> Vec<i64> {
+        let mut side = self.arch.image().map_or(0, |[_, h, _]| h);
+        self.trunk
+            .iter()
+            .map(|b| {
+                let input = side;
+                side = b.plan.output_side(side);
+                input
+            })
+            .collect()
     }
 
     /// Output positions each weight of variable `name` is applied at (1 for dense layers).
     pub(crate) fn output_positions(&self, name: &str) -> u64 {
-        match (self.arch, name) {
-            (Arch::Lenet5, "conv1.weight") => 28 * 28,
-            (Arch::Lenet5, "conv2.weight") => 10 * 10,
-            _ => 1,
-        }
+        let sides = self.trunk_sides();
+        self.trunk
+            .iter()
+            .zip(sides)
+            .find(|(b, _)| name == format!("{}.weight", b.name))
+            .map_or(1, |(b, side)| (b.plan.conv_side(side) as u64).pow(2))
     }
 
     /// Converts a `[K, players]` boolean-like mask batch to the float layout the network uses.
@@ -605,152 +759,12 @@ impl Network {
     }
 }
 
-/// The dense layers of a [`Network`] with their masks: what coalition evaluation needs.
-#[derive(Debug)]
-pub struct MaskedHead {
-    layers: Vec<(Tensor, Option<Tensor>)>,
-    players: Vec<PlayerLayer>,
-    mask_before: Vec<Option<usize>>,
-}
-
-impl MaskedHead {
-    /// Another handle on the same weights (no copy), for another thread.
-    pub fn shallow_clone(&self) -> MaskedHead {
-        MaskedHead {
-            layers: self
-                .layers
-                .iter()
-                .map(|(w, b)| (w.shallow_clone(), b.as_ref().map(Tensor::shallow_clone)))
-                .collect(),
-            players: self.players.clone(),
-            mask_before: self.mask_before.clone(),
-        }
-    }
-
-    fn check_masks(&self, masks: &Tensor) -> Result<(), NnError> {
-        let width = masks.size()[1] as usize;
-        if width != self.players.iter().map(|l| l.size).sum::<usize>() {
-            return Err(NnError::MaskWidth {
-                got: width,
-                expected: self.players.iter().map(|l| l.size).sum::<usize>(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Logits `[E, K, C]` of `K` coalitions (`masks`: `[K, players]`, 1.0 = present) on the prefix
-    /// outputs `features` (`[E, n0]`) of `E` examples. The first mask is folded into the next
-    /// weight matrix, so the first layer is one GEMM `[E, n0] × [n0, K·m]`; later layers keep
-    /// the `[E, K, ·]` layout, which folds into plain GEMMs too.
-    pub fn masked_logits(&self, features: &Tensor, masks: &Tensor) -> Result<Tensor, NnError> {
-        self.check_masks(masks)?;
-        let k = masks.size()[0];
-        let e = features.size()[0];
-        let (h, first) = self.unmasked_start(features);
-        let Some(first) = first else {
-            // No player layer at all: every coalition sees the same network.
-            return Ok(h.unsqueeze(1).expand([e, k, -1], false));
-        };
-        let z = self.first_masked_preactivation(&h, first, masks);
-        Ok(self.logits_from(first, z, masks))
-    }
-
-    /// The head up to the input of its first masked layer (the same for every coalition), and
-    /// that layer's index (`None`: no layer is masked, the result is the logits).
-    pub(crate) fn unmasked_start(&self, features: &Tensor) -> (Tensor, Option<usize>) {
-        let last = self.layers.len() - 1;
-        let mut h = features.shallow_clone();
-        for (i, (w, bias)) in self.layers.iter().enumerate() {
-            if self.mask_before[i].is_some() {
-                return (h, Some(i));
-            }
-            h = h.matmul(&w.tr());
-            if let Some(b) = bias {
-                h = h + b;
-            }
-            if i < last {
-                h = h.relu();
-            }
-        }
-        (h, None)
-    }
-
-    /// Pre-activation (before the bias) `[E, K, out]` of masked layer `i` for `K` coalitions,
-    /// from its unmasked input `h` (`[E, in]`): `(h ⊙ m) Wᵀ = h (W ⊙ m)ᵀ`, the `K` masked matrices
-    /// stacked as `[in, K·out]`, one GEMM.
-    pub(crate) fn first_masked_preactivation(
-        &self,
-        h: &Tensor,
-        i: usize,
-        masks: &Tensor,
-    ) -> Tensor {
-        let (w, _) = &self.layers[i];
-        let (k, e) = (masks.size()[0], h.size()[0]);
-        let (out_dim, in_dim) = (w.size()[0], w.size()[1]);
-        let m = self.layer_mask(i, masks); // [K, in]
-        let wm = (w.unsqueeze(0) * m.unsqueeze(1))
-            .permute([2, 0, 1])
-            .reshape([in_dim, k * out_dim]);
-        h.matmul(&wm).view([e, k, out_dim])
-    }
-
-    /// Logits `[E, K, C]` from the pre-activation `z` (`[E, K, out]`, before the bias) of masked
-    /// layer `i`: its bias and activation, then every later layer under `masks`.
-    pub(crate) fn logits_from(&self, i: usize, z: Tensor, masks: &Tensor) -> Tensor {
-        let last = self.layers.len() - 1;
-        let mut h = z;
-        for (j, (w, bias)) in self.layers.iter().enumerate().skip(i) {
-            if j > i {
-                h = match self.mask_before[j] {
-                    Some(_) => (h * self.layer_mask(j, masks).unsqueeze(0)).matmul(&w.tr()),
-                    None => h.matmul(&w.tr()),
-                };
-            }
-            if let Some(b) = bias {
-                h = h + b;
-            }
-            if j < last {
-                h = h.relu();
-            }
-        }
-        h
-    }
-
-    /// The player layer whose units mask head layer `i`'s input.
-    fn masking_players(&self, i: usize) -> &PlayerLayer {
-        &self.players[self.mask_before[i].expect("a masked layer")]
-    }
-
-    /// The columns of `masks` (`[K, players]`) of the player layer masking layer `i`'s input.
-    fn layer_mask(&self, i: usize, masks: &Tensor) -> Tensor {
-        let pl = self.masking_players(i);
-        masks.narrow(1, pl.offset as i64, pl.size as i64)
-    }
-
-    /// Weight `[out, in]` of head layer `i` and the player offset of the units masking its input.
-    pub(crate) fn masked_weight(&self, i: usize) -> (&Tensor, usize) {
-        (&self.layers[i].0, self.masking_players(i).offset)
-    }
-
-    /// Logits `[K, C]` for `K` (example, coalition) pairs: row `j` of `features` under mask row
-    /// `j` (MCUE's trials, each on its own example).
-    pub fn paired_logits(&self, features: &Tensor, masks: &Tensor) -> Result<Tensor, NnError> {
-        self.check_masks(masks)?;
-        let mut h = features.shallow_clone();
-        let last = self.layers.len() - 1;
-        for (i, (w, bias)) in self.layers.iter().enumerate() {
-            if let Some(pl) = self.mask_before[i] {
-                let pl = &self.players[pl];
-                h = h * masks.narrow(1, pl.offset as i64, pl.size as i64);
-            }
-            h = h.matmul(&w.tr());
-            if let Some(b) = bias {
-                h = h + b;
-            }
-            if i < last {
-                h = h.relu();
-            }
-        }
-        Ok(h)
+/// The columns of `values` (`[K, players]`) of player layer `pl`, each repeated `spread` times.
+pub(crate) fn gate_columns(pl: &PlayerLayer, spread: usize, values: &Tensor) -> Tensor {
+    let columns = values.narrow(1, pl.offset as i64, pl.size as i64);
+    if spread > 1 {
+        columns.repeat_interleave_self_int(spread as i64, Some(1), None)
+    } else {
+        columns
     }
 }

@@ -182,17 +182,36 @@ fn apply(mode: Numerics) {
     }
 }
 
-/// A 2-d convolution (stride 1, square padding) that follows the process's numerics: libtorch's
-/// `conv2d` in fast mode, im2col + one GEMM in portable mode (no oneDNN or cuDNN kernel, whose
-/// choice and blocking depend on the machine). `x`: `[N, C, H, W]`, `weight`: `[O, C, kh, kw]`.
+/// A 2-d convolution (stride 1, square padding); see [`conv2d_strided`].
 pub fn conv2d(
     x: &tch::Tensor,
     weight: &tch::Tensor,
     bias: Option<&tch::Tensor>,
     padding: i64,
 ) -> tch::Tensor {
+    conv2d_strided(x, weight, bias, 1, padding)
+}
+
+/// A 2-d convolution (square stride and padding) that follows the process's numerics:
+/// libtorch's `conv2d` in fast mode, im2col + one GEMM in portable mode (no oneDNN or cuDNN
+/// kernel, whose choice and blocking depend on the machine). `x`: `[N, C, H, W]`, `weight`:
+/// `[O, C, kh, kw]`.
+pub fn conv2d_strided(
+    x: &tch::Tensor,
+    weight: &tch::Tensor,
+    bias: Option<&tch::Tensor>,
+    stride: i64,
+    padding: i64,
+) -> tch::Tensor {
     if current() == Numerics::Fast {
-        return x.conv2d(weight, bias, [1, 1], [padding, padding], [1, 1], 1);
+        return x.conv2d(
+            weight,
+            bias,
+            [stride, stride],
+            [padding, padding],
+            [1, 1],
+            1,
+        );
     }
     let n = x.size()[0];
     if n > CONV_CHUNK {
@@ -201,12 +220,12 @@ pub fn conv2d(
             .step_by(CONV_CHUNK as usize)
             .map(|start| {
                 let len = CONV_CHUNK.min(n - start);
-                conv2d_im2col(&x.narrow(0, start, len), weight, bias, padding)
+                conv2d_im2col(&x.narrow(0, start, len), weight, bias, stride, padding)
             })
             .collect();
         return tch::Tensor::cat(&parts, 0);
     }
-    conv2d_im2col(x, weight, bias, padding)
+    conv2d_im2col(x, weight, bias, stride, padding)
 }
 
 /// Examples per im2col GEMM (LeNet5's conv1: 256 × 784 × 25 floats, 20 MB).
@@ -216,14 +235,16 @@ fn conv2d_im2col(
     x: &tch::Tensor,
     weight: &tch::Tensor,
     bias: Option<&tch::Tensor>,
+    stride: i64,
     padding: i64,
 ) -> tch::Tensor {
     let (n, _, h, w) = x.size4().expect("conv2d input is [N, C, H, W]");
     let (o, c, kh, kw) = weight.size4().expect("conv2d weight is [O, C, kh, kw]");
-    let (oh, ow) = (h + 2 * padding - kh + 1, w + 2 * padding - kw + 1);
+    let oh = (h + 2 * padding - kh) / stride + 1;
+    let ow = (w + 2 * padding - kw) / stride + 1;
     // [N, C·kh·kw, L] → [C·kh·kw, N·L]: the whole batch is one GEMM, so no per-example split.
     let cols = x
-        .im2col([kh, kw], [1, 1], [padding, padding], [1, 1])
+        .im2col([kh, kw], [1, 1], [padding, padding], [stride, stride])
         .permute([1, 0, 2])
         .reshape([c * kh * kw, n * oh * ow]);
     let mut out = weight.view([o, c * kh * kw]).mm(&cols);

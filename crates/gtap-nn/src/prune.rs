@@ -4,7 +4,8 @@
 
 use tch::{Kind, Tensor};
 
-use crate::{evaluate, Network, NnError, TensorData};
+use crate::model::{Gate, Source};
+use crate::{evaluate, Arch, Network, NnError, TensorData};
 
 /// How a weight is scored by the magnitude baselines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -130,28 +131,47 @@ impl Network {
         };
         let mut out = vec![0.0; self.num_players()];
         let mut owned = vec![0usize; self.num_players()];
-        for (i, name) in self.head_names().iter().enumerate() {
-            let (w, b) = (
-                score(&format!("{name}.weight")),
-                score(&format!("{name}.bias")),
-            );
-            // Columns of layer i: outgoing weights of the players masked before it.
-            if let Some(pl) = self.mask_before()[i] {
-                let pl = &self.player_layers()[pl];
-                let cols = Vec::<f64>::try_from(w.sum_dim_intlist(0, false, Kind::Double))?;
-                for (u, c) in cols.iter().enumerate() {
-                    out[pl.offset + u] += c;
-                    owned[pl.offset + u] += w.size()[0] as usize;
-                }
+        let players = self.player_layers();
+        // Columns (input channels) of a layer: outgoing weights of the players gated before it.
+        let mut columns = |w: &Tensor, g: Gate| -> Result<(), NnError> {
+            let dims: &[i64] = if w.dim() == 4 { &[0, 2, 3] } else { &[0] };
+            let per_input = Vec::<f64>::try_from(w.sum_dim_intlist(dims, false, Kind::Double))?;
+            let fan = (w.numel() as i64 / w.size()[1]) as usize;
+            let pl = &players[g.layer];
+            for (j, c) in per_input.iter().enumerate() {
+                out[pl.offset + j / g.spread] += c;
+                owned[pl.offset + j / g.spread] += fan;
             }
-            // Rows of layer i: incoming weights of the players masked after it.
-            if let Some(Some(pl)) = self.mask_before().get(i + 1) {
-                let pl = &self.player_layers()[*pl];
-                let rows = Vec::<f64>::try_from(w.sum_dim_intlist(1, false, Kind::Double) + b)?;
-                for (u, r) in rows.iter().enumerate() {
-                    out[pl.offset + u] += r;
-                    owned[pl.offset + u] += w.size()[1] as usize + 1;
-                }
+            Ok(())
+        };
+        for block in self.trunk() {
+            if let Some(g) = block.gate_in {
+                columns(score(&format!("{}.weight", block.name)), g)?;
+            }
+        }
+        for (i, name) in self.head_names().iter().enumerate() {
+            if let Some(g) = self.mask_before()[i] {
+                columns(score(&format!("{name}.weight")), g)?;
+            }
+        }
+        // Rows of a layer (filters, neurons): incoming weights and bias of its own units. (Two
+        // terms per unit with the columns, so the order of the sums does not matter.)
+        for pl in players {
+            let layer = match pl.source {
+                Source::Dense { head } => format!("fc{}", head + 1),
+                Source::Channels { block } => self.trunk()[block].name.clone(),
+                Source::ConvFeatures { .. } => continue,
+            };
+            let (w, b) = (
+                score(&format!("{layer}.weight")),
+                score(&format!("{layer}.bias")),
+            );
+            let dims: Vec<i64> = (1..w.dim() as i64).collect();
+            let sums = w.sum_dim_intlist(dims.as_slice(), false, Kind::Double) + b;
+            let fan = (w.numel() as i64 / w.size()[0]) as usize + 1;
+            for (u, r) in Vec::<f64>::try_from(sums)?.iter().enumerate() {
+                out[pl.offset + u] += r;
+                owned[pl.offset + u] += fan;
             }
         }
         if criterion == WeightCriterion::Magnitude {
@@ -175,16 +195,57 @@ impl Network {
                 .filter(|&&k| k)
                 .count() as u64
         };
-        let mut cost = self.prefix_cost(kept);
+        let mut cost = self.trunk_cost(kept);
         let heads = self.head_dims();
         for (i, &(fan_out, fan_in)) in heads.iter().enumerate() {
-            let inputs = self.mask_before()[i].map_or(fan_in as u64, kept_in_layer);
+            let inputs = self.mask_before()[i]
+                .map_or(fan_in as u64, |g| kept_in_layer(g.layer) * g.spread as u64);
             let outputs = match self.mask_before().get(i + 1) {
-                Some(Some(pl)) => kept_in_layer(*pl),
+                Some(Some(g)) => kept_in_layer(g.layer),
                 _ => fan_out as u64,
             };
             cost.params += inputs * outputs + outputs;
             cost.flops += 2 * inputs * outputs;
+        }
+        cost
+    }
+
+    /// Parameters and FLOPs of the conv trunk when the players `kept` remain: a LeNet5 conv2
+    /// channel is kept while any of its 25 pooled features is (FLOPs for the 4 pre-pooling
+    /// positions of each kept feature); a conv block whose channels are players keeps the
+    /// filters of its kept channels over its kept input channels.
+    fn trunk_cost(&self, kept: &[bool]) -> Cost {
+        let kept_in_layer = |g: Gate| {
+            let l = &self.player_layers()[g.layer];
+            kept[l.offset..l.offset + l.size]
+                .iter()
+                .filter(|&&k| k)
+                .count() as u64
+        };
+        if self.arch == Arch::Lenet5 {
+            // conv1: 6 filters 1×5×5 over 28×28 positions (padding 2).
+            let conv1 = Cost {
+                params: 6 * 25 + 6,
+                flops: 2 * 6 * 25 * 28 * 28,
+            };
+            // conv2: 16 channels × 5×5 pooled features; player p = channel·25 + position.
+            let features = &kept[..400];
+            let channels = features.chunks(25).filter(|c| c.iter().any(|&k| k)).count() as u64;
+            let kept_features = features.iter().filter(|&&k| k).count() as u64;
+            return Cost {
+                params: conv1.params + channels * (6 * 25 + 1),
+                flops: conv1.flops + kept_features * 4 * 2 * 6 * 25,
+            };
+        }
+        let mut cost = Cost::default();
+        for (i, (block, side)) in self.trunk().iter().zip(self.trunk_sides()).enumerate() {
+            let (o, c, k, _) = block.weight.size4().expect("a conv weight");
+            let inputs = block.gate_in.map_or(c as u64, kept_in_layer);
+            let outputs = self.channel_gate(i).map_or(o as u64, kept_in_layer);
+            let positions = (block.plan.conv_side(side) as u64).pow(2);
+            let per_filter = inputs * (k * k) as u64;
+            cost.params += outputs * (per_filter + 1);
+            cost.flops += 2 * outputs * per_filter * positions;
         }
         cost
     }

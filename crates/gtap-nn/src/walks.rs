@@ -8,7 +8,7 @@ use tch::Tensor;
 
 use gtap_game::Walk;
 
-use crate::model::MaskedHead;
+use crate::masked::MaskedHead;
 use crate::{Network, NnError};
 
 /// Steps between exact recomputations of the first masked layer's pre-activation: bounds the

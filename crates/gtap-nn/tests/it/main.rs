@@ -1,5 +1,6 @@
 //! Models: masks do what they say, batching changes nothing, training is deterministic.
 
+mod alexnet;
 mod equilibrium;
 mod export;
 mod numerics;

@@ -69,12 +69,26 @@ fn portable_convolution_equals_libtorchs() {
             Tensor::randn([16], (Kind::Float, Device::Cpu)),
         )
     });
-    for padding in [0, 2] {
-        let ours = numerics::conv2d(&x, &w, Some(&b), padding);
-        let theirs = x.conv2d(&w, Some(&b), [1, 1], [padding, padding], [1, 1], 1);
-        assert_eq!(ours.size(), theirs.size());
+    for (stride, padding) in [(1, 0), (1, 2), (2, 2), (3, 1)] {
+        let ours = numerics::conv2d_strided(&x, &w, Some(&b), stride, padding);
+        let theirs = x.conv2d(
+            &w,
+            Some(&b),
+            [stride, stride],
+            [padding, padding],
+            [1, 1],
+            1,
+        );
+        assert_eq!(
+            ours.size(),
+            theirs.size(),
+            "stride {stride}, padding {padding}"
+        );
         // 150-term dot products of N(0,1) values: float32 rounding is ~1e-5 here.
         let diff = (&ours - &theirs).abs().max().double_value(&[]);
-        assert!(diff < 1e-4, "padding {padding}: max |diff| {diff}");
+        assert!(
+            diff < 1e-4,
+            "stride {stride}, padding {padding}: max |diff| {diff}"
+        );
     }
 }

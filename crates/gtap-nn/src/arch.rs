@@ -1,0 +1,231 @@
+//! Which network: the architectures of the paper, the shapes they are built for, and the layer
+//! plan each one is built from.
+
+use crate::NnError;
+
+/// The architectures of the paper (more arrive with later datasets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Arch {
+    /// 784-300-100-10 MLP; players: the 400 hidden neurons.
+    #[serde(rename = "lenet-300-100")]
+    Lenet300100,
+    /// conv 6@5x5 (pad 2), pool, conv 16@5x5, pool, FC 400-120-84-10; players: the 400 flattened
+    /// features of the last conv block and the 120 + 84 hidden FC neurons (604).
+    #[serde(rename = "lenet5")]
+    Lenet5,
+    /// |V|-256-256-256-C MLP with ReLU, for binary bag-of-words text (any input width and class
+    /// count, see [`Shape`]); players: the 768 hidden neurons, three layers of 256.
+    #[serde(rename = "mlp-3x256")]
+    Mlp3x256,
+    /// Inputs-512-256-C MLP with ReLU ("Pruning as a Game"'s network: 784-512-256-10 on MNIST;
+    /// any shape, like `mlp-3x256`); players: the 768 hidden neurons, 512 + 256.
+    #[serde(rename = "mlp-512-256")]
+    Mlp512x256,
+    /// AlexNet for 3×64×64 images (Tiny ImageNet), any class count, with a width multiplier
+    /// ([`AlexnetWidths`]): five conv blocks and three dense layers; players: every conv
+    /// layer's output channels (a whole feature map each) and the two hidden dense layers'
+    /// neurons. Layers `conv1`…`conv5`, `fc1`…`fc3` (AlexNet's fc6, fc7, fc8).
+    #[serde(rename = "alexnet")]
+    Alexnet,
+}
+
+/// What a network is built for: values per input example and number of classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shape {
+    pub inputs: usize,
+    pub classes: usize,
+}
+
+impl Shape {
+    /// 28×28 images, 10 classes: the LeNets' only shape and every architecture's default.
+    pub const MNIST: Shape = Shape {
+        inputs: 784,
+        classes: 10,
+    };
+    /// 3×64×64 images, 200 classes: AlexNet's default.
+    pub const TINY_IMAGENET: Shape = Shape {
+        inputs: 3 * 64 * 64,
+        classes: 200,
+    };
+}
+
+/// Layer widths of an AlexNet: output channels of conv1…conv5 and neurons of fc1, fc2.
+///
+/// The full network (width 1) has AlexNet's 64-192-384-256-256 channels and 4096-4096 dense
+/// neurons; a width multiplier `w` scales every one of them (rounded, at least 1). The shapes
+/// for 64×64 inputs, chosen so that the spatial path mirrors AlexNet's 224×224 one at a quarter
+/// of the resolution (conv1's stride 4 becomes 2, every pooling halves):
+///
+/// | layer | kernel, stride, padding | output (w = 1) | then |
+/// |---|---|---|---|
+/// | conv1 | 5×5, 2, 2 | 64 × 32×32 | ReLU, max-pool 2 → 16×16 |
+/// | conv2 | 5×5, 1, 2 | 192 × 16×16 | ReLU, max-pool 2 → 8×8 |
+/// | conv3 | 3×3, 1, 1 | 384 × 8×8 | ReLU |
+/// | conv4 | 3×3, 1, 1 | 256 × 8×8 | ReLU |
+/// | conv5 | 3×3, 1, 1 | 256 × 8×8 | ReLU, max-pool 2 → 4×4, flatten (4096) |
+/// | fc1 | dense | 4096 | ReLU |
+/// | fc2 | dense | 4096 | ReLU |
+/// | fc3 | dense | classes | |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AlexnetWidths {
+    pub convs: [usize; 5],
+    pub dense: [usize; 2],
+}
+
+impl AlexnetWidths {
+    pub const FULL: AlexnetWidths = AlexnetWidths {
+        convs: [64, 192, 384, 256, 256],
+        dense: [4096, 4096],
+    };
+
+    /// Every layer of [`Self::FULL`] times `width` (rounded, at least one unit).
+    pub fn scaled(width: f64) -> AlexnetWidths {
+        let scale = |n: usize| ((n as f64 * width).round() as usize).max(1);
+        AlexnetWidths {
+            convs: Self::FULL.convs.map(scale),
+            dense: Self::FULL.dense.map(scale),
+        }
+    }
+
+    pub fn num_players(&self) -> usize {
+        self.convs.iter().sum::<usize>() + self.dense.iter().sum::<usize>()
+    }
+}
+
+/// Kernel, stride, padding and pooling of AlexNet's five conv blocks (see [`AlexnetWidths`]).
+pub(crate) const ALEXNET_CONVS: [ConvPlan; 5] = [
+    ConvPlan {
+        kernel: 5,
+        stride: 2,
+        padding: 2,
+        pool: 2,
+    },
+    ConvPlan {
+        kernel: 5,
+        stride: 1,
+        padding: 2,
+        pool: 2,
+    },
+    ConvPlan {
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        pool: 1,
+    },
+    ConvPlan {
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        pool: 1,
+    },
+    ConvPlan {
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        pool: 2,
+    },
+];
+
+/// Positions of conv5's pooled output per channel (4×4).
+pub(crate) const ALEXNET_POSITIONS: usize = 16;
+
+/// The geometry of one conv block: convolution, ReLU, then max-pooling by `pool` (1 = none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConvPlan {
+    pub kernel: i64,
+    pub stride: i64,
+    pub padding: i64,
+    pub pool: i64,
+}
+
+impl ConvPlan {
+    /// Output side of a square input of side `side` after convolution and pooling.
+    pub fn output_side(&self, side: i64) -> i64 {
+        ((side + 2 * self.padding - self.kernel) / self.stride + 1) / self.pool
+    }
+
+    /// Side before pooling (the positions each filter is applied at, per axis).
+    pub fn conv_side(&self, side: i64) -> i64 {
+        (side + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+}
+
+impl Arch {
+    /// Players of a network of this architecture at full width, whatever its input shape
+    /// (hidden units and conv features do not depend on it): known before any network is built.
+    pub fn num_players(self) -> usize {
+        match self {
+            Arch::Lenet300100 => 300 + 100,
+            Arch::Lenet5 => 400 + 120 + 84,
+            Arch::Mlp3x256 => 3 * 256,
+            Arch::Mlp512x256 => 512 + 256,
+            Arch::Alexnet => AlexnetWidths::FULL.num_players(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Lenet300100 => "lenet-300-100",
+            Arch::Lenet5 => "lenet5",
+            Arch::Mlp3x256 => "mlp-3x256",
+            Arch::Mlp512x256 => "mlp-512-256",
+            Arch::Alexnet => "alexnet",
+        }
+    }
+
+    /// Values per input example of the default shape.
+    pub fn input_size(self) -> usize {
+        self.default_shape().inputs
+    }
+
+    /// The shape [`crate::Network::new`] builds: [`Shape::MNIST`] for every architecture but
+    /// AlexNet ([`Shape::TINY_IMAGENET`]); the MLPs and AlexNet take others through
+    /// [`crate::Network::with_shape`].
+    pub fn default_shape(self) -> Shape {
+        match self {
+            Arch::Alexnet => Shape::TINY_IMAGENET,
+            _ => Shape::MNIST,
+        }
+    }
+
+    /// `[channels, height, width]` of an input image, for architectures that convolve.
+    pub(crate) fn image(self) -> Option<[i64; 3]> {
+        match self {
+            Arch::Lenet5 => Some([1, 28, 28]),
+            Arch::Alexnet => Some([3, 64, 64]),
+            _ => None,
+        }
+    }
+
+    /// Whether the architecture can be built for `shape`: the LeNets only for MNIST's, AlexNet
+    /// for 3×64×64 images and at least two classes, the MLPs for any input width and at least
+    /// two classes.
+    pub fn check_shape(self, shape: Shape) -> Result<(), NnError> {
+        let fail = |reason: &str| {
+            Err(NnError::Shape {
+                arch: self.name().to_owned(),
+                inputs: shape.inputs,
+                classes: shape.classes,
+                reason: reason.to_owned(),
+            })
+        };
+        match self {
+            Arch::Lenet300100 | Arch::Lenet5 if shape != Shape::MNIST => {
+                fail("it takes 28x28 images (784 inputs) and 10 classes")
+            }
+            Arch::Alexnet if shape.inputs != 3 * 64 * 64 || shape.classes < 2 => {
+                fail("it takes 3x64x64 images (12288 inputs) and at least 2 classes")
+            }
+            Arch::Mlp3x256 | Arch::Mlp512x256 if shape.inputs == 0 || shape.classes < 2 => {
+                fail("it needs at least 1 input and 2 classes")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
