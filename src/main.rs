@@ -27,6 +27,11 @@ struct Cli {
     /// in the keys of tensor stages, so the two never share cache entries.
     #[arg(long, global = true, env = "GTAP_FAST_MATH", value_parser = clap::builder::FalseyValueParser::new())]
     fast_math: bool,
+    /// Where tensors live: cpu, cuda or auto (the first GPU libtorch sees, else the CPU). Every
+    /// tensor stage honours it; a pipeline file never names a device. Results computed on a GPU
+    /// are cached apart from CPU ones (their floats round differently).
+    #[arg(long, global = true, env = "GTAP_DEVICE", default_value = "auto")]
+    device: String,
 }
 
 #[derive(Args)]
@@ -241,6 +246,14 @@ fn main() -> ExitCode {
         eprintln!("error: {err:#}");
         return ExitCode::from(2);
     }
+    let device = cli
+        .device
+        .parse::<gtap_nn::DeviceChoice>()
+        .and_then(gtap_nn::set_device);
+    if let Err(err) = device {
+        eprintln!("error: {err:#}");
+        return ExitCode::from(2);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -276,6 +289,7 @@ fn run_on_slurm(
     force: &[String],
     slurm: SlurmArgs,
     fast_math: bool,
+    device: &str,
 ) -> anyhow::Result<()> {
     let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
     let exe = std::env::current_exe().context("locating the gtap binary for the jobs")?;
@@ -287,6 +301,8 @@ fn run_on_slurm(
     if fast_math {
         command.push("--fast-math".into());
     }
+    // The job resolves the same setting on its own node (`auto` may find a GPU there).
+    command.push(format!("--device={}", device));
     command.extend([
         "build".to_owned(),
         absolute(&args.pipeline).display().to_string(),
@@ -365,6 +381,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &force,
                 slurm,
                 cli.fast_math,
+                &cli.device,
             )?
         }
         Command::Build {
@@ -463,7 +480,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seconds,
         }) => {
             let report = gtap_stages::bench::coalitions(examples, &batches, seconds)?;
-            println!("numerics: {}", gtap_nn::numerics::current());
+            println!("numerics: {}, device: {:?}", gtap_nn::numerics::current(), gtap_nn::device());
             println!(
                 "LeNet5 head, {} examples, {} libtorch threads, {:.1} MFLOP per coalition",
                 report.examples,
@@ -503,7 +520,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Bench(Bench::Training { seconds }) => {
-            println!("numerics: {}", gtap_nn::numerics::current());
+            println!("numerics: {}, device: {:?}", gtap_nn::numerics::current(), gtap_nn::device());
             println!(
                 "{:<14} {:>18} {:>22}",
                 "model", "train steps/s", "eval examples/s"

@@ -189,7 +189,7 @@ impl Arch {
     }
 
     /// `[channels, height, width]` of an input image, for architectures that convolve.
-    pub(crate) fn image(self) -> Option<[i64; 3]> {
+    pub fn image(self) -> Option<[i64; 3]> {
         match self {
             Arch::Lenet5 => Some([1, 28, 28]),
             Arch::Alexnet => Some([3, 64, 64]),

@@ -39,6 +39,12 @@ pub enum NnError {
         "masks must keep every player before layer `{layer}` present: the evaluator starts there"
     )]
     FixedPlayers { layer: String },
+    /// Image augmentation asked of a network that does not take images.
+    #[error("{arch} does not take images: augmentation needs lenet5 or alexnet")]
+    Augment { arch: String },
+    /// An unusable device setting.
+    #[error("{0}")]
+    Device(String),
     /// An operation that needs examples (gradients) was given none.
     #[error("{0} need examples to compute gradients on")]
     NeedsExamples(&'static str),

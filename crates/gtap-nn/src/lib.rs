@@ -23,6 +23,7 @@
 
 mod arch;
 mod data;
+mod device;
 mod equilibrium;
 mod error;
 mod eval;
@@ -36,6 +37,7 @@ pub mod walks;
 
 pub use arch::{AlexnetWidths, Arch, Shape};
 pub use data::TensorData;
+pub use device::{device, set_device, DeviceChoice};
 pub use equilibrium::{
     train_equilibrium, utility_gradient, Benefit, Equilibrium, EquilibriumConfig, EquilibriumEpoch,
     ParticipationTrainer,
@@ -49,7 +51,7 @@ pub use masked::{MaskedHead, MaskedSuffix};
 pub use model::{Network, PlayerLayer, UnitId};
 pub use numerics::Numerics;
 pub use prune::{Cost, UnstructuredPoint, WeightCriterion};
-pub use train::{retrain, train, EpochMetrics, Optimizer, TrainConfig};
+pub use train::{retrain, train, Augment, EpochMetrics, Optimizer, TrainConfig};
 
 /// Runs `f` with libtorch's global RNG seeded to `seed`, holding a process-wide lock, so that
 /// concurrent callers (test threads, say) cannot interleave draws and break determinism.

@@ -85,12 +85,12 @@ impl Numerics {
         }
     }
 
-    /// [`Numerics::cache_tag`] of this process: with `+cuda` appended when libtorch sees a GPU
-    /// (stages then compute on it, and a GPU's float rounding is not the CPU's), so entries
-    /// built on a GPU never stand in for CPU ones in a shared cache.
+    /// [`Numerics::cache_tag`] of this process: with `+cuda` appended when stages compute on a
+    /// GPU ([`crate::device`]; a GPU's float rounding is not the CPU's), so entries built on a
+    /// GPU never stand in for CPU ones in a shared cache.
     pub fn cache_tag_here(self) -> String {
         let tag = self.cache_tag();
-        if tch::Cuda::is_available() {
+        if crate::device().is_cuda() {
             tag + "+cuda"
         } else {
             tag

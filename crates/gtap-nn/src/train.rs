@@ -25,6 +25,52 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Dropout rate on the player layers' activations during training (0 = none).
     pub dropout: f64,
+    /// Random flips and shifts of training images (none by default).
+    pub augment: Augment,
+}
+
+/// Data augmentation of training images, drawn per example from a ChaCha8 stream seeded with
+/// the training seed and the epoch (so it is part of the deterministic recipe).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Augment {
+    /// Mirror each image left-right with probability 1/2.
+    #[serde(default)]
+    pub flip: bool,
+    /// Translate each image by up to this many pixels along each axis (zero fill).
+    #[serde(default)]
+    pub shift: usize,
+}
+
+impl Augment {
+    pub fn is_none(&self) -> bool {
+        !self.flip && self.shift == 0
+    }
+
+    /// `xs` (`[B, …]` images of `image` = `[C, H, W]`) flipped and shifted per example.
+    fn apply(&self, xs: &Tensor, image: [i64; 3], rng: &mut ChaCha8Rng) -> Tensor {
+        use rand::Rng;
+        let [c, h, w] = image;
+        let s = self.shift as i64;
+        let b = xs.size()[0];
+        let padded = xs.view([b, c, h, w]).constant_pad_nd([s, s, s, s]);
+        let out: Vec<Tensor> = (0..b)
+            .map(|i| {
+                let (dy, dx) = if s > 0 {
+                    (rng.random_range(0..=2 * s), rng.random_range(0..=2 * s))
+                } else {
+                    (0, 0)
+                };
+                let x = padded.get(i).narrow(1, dy, h).narrow(2, dx, w);
+                if self.flip && rng.random_bool(0.5) {
+                    x.flip([2])
+                } else {
+                    x
+                }
+            })
+            .collect();
+        Tensor::stack(&out, 0).view([b, -1])
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -54,16 +100,31 @@ pub fn train(
     crate::numerics::current();
     let _rng = (cfg.dropout > 0.0).then(|| crate::lock_torch_rng(seed));
     let mut opt = optimizer(net, cfg)?;
+    let image = match (cfg.augment.is_none(), net.arch.image()) {
+        (true, _) => None,
+        (false, Some(image)) => Some(image),
+        (false, None) => {
+            return Err(NnError::Augment {
+                arch: net.arch.to_string(),
+            })
+        }
+    };
     let n = train.len();
     let mut metrics = Vec::with_capacity(cfg.epochs);
     for epoch in 0..cfg.epochs {
         let order = epoch_order(n, seed, epoch);
+        let mut augment_rng = ChaCha8Rng::seed_from_u64(seed);
+        augment_rng.set_stream(AUGMENT_STREAMS + epoch as u64);
         let (mut loss_sum, mut batches) = (0.0, 0usize);
         for chunk in order.chunks(cfg.batch_size) {
             let index = Tensor::from_slice(chunk).to_device(net.device());
             let batch = train.select(&index);
+            let inputs = match image {
+                Some(image) => cfg.augment.apply(&batch.inputs, image, &mut augment_rng),
+                None => batch.inputs,
+            };
             let loss = net
-                .forward_train(&batch.inputs, cfg.dropout)
+                .forward_train(&inputs, cfg.dropout)
                 .cross_entropy_for_logits(&batch.labels);
             opt.backward_step(&loss);
             loss_sum += loss.to_kind(Kind::Double).double_value(&[]);
@@ -132,6 +193,10 @@ pub(crate) fn optimizer(net: &Network, cfg: &TrainConfig) -> Result<tch::nn::Opt
         .build(&net.vs, cfg.lr)?,
     })
 }
+
+/// First ChaCha8 stream of the augmentation draws (epoch e uses this + e), apart from the
+/// mini-batch orders' streams 1, 2, ….
+const AUGMENT_STREAMS: u64 = 1 << 32;
 
 /// The mini-batch order of epoch `epoch` (0-based): a permutation of `0..n` from a ChaCha8
 /// stream seeded with `(seed, epoch)`.

@@ -6,7 +6,7 @@ use std::time::Instant;
 use gtap_game::{Coalition, Walk};
 use gtap_nn::{Arch, MaskedEvaluator, Network, TensorData, Utility};
 use rand::{Rng, SeedableRng};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// One measured configuration.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ pub fn coalitions(
     min_seconds: f64,
 ) -> anyhow::Result<CoalitionBench> {
     let _guard = tch::no_grad_guard();
-    let device = Device::cuda_if_available();
+    let device = gtap_nn::device();
     let net = Network::new(Arch::Lenet5, device, 0);
     let e = examples as i64;
     let data = gtap_nn::with_torch_rng(1, || TensorData {
@@ -160,7 +160,7 @@ pub struct TrainingRate {
 /// Measures training steps and evaluation on random MNIST-shaped data (speed does not depend on
 /// the values) for both LeNets.
 pub fn training(min_seconds: f64) -> anyhow::Result<Vec<TrainingRate>> {
-    let device = Device::cuda_if_available();
+    let device = gtap_nn::device();
     let data = |n: i64, seed: u64| {
         gtap_nn::with_torch_rng(seed, || TensorData {
             inputs: Tensor::rand([n, 784], (Kind::Float, device)),
@@ -169,6 +169,7 @@ pub fn training(min_seconds: f64) -> anyhow::Result<Vec<TrainingRate>> {
     };
     let (train, probe, test) = (data(1280, 1), data(10, 2), data(10_000, 3));
     let cfg = gtap_nn::TrainConfig {
+        augment: Default::default(),
         epochs: 1,
         batch_size: 128,
         lr: 1e-3,

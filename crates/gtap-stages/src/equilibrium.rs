@@ -131,6 +131,7 @@ impl Stage for EquilibriumStage {
         let mut net = Network::with_shape(p.model, shape, train.inputs.device(), seed)?;
         let cfg = EquilibriumConfig {
             train: TrainConfig {
+                augment: Default::default(),
                 epochs: p.epochs,
                 batch_size: p.batch_size,
                 lr: p.lr,

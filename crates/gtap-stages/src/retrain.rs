@@ -97,6 +97,7 @@ impl Stage for RetrainStage {
         let n = trained.num_players();
         let full = trained.cost(&vec![true; n]);
         let cfg = TrainConfig {
+            augment: Default::default(),
             epochs: p.epochs,
             batch_size: p.batch_size,
             lr: p.lr,

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use gtap_engine::{ensure, Invalid, Stage, StageContext, Upstream};
-use gtap_nn::{Arch, Network, Optimizer, Shape, TensorData, TrainConfig};
+use gtap_nn::{AlexnetWidths, Arch, Augment, Network, Optimizer, Shape, TensorData, TrainConfig};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -15,9 +15,17 @@ pub struct TrainStage;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainParams {
-    /// `lenet-300-100`, `lenet5` (MNIST) or `mlp-3x256` (any dataset: built for its
-    /// `dataset.json` feature count and classes).
+    /// `lenet-300-100`, `lenet5` (MNIST), `mlp-3x256` / `mlp-512-256` (any dataset: built for
+    /// its `dataset.json` feature count and classes) or `alexnet` (3×64×64 images, any classes).
     pub model: Arch,
+    /// AlexNet only: multiplier of every layer's width (channels and dense neurons; 1 = the
+    /// full 64-192-384-256-256 / 4096-4096 network). Left out of the key when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<f64>,
+    /// Random flips / shifts of the training images (`{ flip = true, shift = 4 }`); image
+    /// models only. Left out of the key when off.
+    #[serde(default, skip_serializing_if = "Augment::is_none")]
+    pub augment: Augment,
     pub epochs: usize,
     #[serde(default = "default_batch")]
     pub batch_size: usize,
@@ -66,7 +74,7 @@ pub fn load_model(upstream: &Upstream) -> anyhow::Result<(Network, ModelInfo)> {
     let net = Network::load(
         info.arch,
         &upstream.path(CHECKPOINT),
-        tch::Device::cuda_if_available(),
+        gtap_nn::device(),
     )?;
     Ok((net, info))
 }
@@ -79,7 +87,7 @@ pub fn load_split(dir: &Path, split: &str) -> anyhow::Result<TensorData> {
         split.images(),
         info.features,
         split.labels(),
-        tch::Device::cuda_if_available(),
+        gtap_nn::device(),
     ))
 }
 
@@ -147,7 +155,20 @@ impl Stage for TrainStage {
         })?;
         ensure((0.0..1.0).contains(&p.dropout), "dropout", || {
             format!("must be in [0, 1) (got {})", p.dropout)
-        })
+        })?;
+        if let Some(width) = p.width {
+            ensure(p.model == Arch::Alexnet, "width", || {
+                format!("only alexnet has a width multiplier ({} has fixed layers)", p.model)
+            })?;
+            ensure(width > 0.0 && width <= 4.0, "width", || {
+                format!("must be in (0, 4] (got {width})")
+            })?;
+        }
+        ensure(
+            p.augment.is_none() || p.model.image().is_some(),
+            "augment",
+            || format!("{} does not take images: augmentation needs lenet5 or alexnet", p.model),
+        )
     }
 
     fn run(p: &TrainParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
@@ -160,8 +181,10 @@ impl Stage for TrainStage {
             inputs: info.features,
             classes: info.num_classes,
         };
-        let mut net = Network::with_shape(p.model, shape, train.inputs.device(), seed)?;
+        let widths = AlexnetWidths::scaled(p.width.unwrap_or(1.0));
+        let mut net = Network::with_widths(p.model, shape, widths, train.inputs.device(), seed)?;
         let cfg = TrainConfig {
+            augment: p.augment,
             epochs: p.epochs,
             batch_size: p.batch_size,
             lr: p.lr,

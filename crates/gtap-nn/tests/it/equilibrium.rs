@@ -12,6 +12,7 @@ use super::{max_abs_diff, synthetic};
 fn config(alpha: f64, beta: f64, gamma: f64, eta: f64, participation_lr: f64) -> EquilibriumConfig {
     EquilibriumConfig {
         train: TrainConfig {
+            augment: Default::default(),
             epochs: 1,
             batch_size: 64,
             // Weights frozen: these tests are about the participations.

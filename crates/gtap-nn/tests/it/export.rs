@@ -16,6 +16,7 @@ fn synthetic(n: i64, seed: u64) -> TensorData {
 fn trained_ish(arch: Arch) -> Network {
     let mut net = Network::new(arch, Device::Cpu, 21);
     let cfg = TrainConfig {
+        augment: Default::default(),
         epochs: 1,
         batch_size: 32,
         lr: 1e-3,

@@ -224,6 +224,7 @@ fn train(dir: &std::path::Path, arch: Arch, name: &str, dropout: f64) -> Vec<u8>
     let probe = synthetic(50, 11);
     let mut net = Network::new(arch, Device::Cpu, 42);
     let cfg = TrainConfig {
+        augment: Default::default(),
         epochs: 2,
         batch_size: 64,
         lr: 1e-3,
@@ -416,6 +417,7 @@ fn training_a_tiny_mlp_reduces_the_loss_and_checkpoints_keep_the_shape() {
     let mut net = Network::with_shape(Arch::Mlp3x256, TEXT, Device::Cpu, 7).unwrap();
     let before = gtap_nn::evaluate(&net, &probe);
     let cfg = TrainConfig {
+        augment: Default::default(),
         epochs: 3,
         batch_size: 32,
         lr: 1e-3,

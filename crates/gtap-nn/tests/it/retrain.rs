@@ -7,7 +7,9 @@ use tch::{Device, Kind, Tensor};
 use super::{max_abs_diff, synthetic};
 
 fn config() -> TrainConfig {
+    augment: Default::default(),
     TrainConfig {
+        augment: Default::default(),
         epochs: 2,
         batch_size: 32,
         lr: 1e-2,

@@ -163,9 +163,8 @@ impl Ranker for Gtap {
         let Some(step) = p.step else {
             return Ok(1);
         };
-        let arch = inputs
-            .get("model")
-            .and_then(|models| models.first())
+        let model = inputs.get("model").and_then(|models| models.first());
+        let arch = model
             .and_then(|model| model.get("model"))
             .and_then(|name| serde_json::from_value::<gtap_nn::Arch>(name.clone()).ok())
             .ok_or_else(|| {
@@ -174,7 +173,13 @@ impl Ranker for Gtap {
                     "an iterated strategy in parts needs its `model` input's architecture (a stage with a `model` parameter, e.g. `train`) to count its iterations",
                 )
             })?;
-        Ok(arch.num_players().div_ceil(step))
+        let players = match (arch, model.and_then(|m| m.get("width")).and_then(|w| w.as_f64())) {
+            (gtap_nn::Arch::Alexnet, Some(width)) => {
+                gtap_nn::AlexnetWidths::scaled(width).num_players()
+            }
+            _ => arch.num_players(),
+        };
+        Ok(players.div_ceil(step))
     }
 
     /// One part of an iteration's estimate: the iteration's seed and constraints, as `rank`
