@@ -7,6 +7,8 @@
 //! - [`line_figure`]: compression curves, one [`LinePanel`] per subplot, each [`Series`] a mean
 //!   line with a translucent ±σ band; [`summarise`] turns a long table (one row per seed) into
 //!   those series.
+//! - [`scatter_figure`]: one point cloud per [`ScatterPanel`] (Figure 8: power index against
+//!   weight magnitude, per layer).
 //!
 //! **Plotting reads tables, never tensors**: every input is a polars [`DataFrame`] (read from
 //! parquet by the caller) or plain vectors. **Output does not depend on the machine's fonts**:
@@ -36,11 +38,13 @@ mod colour;
 mod glyphs;
 mod line;
 mod mcue;
+mod scatter;
 mod table;
 
 pub use colour::{palette, viridis};
 pub use line::{line_figure, summarise, LinePanel, Series};
 pub use mcue::{diagonal_argmax, mcue_figure, Panel, DIAGONAL_TOLERANCE};
+pub use scatter::{scatter_figure, ScatterPanel};
 pub use polars::prelude::DataFrame;
 
 /// Everything that can go wrong while reading a table or drawing a figure.

@@ -76,6 +76,14 @@ pub struct PowerIndexParams {
     /// Player layers that are free; the others are always present. Default: every layer.
     #[serde(default)]
     pub layers: Option<Vec<String>>,
+    /// One game per player layer (of `layers`, or every layer): its units are the free players,
+    /// every other unit of the network is present, and the game is evaluated from the layer's
+    /// gate (the network before it runs once). The paper's protocol for AlexNet. `samples` is
+    /// per layer; a least-squares pool (`shared-regression`) has at least 2 · (units + 1)
+    /// coalitions in each game (AlexNet's conv layers have tens of units, its FC layers
+    /// hundreds). False (the default: one game over all free players) is left out of the key.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub layer_wise: bool,
     /// Probe examples ν is measured on (the first n of the probe split). Default: all.
     #[serde(default)]
     pub probe_examples: Option<usize>,
@@ -131,6 +139,54 @@ impl PowerIndexParams {
         let probe = probe.head(self.probe_examples.unwrap_or(usize::MAX));
         MaskedEvaluator::new(net, &probe, self.utility, self.batch)
             .with_incremental(self.incremental)
+    }
+
+    /// Layer-wise games ([`Self::layer_wise`]): the estimates of every selected layer's units,
+    /// each layer in its own game drawn from its own stream, in player order.
+    pub(crate) fn estimate_layer_wise(
+        &self,
+        net: &Network,
+        probe: &TensorData,
+        d: Option<f64>,
+        seed: u64,
+        ctx: &StageContext<'_>,
+    ) -> anyhow::Result<Vec<PlayerEstimate>> {
+        let probe = probe.head(self.probe_examples.unwrap_or(usize::MAX));
+        let layers: Vec<usize> = match &self.layers {
+            None => (0..net.player_layers().len()).collect(),
+            Some(names) => {
+                let mut ids = Vec::new();
+                for name in names {
+                    ids.push(layer_id(net, name)?);
+                }
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            }
+        };
+        let mut all = Vec::new();
+        for layer in layers {
+            let pl = &net.player_layers()[layer];
+            let game = MaskedEvaluator::starting_at(net, &probe, self.utility, self.batch, layer)
+                .with_incremental(self.incremental);
+            let constraints = Constraints {
+                restrict_to: Some((pl.offset..pl.offset + pl.size).collect()),
+                ..Constraints::none()
+            };
+            let mut params = self.clone();
+            if self.estimator == EstimatorName::SharedRegression {
+                params.samples = self.samples.max(2 * (pl.size + 1));
+            }
+            tracing::info!(
+                "{}: layer {} ({} units, {} samples)",
+                ctx.instance,
+                pl.name,
+                pl.size,
+                params.samples
+            );
+            all.extend(params.estimate(net, &game, d, layer_seed(seed, layer), &constraints, ctx)?);
+        }
+        Ok(all)
     }
 
     /// Estimates the index of every free player of `constraints` in `game` (from
@@ -190,6 +246,48 @@ impl PowerIndexParams {
             total as f64 / seconds
         );
         Ok(estimates)
+    }
+
+    /// Writes the `power_indices` table: one row per estimated player.
+    pub(crate) fn write_table(
+        &self,
+        net: &Network,
+        model: &crate::train::ModelInfo,
+        seed: u64,
+        d: Option<f64>,
+        estimates: &[PlayerEstimate],
+        ctx: &StageContext<'_>,
+    ) -> anyhow::Result<()> {
+        let units: Vec<_> = estimates.iter().map(|e| net.unit(e.player)).collect();
+        let n = estimates.len();
+        let index_name = serde_json::to_value(self.index)?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut estimator_name = serde_json::to_value(self.estimator)?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if self.incremental {
+            // Same estimator, cheaper evaluations: told apart wherever estimators are compared.
+            estimator_name.push_str(INCREMENTAL_SUFFIX);
+        }
+        let mut df = df!(
+            "model" => vec![model.arch.name(); n],
+            "dataset" => vec![model.dataset.as_str(); n],
+            "seed" => vec![seed; n],
+            "player" => estimates.iter().map(|e| e.player as u32).collect::<Vec<_>>(),
+            "layer" => units.iter().map(|u| u.layer.as_str()).collect::<Vec<_>>(),
+            "unit" => units.iter().map(|u| u.unit as u32).collect::<Vec<_>>(),
+            "index" => vec![index_name.as_str(); n],
+            "d" => vec![d.unwrap_or(f64::NAN); n],
+            "estimator" => vec![estimator_name.as_str(); n],
+            "estimate" => estimates.iter().map(|e| e.estimate).collect::<Vec<_>>(),
+            "stderr" => estimates.iter().map(|e| e.stderr).collect::<Vec<_>>(),
+            "samples" => estimates.iter().map(|e| e.samples as u64).collect::<Vec<_>>(),
+        )?;
+        ctx.write_table("power_indices", &mut df)?;
+        Ok(())
     }
 
     /// Parts of the estimate (`shards`), at least 1.
@@ -253,6 +351,11 @@ impl PowerIndexParams {
             EstimatorName::Sweep => Estimator::Sweep,
         }
     }
+}
+
+/// The stream of layer `layer`'s game in layer-wise estimation.
+fn layer_seed(seed: u64, layer: usize) -> u64 {
+    seed ^ ((layer as u64 + 1) << 48)
 }
 
 /// The estimator's seed: the stage's own seed, mixed with `sampling_seed` unless that is 0.
@@ -352,6 +455,9 @@ impl Stage for PowerIndexStage {
         if let Some(n) = p.probe_examples {
             ensure(n >= 1, "probe_examples", || "must be at least 1".into())?;
         }
+        ensure(!p.layer_wise || p.parts() == 1, "shards", || {
+            "layer-wise games are estimated in one instance (shards split one game)".into()
+        })?;
         Ok(())
     }
 
@@ -360,42 +466,17 @@ impl Stage for PowerIndexStage {
         let (net, model) = load_model(ctx.input("model")?)?;
         let probe = load_split(&ctx.input("data")?.dir, "probe")?;
         let d = p.resolve_bias(ctx)?;
-        let constraints = layer_constraints(&net, p.layers.as_deref())?;
-        let game = p.game(&net, &probe);
-        if let Some(part) = ctx.part {
-            return p.write_part(&game, d, seed, &constraints, ctx, part);
-        }
-        let estimates = p.estimate(&net, &game, d, seed, &constraints, ctx)?;
-        let units: Vec<_> = estimates.iter().map(|e| net.unit(e.player)).collect();
-        let n = estimates.len();
-        let index_name = serde_json::to_value(p.index)?
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let mut estimator_name = serde_json::to_value(p.estimator)?
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        if p.incremental {
-            // Same estimator, cheaper evaluations: told apart wherever estimators are compared.
-            estimator_name.push_str(INCREMENTAL_SUFFIX);
-        }
-        let mut df = df!(
-            "model" => vec![model.arch.name(); n],
-            "dataset" => vec![model.dataset.as_str(); n],
-            "seed" => vec![seed; n],
-            "player" => estimates.iter().map(|e| e.player as u32).collect::<Vec<_>>(),
-            "layer" => units.iter().map(|u| u.layer.as_str()).collect::<Vec<_>>(),
-            "unit" => units.iter().map(|u| u.unit as u32).collect::<Vec<_>>(),
-            "index" => vec![index_name.as_str(); n],
-            "d" => vec![d.unwrap_or(f64::NAN); n],
-            "estimator" => vec![estimator_name.as_str(); n],
-            "estimate" => estimates.iter().map(|e| e.estimate).collect::<Vec<_>>(),
-            "stderr" => estimates.iter().map(|e| e.stderr).collect::<Vec<_>>(),
-            "samples" => estimates.iter().map(|e| e.samples as u64).collect::<Vec<_>>(),
-        )?;
-        ctx.write_table("power_indices", &mut df)?;
-        Ok(())
+        let estimates = if p.layer_wise {
+            p.estimate_layer_wise(&net, &probe, d, seed, ctx)?
+        } else {
+            let constraints = layer_constraints(&net, p.layers.as_deref())?;
+            let game = p.game(&net, &probe);
+            if let Some(part) = ctx.part {
+                return p.write_part(&game, d, seed, &constraints, ctx, part);
+            }
+            p.estimate(&net, &game, d, seed, &constraints, ctx)?
+        };
+        p.write_table(&net, &model, seed, d, &estimates, ctx)
     }
 }
 
@@ -404,26 +485,30 @@ pub fn layer_constraints(net: &Network, layers: Option<&[String]>) -> anyhow::Re
     let Some(layers) = layers else {
         return Ok(Constraints::none());
     };
-    let known: Vec<&str> = net
-        .player_layers()
-        .iter()
-        .map(|l| l.name.as_str())
-        .collect();
     let mut free = Vec::new();
     for name in layers {
-        let Some(layer) = net.player_layers().iter().find(|l| &l.name == name) else {
-            anyhow::bail!(
-                "{} has no player layer `{name}` (layers: {})",
-                net.arch,
-                known.join(", ")
-            );
-        };
+        let layer = &net.player_layers()[layer_id(net, name)?];
         free.extend(layer.offset..layer.offset + layer.size);
     }
     Ok(Constraints {
         restrict_to: Some(free),
         ..Constraints::none()
     })
+}
+
+/// The index of player layer `name`, or an error listing the layers.
+fn layer_id(net: &Network, name: &str) -> anyhow::Result<usize> {
+    net.player_layers()
+        .iter()
+        .position(|l| l.name == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = net.player_layers().iter().map(|l| l.name.as_str()).collect();
+            anyhow::anyhow!(
+                "{} has no player layer `{name}` (layers: {})",
+                net.arch,
+                known.join(", ")
+            )
+        })
 }
 
 pub struct RankAgreementStage;

@@ -13,6 +13,7 @@ pub mod bench;
 mod curves;
 mod equilibrium;
 mod figure_curves;
+mod figure_scatter;
 mod indices;
 mod mcue;
 pub mod methods;
@@ -31,6 +32,7 @@ pub use agreement::EstimatorAgreementStage;
 pub use curves::{size_grid, CurvesStage, UnstructuredStage};
 pub use equilibrium::{EquilibriumStage, FigureEquilibriumStage};
 pub use figure_curves::FigureCurvesStage;
+pub use figure_scatter::FigureIndexVsWeightStage;
 pub use indices::{PowerIndexStage, RankAgreementStage};
 pub use mcue::{McueBiasStage, McueFigureStage, McueStage};
 pub use mnist::{DatasetInfo, MnistStage};
@@ -67,6 +69,7 @@ pub fn registry() -> Registry {
         .register::<CurvesStage>()
         .register::<UnstructuredStage>()
         .register::<FigureCurvesStage>()
+        .register::<FigureIndexVsWeightStage>()
         .register::<RetrainStage>()
         .register::<EquilibriumStage>()
         .register::<FigureEquilibriumStage>();

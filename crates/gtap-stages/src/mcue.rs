@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use gtap_engine::{ensure, Invalid, Stage, StageContext, Upstream};
-use gtap_nn::Network;
+use gtap_nn::{MaskedSuffix, Network};
 use polars::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,6 +44,10 @@ pub struct McueParams {
     /// (mask, example) pairs per forward pass.
     #[serde(default = "default_batch")]
     pub batch: usize,
+    /// Player layers the trials dilute; every other unit stays present (AlexNet's Figure 6:
+    /// the conv layers only, the FC layers only). Default: every layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<String>>,
 }
 
 fn default_step() -> f64 {
@@ -93,7 +97,20 @@ impl Stage for McueStage {
         let seed = ctx.seed()?;
         let (net, model) = load_model(ctx.input("model")?)?;
         let probe = load_split(&ctx.input("data")?.dir, "probe")?;
-        let features = tch::no_grad(|| net.prefix(&probe.inputs));
+        let free = match &params.layers {
+            None => (0..net.num_players()).collect(),
+            Some(layers) => crate::indices::layer_constraints(&net, Some(layers))?
+                .restrict_to
+                .expect("layers given"),
+        };
+        // Trials start at the first diluted layer's gate: what comes before runs once.
+        let start = net
+            .player_layers()
+            .iter()
+            .position(|l| free.contains(&l.offset))
+            .expect("at least one layer");
+        let features = tch::no_grad(|| net.activations_at(&probe.inputs, start));
+        let suffix = net.masked_suffix(start);
         let panel = params
             .panel
             .clone()
@@ -107,7 +124,7 @@ impl Stage for McueStage {
         let bar = progress::bar(ctx.env.progress, (cells.len() * k) as u64, ctx.instance);
         let group = (params.batch / k).max(1);
         let examples = probe.len();
-        let players = net.num_players();
+        let players = free.len();
         let mut results = Vec::with_capacity(cells.len());
         for (chunk_index, chunk) in cells.chunks(group).enumerate() {
             // Each cell draws from its own stream, so results do not depend on grouping or threads.
@@ -119,10 +136,11 @@ impl Stage for McueStage {
                     draw_trials(players, examples, p, q, k, seed, cell)
                 })
                 .collect();
-            let masks: Vec<f32> = trials.iter().flat_map(|t| t.0.iter().copied()).collect();
+            let masks = spread_over(&free, net.num_players(), trials.iter().map(|t| &t.0[..]));
             let index: Vec<i64> = trials.iter().flat_map(|t| t.1.iter().copied()).collect();
             let stats = evaluate_trials(
-                &net,
+                &suffix,
+                net.num_players(),
                 &features,
                 &probe.labels,
                 &masks,
@@ -197,8 +215,24 @@ pub fn draw_trials(
     (masks, index)
 }
 
+/// Full mask rows (`players` wide, 1 = present) from trial rows over the `free` players only.
+fn spread_over<'a>(free: &[usize], players: usize, rows: impl Iterator<Item = &'a [f32]>) -> Vec<f32> {
+    let mut masks = Vec::new();
+    for trial_masks in rows {
+        for row in trial_masks.chunks(free.len()) {
+            let start = masks.len();
+            masks.resize(start + players, 1.0);
+            for (&p, &m) in free.iter().zip(row) {
+                masks[start + p] = m;
+            }
+        }
+    }
+    masks
+}
+
 fn evaluate_trials(
-    net: &Network,
+    suffix: &MaskedSuffix,
+    players: usize,
     features: &Tensor,
     labels: &Tensor,
     masks: &[f32],
@@ -210,8 +244,8 @@ fn evaluate_trials(
     let index = Tensor::from_slice(index).to_device(device);
     let rows = features.index_select(0, &index);
     let ys = labels.index_select(0, &index);
-    let masks = Network::mask_tensor(masks, net.num_players(), device);
-    let logits = net.paired_logits(&rows, &masks)?;
+    let masks = Network::mask_tensor(masks, players, device);
+    let logits = suffix.paired_logits(&rows, &masks)?;
     let stat = match statistic {
         Statistic::Correctness => logits
             .argmax(-1, false)
@@ -346,19 +380,7 @@ impl Stage for McueFigureStage {
         "Figure 2: MCUE heatmaps (mean over seeds), diagonal maximum marked";
 
     fn validate(p: &McueFigureParams) -> Result<(), Invalid> {
-        ensure(
-            !p.name.is_empty()
-                && p.name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)),
-            "name",
-            || {
-                format!(
-                    "must be a plain file stem (letters, digits, - and _; got {:?})",
-                    p.name
-                )
-            },
-        )
+        validate_figure_name(&p.name)
     }
 
     fn run(p: &McueFigureParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
@@ -406,6 +428,18 @@ impl Stage for McueFigureStage {
         ctx.write_table("mcue_mean", &mut df)?;
         Ok(())
     }
+}
+
+/// A figure's file stem: letters, digits, `-` and `_` only.
+pub(crate) fn validate_figure_name(name: &str) -> Result<(), Invalid> {
+    ensure(
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)),
+        "name",
+        || format!("must be a plain file stem (letters, digits, - and _; got {name:?})"),
+    )
 }
 
 #[cfg(test)]

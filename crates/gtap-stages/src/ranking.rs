@@ -90,6 +90,7 @@ pub struct Label {
 /// seed, and d from an optional `bias` input (an `mcue-bias` stage).
 pub struct RankContext<'a> {
     pub net: &'a Network,
+    pub model: &'a crate::train::ModelInfo,
     pub probe: &'a TensorData,
     pub seed: u64,
     pub bias: Option<f64>,
@@ -163,6 +164,7 @@ impl<R: Ranker> Stage for RankerStage<R> {
         };
         let cx = RankContext {
             net: &net,
+            model: &model,
             probe: &probe,
             seed,
             bias,

@@ -5,7 +5,7 @@ use gtap_game::{Constraints, IndexKind, PlayerEstimate, SeparationConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::indices::{PowerIndexParams, PowerIndexStage};
-use crate::ranking::{serde_name, Label, RankContext, Ranker};
+use crate::ranking::{by_descending_score, serde_name, Label, RankContext, Ranker};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -42,6 +42,21 @@ pub struct GtapParams {
     /// iteration, which only orders the survivors, uses `estimate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub separate: Option<SeparateParams>,
+    /// Layer-wise games with per-layer budgets (the paper's Figure 7 protocol for AlexNet):
+    /// each player layer is its own game (its units free, every other unit present), and at
+    /// every target size r each layer keeps as many units as `wmp`'s global choice of r units
+    /// keeps there, its highest power indices. Top-n only. The stage also writes the
+    /// estimates as a `power_indices` table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_budgets: Option<LayerBudgets>,
+}
+
+/// Where [`GtapParams::layer_budgets`] takes each layer's share of a target size from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayerBudgets {
+    /// Unit-level weight magnitude pruning's global ranking.
+    Wmp,
 }
 
 /// The adaptive choice of [`GtapParams::separate`].
@@ -102,6 +117,17 @@ impl Ranker for Gtap {
             "gtap ranks every unit of the network; layer-restricted games are for power-indices"
                 .into()
         })?;
+        ensure(!p.estimate.layer_wise, "estimate.layer_wise", || {
+            "gtap plays layer-wise games through `layer_budgets`, which says how to merge the layers".into()
+        })?;
+        if p.layer_budgets.is_some() {
+            ensure(p.strategy == Strategy::TopN, "layer_budgets", || {
+                "layer budgets apply to top-n (one estimate per layer, kept by budget)".into()
+            })?;
+            ensure(p.estimate.parts() == 1, "estimate.shards", || {
+                "layer-wise games are estimated in one instance".into()
+            })?;
+        }
         match (p.strategy, p.step) {
             (Strategy::TopN, Some(_)) => Err(Invalid::new("step", "top-n takes no step")),
             (Strategy::TopN, None) => Ok(()),
@@ -146,7 +172,10 @@ impl Ranker for Gtap {
     fn label(p: &GtapParams) -> Label {
         Label {
             index: serde_name(&p.estimate.index),
-            strategy: serde_name(&p.strategy),
+            strategy: match p.layer_budgets {
+                Some(budgets) => format!("layer-wise, {} budgets", serde_name(&budgets)),
+                None => serde_name(&p.strategy),
+            },
         }
     }
 
@@ -234,6 +263,20 @@ impl Ranker for Gtap {
     fn rank(p: &GtapParams, cx: &RankContext<'_>) -> anyhow::Result<Vec<usize>> {
         let d = p.estimate.resolve_bias(cx.stage)?;
         let n = cx.net.num_players();
+        if let Some(LayerBudgets::Wmp) = p.layer_budgets {
+            let estimates = p
+                .estimate
+                .estimate_layer_wise(cx.net, cx.probe, d, cx.seed, cx.stage)?;
+            // The estimates behind the ranking, as a `power-indices` stage writes them.
+            p.estimate
+                .write_table(cx.net, cx.model, cx.seed, d, &estimates, cx.stage)?;
+            let by_index = order(p, cx, 0, &estimates);
+            let wmp = by_descending_score(
+                &cx.net
+                    .unit_scores(gtap_nn::WeightCriterion::Magnitude, None)?,
+            );
+            return Ok(within_layer_budgets(cx.net, &wmp, &by_index));
+        }
         // One game for every iteration: the prefix runs once.
         let game = p.estimate.game(cx.net, cx.probe);
         let estimate = |iteration: usize, constraints: &Constraints| {
@@ -373,6 +416,36 @@ impl Ranker for Gtap {
             }
         }
     }
+}
+
+/// The order that keeps, at every size r, as many units of each layer as the first r of
+/// `budgets` do, choosing them in each layer by `by_index` (every player, best first): where
+/// `budgets`' r-th unit is in layer l, layer l's next best unit by index comes r-th. Sets are
+/// nested, so this is a ranking like any other.
+pub(crate) fn within_layer_budgets(
+    net: &gtap_nn::Network,
+    budgets: &[usize],
+    by_index: &[usize],
+) -> Vec<usize> {
+    let layer_of = |p: usize| {
+        net.player_layers()
+            .iter()
+            .position(|l| (l.offset..l.offset + l.size).contains(&p))
+            .expect("a player of the network")
+    };
+    let mut queues: Vec<std::collections::VecDeque<usize>> =
+        vec![Default::default(); net.player_layers().len()];
+    for &p in by_index {
+        queues[layer_of(p)].push_back(p);
+    }
+    budgets
+        .iter()
+        .map(|&p| {
+            queues[layer_of(p)]
+                .pop_front()
+                .expect("each layer has as many units in both orders")
+        })
+        .collect()
 }
 
 /// Each iteration samples from its own streams.
