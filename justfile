@@ -94,6 +94,19 @@ reproduce-figure-3-retrained SCALE="full": build
 reproduce-figure-5 SCALE="full": build
     target/debug/gtap run pipelines/figure-5.toml --scale {{SCALE}}
 
+# Figure 6 (AlexNet MCUE: whole network, conv layers, FC layers): just reproduce-figure-6 [ci|full]
+# (default: the 2-core scale on the shared Tiny ImageNet subset, under an hour; full: for a GPU)
+reproduce-figure-6 SCALE="default": build
+    target/debug/gtap run pipelines/alexnet.toml --scale {{SCALE}}
+
+# Figure 7 (AlexNet: layer-wise GTAP with WMP budgets vs WMP, W·GMP, random; 5 seeds), same pipeline
+reproduce-figure-7 SCALE="default": build
+    target/debug/gtap run pipelines/alexnet.toml --scale {{SCALE}}
+
+# Figure 8 (AlexNet: power index vs weight magnitude per layer), same pipeline
+reproduce-figure-8 SCALE="default": build
+    target/debug/gtap run pipelines/alexnet.toml --scale {{SCALE}}
+
 # "Pruning as a Game": equilibrium sparsification of the 784-512-256-10 MLP, 4 configurations x 5 seeds
 reproduce-equilibrium SCALE="full": build
     target/debug/gtap run pipelines/equilibrium.toml --scale {{SCALE}}
@@ -112,6 +125,11 @@ bench-peers: build
 # SLURM_CONF): just bench-slurm [ci]
 bench-slurm SCALE="ci": build
     bench/slurm-overhead {{SCALE}}
+
+# AlexNet layer-wise games: coalition evaluations per second per layer next to the same-shape
+# convolution / matmul (BENCHMARKS.md): just bench-alexnet [--width W --examples E --batch K]
+bench-alexnet *ARGS: build
+    target/debug/gtap bench alexnet {{ARGS}}
 
 # Price of portable numerics: training, evaluation and coalition throughput, portable then --fast-math
 bench-numerics: build

@@ -214,6 +214,22 @@ enum Bench {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
+    /// Coalition evaluations per second of each AlexNet layer-wise game, next to the GFLOP/s of
+    /// the same-shape convolution / matmul that starts its evaluation.
+    Alexnet {
+        /// Width multiplier of the network (the default pipeline's 1/8).
+        #[arg(long, default_value_t = 0.125)]
+        width: f64,
+        /// Examples each coalition is evaluated on (the default pipeline's probe_examples).
+        #[arg(long, default_value_t = 100)]
+        examples: usize,
+        /// Coalitions per evaluation call.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Minimum seconds per measurement.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
     /// Training steps and evaluation throughput of both LeNets under this process's numerics
     /// (run it with and without --fast-math to price portable numerics).
     Training {
@@ -518,6 +534,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "algorithm 2 (paired, 1 pair per player, incremental): {:.1} coalitions/s",
                 report.algorithm2_evaluations_per_second
             );
+        }
+        Command::Bench(Bench::Alexnet {
+            width,
+            examples,
+            batch,
+            seconds,
+        }) => {
+            let rates = gtap_stages::bench::alexnet_layers(width, examples, batch, seconds)?;
+            println!(
+                "numerics: {}, device: {:?}",
+                gtap_nn::numerics::current(),
+                gtap_nn::device()
+            );
+            println!(
+                "AlexNet width {width}, {examples} examples, {batch} coalitions per call, {} threads",
+                gtap_nn::numerics::workers()
+            );
+            println!(
+                "{:<6} {:>6} {:>14} {:>14} {:>9} {:>16} {:>9}",
+                "layer", "units", "MFLOP / pair", "coalitions/s", "GFLOP/s", "same-shape op", "of op"
+            );
+            for r in &rates {
+                println!(
+                    "{:<6} {:>6} {:>14.2} {:>14.1} {:>9.2} {:>12.2} GF/s {:>8.0}%",
+                    r.layer,
+                    r.units,
+                    r.flops_per_pair / 1e6,
+                    r.evaluations_per_second,
+                    r.gflops,
+                    r.op_gflops,
+                    100.0 * r.gflops / r.op_gflops
+                );
+            }
         }
         Command::Bench(Bench::Training { seconds }) => {
             println!("numerics: {}, device: {:?}", gtap_nn::numerics::current(), gtap_nn::device());

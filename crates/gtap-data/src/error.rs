@@ -123,12 +123,14 @@ pub enum DataError {
 
     /// A file's SHA-256 digest differs from the canonical one.
     #[error(
-        "{}: sha256 mismatch: expected {expected}, found {actual}",
+        "{}: {algorithm} mismatch: expected {expected}, found {actual}",
         path.display()
     )]
     Checksum {
         /// The file that was hashed.
         path: PathBuf,
+        /// `sha256` or `md5`: the digest the dataset publishes.
+        algorithm: &'static str,
         /// The canonical digest (lower-case hex).
         expected: String,
         /// The digest of the file on disk (lower-case hex).

@@ -1,13 +1,13 @@
 //! Downloading dataset files: a temporary file in the target directory, hashed while it is
-//! written, renamed into place only when its SHA-256 matches.
+//! written, renamed into place only when its digest (SHA-256, or the MD5 a dataset publishes)
+//! matches.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
+use crate::checksum::Checksum;
 use crate::DataError;
 
 /// Whether a loader may download dataset files that are missing locally.
@@ -45,6 +45,11 @@ impl FetchPolicy {
 ///
 /// Fails with [`DataError::Download`] naming the file, the URL and the cause.
 pub fn download_verified(url: &str, dest: &Path, expected_sha256: &str) -> Result<(), DataError> {
+    download_checked(url, dest, Checksum::Sha256(expected_sha256))
+}
+
+/// [`download_verified`] against any [`Checksum`].
+pub fn download_checked(url: &str, dest: &Path, expected: Checksum<'_>) -> Result<(), DataError> {
     let fail = |reason: String| DataError::Download {
         path: dest.to_path_buf(),
         url: url.to_string(),
@@ -62,7 +67,7 @@ pub fn download_verified(url: &str, dest: &Path, expected_sha256: &str) -> Resul
     fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
     let tmp = dir.join(format!(".{name}.part-{}", std::process::id()));
 
-    let result = download_to(url, &tmp, expected_sha256);
+    let result = download_to(url, &tmp, expected);
     match result {
         Ok(()) => fs::rename(&tmp, dest).map_err(|e| {
             let _ = fs::remove_file(&tmp);
@@ -76,7 +81,7 @@ pub fn download_verified(url: &str, dest: &Path, expected_sha256: &str) -> Resul
 }
 
 /// Streams `url` into `tmp` and checks the digest; returns a human-readable cause on failure.
-fn download_to(url: &str, tmp: &Path, expected_sha256: &str) -> Result<(), String> {
+fn download_to(url: &str, tmp: &Path, expected: Checksum<'_>) -> Result<(), String> {
     let mut config = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_global(Some(Duration::from_secs(15 * 60)));
@@ -89,7 +94,7 @@ fn download_to(url: &str, tmp: &Path, expected_sha256: &str) -> Result<(), Strin
     let mut body = response.into_body().into_reader();
     let mut file =
         File::create(tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    let mut hasher = Sha256::new();
+    let mut hasher = expected.hasher();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match body.read(&mut buf) {
@@ -104,13 +109,14 @@ fn download_to(url: &str, tmp: &Path, expected_sha256: &str) -> Result<(), Strin
     }
     file.sync_all()
         .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    let actual = hex::encode(hasher.finalize());
-    if actual.eq_ignore_ascii_case(expected_sha256) {
+    let actual = hasher.finish();
+    if expected.matches(&actual) {
         Ok(())
     } else {
         Err(format!(
-            "sha256 mismatch: expected {}, found {actual}",
-            expected_sha256.to_ascii_lowercase()
+            "{} mismatch: expected {}, found {actual}",
+            expected.algorithm(),
+            expected.hex()
         ))
     }
 }

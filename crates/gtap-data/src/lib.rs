@@ -61,15 +61,15 @@ mod text;
 mod tiny_imagenet;
 mod vocab;
 
-pub use checksum::{sha256_bytes, sha256_file, verify_sha256};
+pub use checksum::{sha256_bytes, sha256_file, verify_sha256, Checksum};
 pub use error::{DataError, Location};
-pub use fetch::{download_verified, FetchPolicy};
+pub use fetch::{download_checked, download_verified, FetchPolicy};
 pub use idx::{
     parse_idx_images, parse_idx_labels, read_idx_images_gz, read_idx_labels_gz, IdxImages,
     IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC,
 };
 pub use mnist::{
-    load_mnist, mnist_files, MnistConfig, MnistData, MnistFiles, IMAGE_COLS, IMAGE_PIXELS,
+    idx_files, load_mnist, mnist_files, IdxDataset, MnistConfig, FASHION_MNIST, KMNIST, MNIST, MnistData, MnistFiles, IMAGE_COLS, IMAGE_PIXELS,
     IMAGE_ROWS, MNIST_MIRRORS, MNIST_SHA256, NUM_CLASSES, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES,
     TRAIN_LABELS,
 };
@@ -79,7 +79,7 @@ pub use text::{
     TextFiles, TextFormat, DEFAULT_TWEETS_PROBE, DEFAULT_VOCAB_SIZE, EMOTION_LABELS, TWEET_TOPICS,
 };
 pub use tiny_imagenet::{
-    decode_jpeg, load_tiny_imagenet, tiny_imagenet_source, verify_official, TinyImagenetConfig,
+    decode_jpeg, load_tiny_imagenet, tiny_imagenet_source, tiny_imagenet_source_or_fetch, verify_official, TinyImagenetConfig,
     TinyImagenetData, TinyImagenetSource, TINY_IMAGENET_IMAGE_LEN, TINY_IMAGENET_MD5,
     TINY_IMAGENET_SIDE, TINY_IMAGENET_SIZE, TINY_IMAGENET_URL, TINY_IMAGENET_ZIP,
 };

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::checksum::verify_sha256;
-use crate::fetch::{download_verified, FetchPolicy};
+use crate::checksum::{verify_sha256, Checksum};
+use crate::fetch::{download_checked, FetchPolicy};
 use crate::idx::{read_idx_images_gz, read_idx_labels_gz, IdxImages};
 use crate::split::{seeded_permutation, Normalisation, Split};
 use crate::DataError;
@@ -53,6 +53,84 @@ pub const MNIST_MIRRORS: [&str; 2] = [
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 ];
 
+/// A dataset in MNIST's IDX layout: the same four file names, 28×28 grey images, 10 classes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IdxDataset {
+    /// The name pipelines use (`dataset = "fashion-mnist"`) and `dataset.json` records.
+    pub name: &'static str,
+    /// How error messages name it (`MNIST`, `Fashion-MNIST`).
+    pub title: &'static str,
+    /// Folders of the data directory searched in order (`""`: the data directory itself).
+    /// Every IDX dataset uses MNIST's file names, so the others live in their own folder.
+    pub folders: &'static [&'static str],
+    /// Pinned digests of train images, train labels, test images, test labels.
+    pub checksums: [Checksum<'static>; 4],
+    /// Base URLs the files are downloaded from, in order.
+    pub mirrors: &'static [&'static str],
+    /// How pixels become floats; `None`: by the mean and std of the dataset's own training
+    /// images (computed at load time, rounded to 4 decimals).
+    pub normalisation: Option<Normalisation>,
+}
+
+impl IdxDataset {
+    /// Every IDX dataset a pipeline may name.
+    pub const ALL: [IdxDataset; 3] = [MNIST, FASHION_MNIST, KMNIST];
+
+    /// The dataset called `name`.
+    pub fn named(name: &str) -> Option<IdxDataset> {
+        Self::ALL.into_iter().find(|d| d.name == name)
+    }
+}
+
+/// MNIST (LeCun, Cortes, Burges): SHA-256 pinned, the usual mean / std.
+pub const MNIST: IdxDataset = IdxDataset {
+    name: "mnist",
+    title: "MNIST",
+    folders: &["", "mnist"],
+    checksums: [
+        Checksum::Sha256(MNIST_SHA256[0].1),
+        Checksum::Sha256(MNIST_SHA256[1].1),
+        Checksum::Sha256(MNIST_SHA256[2].1),
+        Checksum::Sha256(MNIST_SHA256[3].1),
+    ],
+    mirrors: &MNIST_MIRRORS,
+    normalisation: Some(Normalisation::MNIST),
+};
+
+/// Fashion-MNIST (Xiao, Rasul, Vollgraf 2017), in `<data>/fashion-mnist/`; the MD5s its
+/// authors publish.
+pub const FASHION_MNIST: IdxDataset = IdxDataset {
+    name: "fashion-mnist",
+    title: "Fashion-MNIST",
+    folders: &["fashion-mnist"],
+    checksums: [
+        Checksum::Md5("8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+        Checksum::Md5("25c81989df183df01b3e8a0aad5dffbe"),
+        Checksum::Md5("bef4ecab320f06d8554ea6380940ec79"),
+        Checksum::Md5("bb300cfdad3c16e7a12a480ee83cd310"),
+    ],
+    mirrors: &[
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    ],
+    normalisation: None,
+};
+
+/// Kuzushiji-MNIST (Clanuwat et al. 2018), in `<data>/kmnist/`; the MD5s of the published files.
+pub const KMNIST: IdxDataset = IdxDataset {
+    name: "kmnist",
+    title: "KMNIST",
+    folders: &["kmnist"],
+    checksums: [
+        Checksum::Md5("bdb82020997e1d708af4cf47b453dcf7"),
+        Checksum::Md5("e144d726b3acfaa3e44228e80efcd344"),
+        Checksum::Md5("5c965bf0a639b31b8f53240b1b52f4d7"),
+        Checksum::Md5("7320c461ea6c1c855c0b718fb2a4b134"),
+    ],
+    mirrors: &["http://codh.rois.ac.jp/kmnist/dataset/kmnist/"],
+    normalisation: None,
+};
+
 /// Paths of the four MNIST files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MnistFiles {
@@ -97,15 +175,28 @@ impl MnistFiles {
 }
 
 /// Locates the four MNIST files, downloading missing ones if `fetch` allows, and verifies
-/// every file against its canonical SHA-256.
-///
-/// Each file is looked up as `dir/<name>`, then `dir/mnist/<name>`. A missing file is
-/// downloaded into `dir` from the mirrors of `fetch` (first that works), through a temporary
-/// file that is renamed into place only after its checksum matches. If files stay missing the
-/// error is [`DataError::Missing`]: which files, where it looked, why the download failed (or
-/// that it was disabled) and how to fix it.
+/// every file against its canonical SHA-256 ([`idx_files`] of [`MNIST`]).
 pub fn mnist_files(dir: &Path, fetch: FetchPolicy) -> Result<MnistFiles, DataError> {
-    let candidates = [dir.to_path_buf(), dir.join("mnist")];
+    idx_files(&MNIST, dir, fetch, true)
+}
+
+/// Locates the four files of an IDX dataset, downloading missing ones if `fetch` allows.
+///
+/// Each file is looked up in the dataset's folders of `dir` in order (MNIST: `dir`, then
+/// `dir/mnist`). A missing file is downloaded into the first folder from the dataset's mirrors
+/// (first that works), through a temporary file renamed into place only after its pinned digest
+/// matches. Files found on disk are checked against the pinned digests when `verify` (a copy
+/// rebuilt locally may opt out; the IDX parser then meets whatever is wrong with it). If files
+/// stay missing the error is [`DataError::Missing`]: which files, where it looked, why the
+/// download failed (or that it was disabled) and how to fix it.
+pub fn idx_files(
+    dataset: &IdxDataset,
+    dir: &Path,
+    fetch: FetchPolicy,
+    verify: bool,
+) -> Result<MnistFiles, DataError> {
+    let names = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS];
+    let candidates: Vec<PathBuf> = dataset.folders.iter().map(|f| dir.join(f)).collect();
     let locate = |name: &str| -> Option<PathBuf> {
         candidates
             .iter()
@@ -113,9 +204,9 @@ pub fn mnist_files(dir: &Path, fetch: FetchPolicy) -> Result<MnistFiles, DataErr
             .find(|p| p.is_file())
     };
 
-    let mut found: Vec<Option<PathBuf>> = MNIST_SHA256.iter().map(|(n, _)| locate(n)).collect();
+    let mut found: Vec<Option<PathBuf>> = names.iter().map(|n| locate(n)).collect();
     let mut downloaded = [false; 4];
-    let mirrors = fetch.mirrors(&MNIST_MIRRORS);
+    let mirrors = fetch.mirrors(dataset.mirrors);
     let mut download_note = if mirrors.is_empty() {
         "downloading is disabled (FetchPolicy::Never)".to_string()
     } else {
@@ -123,15 +214,15 @@ pub fn mnist_files(dir: &Path, fetch: FetchPolicy) -> Result<MnistFiles, DataErr
     };
 
     if !mirrors.is_empty() {
-        for (k, (name, sha)) in MNIST_SHA256.iter().enumerate() {
+        for (k, name) in names.iter().enumerate() {
             if found[k].is_some() {
                 continue;
             }
-            let dest = dir.join(name);
+            let dest = candidates[0].join(name);
             let mut failures = Vec::new();
             for base in &mirrors {
                 let url = format!("{}{name}", ensure_slash(base));
-                match download_verified(&url, &dest, sha) {
+                match download_checked(&url, &dest, dataset.checksums[k]) {
                     Ok(()) => {
                         found[k] = Some(dest.clone());
                         downloaded[k] = true;
@@ -151,18 +242,18 @@ pub fn mnist_files(dir: &Path, fetch: FetchPolicy) -> Result<MnistFiles, DataErr
         }
     }
 
-    let missing: Vec<String> = MNIST_SHA256
+    let missing: Vec<String> = names
         .iter()
         .zip(&found)
         .filter(|(_, f)| f.is_none())
-        .map(|((name, _), _)| name.to_string())
+        .map(|(name, _)| name.to_string())
         .collect();
     if !missing.is_empty() {
         return Err(DataError::Missing {
-            dataset: "MNIST",
+            dataset: dataset.title,
             searched: crate::fetch::describe_dirs(&candidates),
             missing,
-            expected: MNIST_SHA256.iter().map(|(n, _)| n.to_string()).collect(),
+            expected: names.iter().map(|n| n.to_string()).collect(),
             download: download_note,
         });
     }
@@ -174,9 +265,17 @@ pub fn mnist_files(dir: &Path, fetch: FetchPolicy) -> Result<MnistFiles, DataErr
         test_images: c.expect("checked above"),
         test_labels: d.expect("checked above"),
     };
-    for ((path, sha), fresh) in files.with_sha256().into_iter().zip(downloaded) {
-        if !fresh {
-            verify_sha256(path, sha)?;
+    if verify {
+        let paths = [
+            &files.train_images,
+            &files.train_labels,
+            &files.test_images,
+            &files.test_labels,
+        ];
+        for ((path, checksum), fresh) in paths.into_iter().zip(dataset.checksums).zip(downloaded) {
+            if !fresh {
+                checksum.verify(path)?;
+            }
         }
     }
     Ok(files)
@@ -201,8 +300,11 @@ pub struct MnistConfig {
     /// Keep only these digits in all three splits (e.g. `[0, 1]`); `None` keeps all ten.
     /// Labels are not remapped: a filtered model still has [`NUM_CLASSES`] outputs.
     pub classes: Option<Vec<u8>>,
-    /// How pixel bytes become floats (default [`Normalisation::MNIST`]: mean 0.1307, std 0.3081).
-    pub normalisation: Normalisation,
+    /// How pixel bytes become floats (default [`Normalisation::MNIST`]: mean 0.1307, std 0.3081);
+    /// `None`: the mean and std of the training file's images, rounded to 4 decimals.
+    pub normalisation: Option<Normalisation>,
+    /// Which IDX dataset the files are (names it in errors).
+    pub dataset: &'static str,
 }
 
 impl Default for MnistConfig {
@@ -211,7 +313,8 @@ impl Default for MnistConfig {
             probe_size: 5000,
             split_seed: 0,
             classes: None,
-            normalisation: Normalisation::MNIST,
+            normalisation: Some(Normalisation::MNIST),
+            dataset: "MNIST",
         }
     }
 }
@@ -256,7 +359,7 @@ pub fn load_mnist(files: &MnistFiles, cfg: &MnistConfig) -> Result<MnistData, Da
             None => String::new(),
         };
         return Err(DataError::Config {
-            dataset: "MNIST",
+            dataset: cfg.dataset,
             reason: format!(
                 "probe_size {} must be smaller than the {} training examples{of} in {}",
                 cfg.probe_size,
@@ -280,7 +383,9 @@ pub fn load_mnist(files: &MnistFiles, cfg: &MnistConfig) -> Result<MnistData, Da
         .filter(|&i| keep[test_labels[i as usize] as usize])
         .collect();
 
-    let norm = cfg.normalisation;
+    let norm = cfg
+        .normalisation
+        .unwrap_or_else(|| own_statistics(&train_images.pixels));
     let gather = |images: &IdxImages, labels: &[u8], idx: Vec<u32>| {
         Split::gather(&images.pixels, labels, IMAGE_PIXELS, idx, norm)
     };
@@ -291,13 +396,28 @@ pub fn load_mnist(files: &MnistFiles, cfg: &MnistConfig) -> Result<MnistData, Da
     })
 }
 
+/// Mean and std of pixels `p / 255`, rounded to 4 decimals (as MNIST's 0.1307 / 0.3081 are).
+fn own_statistics(pixels: &[u8]) -> Normalisation {
+    let n = pixels.len().max(1) as f64;
+    let (sum, squares) = pixels.iter().fold((0u64, 0u64), |(s, q), &p| {
+        (s + u64::from(p), q + u64::from(p) * u64::from(p))
+    });
+    let mean = sum as f64 / 255.0 / n;
+    let std = (squares as f64 / (255.0 * 255.0) / n - mean * mean).max(0.0).sqrt();
+    let round = |v: f64| ((v * 1e4).round() / 1e4) as f32;
+    Normalisation::MeanStd {
+        mean: round(mean),
+        std: round(std).max(1e-4),
+    }
+}
+
 /// Which labels the class filter keeps; validates the filter.
 fn class_mask(cfg: &MnistConfig) -> Result<[bool; NUM_CLASSES], DataError> {
     let Some(classes) = &cfg.classes else {
         return Ok([true; NUM_CLASSES]);
     };
     let bad = |reason: String| DataError::Config {
-        dataset: "MNIST",
+        dataset: cfg.dataset,
         reason,
     };
     if classes.is_empty() {

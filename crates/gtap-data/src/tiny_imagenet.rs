@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use md5::{Digest, Md5};
 use rayon::prelude::*;
 
+use crate::checksum::Checksum;
+use crate::fetch::{download_checked, FetchPolicy};
 use crate::split::{seeded_permutation, Normalisation, Split};
 use crate::DataError;
 
@@ -51,6 +53,44 @@ impl TinyImagenetSource {
         }
     }
 }
+
+/// [`tiny_imagenet_source`], downloading the official archive into `dir` (MD5-checked, through
+/// a temporary file) when nothing is found and `fetch` allows it.
+pub fn tiny_imagenet_source_or_fetch(
+    dir: &Path,
+    fetch: &FetchPolicy,
+) -> Result<TinyImagenetSource, DataError> {
+    match tiny_imagenet_source(dir) {
+        Err(DataError::Config { reason, .. }) if reason.starts_with(NOT_FOUND) => {
+            let mirrors = fetch.mirrors(&[TINY_IMAGENET_URL_BASE]);
+            if mirrors.is_empty() {
+                return tiny_imagenet_source(dir);
+            }
+            let dest = dir.join(TINY_IMAGENET_ZIP);
+            let mut failures = Vec::new();
+            for base in &mirrors {
+                let url = format!("{}{TINY_IMAGENET_ZIP}", crate::mnist::ensure_slash(base));
+                match download_checked(&url, &dest, Checksum::Md5(TINY_IMAGENET_MD5)) {
+                    Ok(()) => return Ok(TinyImagenetSource::Zip(dest)),
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            Err(DataError::Config {
+                dataset: "Tiny ImageNet",
+                reason: format!(
+                    "{reason}; downloading failed: {}",
+                    failures.join("; ")
+                ),
+            })
+        }
+        other => other,
+    }
+}
+
+/// How [`tiny_imagenet_source`]'s not-found error begins.
+const NOT_FOUND: &str = "not found in ";
+/// The folder the official archive is downloaded from.
+const TINY_IMAGENET_URL_BASE: &str = "http://cs231n.stanford.edu/";
 
 /// Finds Tiny ImageNet in `dir` or its `tiny-imagenet/` subfolder: the official
 /// `tiny-imagenet-200.zip`, else an extracted `tiny-imagenet-200/` folder, else the one zip
@@ -108,7 +148,7 @@ pub fn tiny_imagenet_source(dir: &Path) -> Result<TinyImagenetSource, DataError>
     Err(DataError::Config {
         dataset: "Tiny ImageNet",
         reason: format!(
-            "not found in {}: put the official {TINY_IMAGENET_ZIP} ({TINY_IMAGENET_SIZE} bytes, \
+            "{NOT_FOUND}{}: put the official {TINY_IMAGENET_ZIP} ({TINY_IMAGENET_SIZE} bytes, \
              MD5 {TINY_IMAGENET_MD5}, from {TINY_IMAGENET_URL}) there, or its extracted \
              tiny-imagenet-200/ folder",
             searched.join(" or ")

@@ -750,6 +750,30 @@ impl Network {
             .map_or(1, |(b, side)| (b.plan.conv_side(side) as u64).pow(2))
     }
 
+    /// Stride and padding of conv layer `name` (`None` for a dense layer or an unknown name).
+    pub fn conv_stride_padding(&self, name: &str) -> Option<(i64, i64)> {
+        self.trunk
+            .iter()
+            .find(|b| b.name == name)
+            .map(|b| (b.plan.stride, b.plan.padding))
+    }
+
+    /// Each weighted layer (conv blocks, then dense layers) with its FLOPs per example in the
+    /// whole network (multiply and add counted apart; ReLU and pooling not counted).
+    pub fn layer_flops(&self) -> Vec<(String, u64)> {
+        let convs = self.trunk.iter().zip(self.trunk_sides()).map(|(b, side)| {
+            let (o, c, k, _) = b.weight.size4().expect("a conv weight");
+            let positions = (b.plan.conv_side(side) as u64).pow(2);
+            (b.name.clone(), 2 * (o * c * k * k) as u64 * positions)
+        });
+        let dense = self
+            .head_names()
+            .into_iter()
+            .zip(self.head_dims())
+            .map(|(name, (o, i))| (name, 2 * (o * i) as u64));
+        convs.chain(dense).collect()
+    }
+
     /// Converts a `[K, players]` boolean-like mask batch to the float layout the network uses.
     pub fn mask_tensor(rows: &[f32], players: usize, device: Device) -> Tensor {
         Tensor::from_slice(rows)

@@ -196,3 +196,98 @@ pub fn training(min_seconds: f64) -> anyhow::Result<Vec<TrainingRate>> {
     }
     Ok(out)
 }
+
+/// One player layer's game in [`alexnet_layers`].
+#[derive(Debug, Clone)]
+pub struct LayerRate {
+    pub layer: String,
+    pub units: usize,
+    /// FLOPs of one (example, coalition) pair: every layer from the one consuming this layer.
+    pub flops_per_pair: f64,
+    pub evaluations_per_second: f64,
+    pub gflops: f64,
+    /// The consuming layer's own operation at the evaluator's shape (its `K` masked weight
+    /// sets over the shared input: one convolution or one GEMM), on the same threads.
+    pub op_gflops: f64,
+}
+
+/// Coalition evaluations per second of each AlexNet layer-wise game (width `width`, `examples`
+/// random images, `batch` coalitions per call), next to the rate of the same-shape first
+/// operation of its evaluation.
+pub fn alexnet_layers(
+    width: f64,
+    examples: usize,
+    batch: usize,
+    min_seconds: f64,
+) -> anyhow::Result<Vec<LayerRate>> {
+    let _guard = tch::no_grad_guard();
+    let device = gtap_nn::device();
+    let shape = gtap_nn::Shape::TINY_IMAGENET;
+    let widths = gtap_nn::AlexnetWidths::scaled(width);
+    let net = Network::with_widths(Arch::Alexnet, shape, widths, device, 0)?;
+    let e = examples as i64;
+    let data = gtap_nn::with_torch_rng(1, || TensorData {
+        inputs: Tensor::randn([e, shape.inputs as i64], (Kind::Float, device)),
+        labels: Tensor::randint(shape.classes as i64, [e], (Kind::Int64, device)),
+    });
+    let flops = net.layer_flops();
+    let n = net.num_players() as i64;
+    let k = batch as i64;
+    let mut rates = Vec::new();
+    for (l, pl) in net.player_layers().iter().enumerate() {
+        // The consumer is the weighted layer after the unit's own (conv1 -> conv2, conv5 -> fc1).
+        let own = flops.iter().position(|(name, _)| *name == pl.name).expect("a weighted layer");
+        let flops_per_pair: f64 = flops[own + 1..].iter().map(|(_, f)| *f as f64).sum();
+        let evaluator = MaskedEvaluator::starting_at(&net, &data, Utility::Accuracy, batch, l);
+        let masks = Tensor::ones([k, n], (Kind::Float, device));
+        let free = gtap_nn::with_torch_rng(2, || {
+            Tensor::rand([k, pl.size as i64], (Kind::Float, device))
+                .gt(0.5)
+                .to_kind(Kind::Float)
+        });
+        masks.narrow(1, pl.offset as i64, pl.size as i64).copy_(&free);
+        let t = time_per_call(min_seconds, || {
+            evaluator.values_of_masks(&masks).expect("mask width matches");
+        });
+        let evaluations_per_second = batch as f64 / t;
+        // The consumer's operation alone: its weights stacked K times over the shared input.
+        let features = net.activations_at(&data.inputs, l);
+        let variables = net.named_variables();
+        let next = &flops[own + 1].0;
+        let weight = &variables
+            .iter()
+            .find(|(name, _)| *name == format!("{next}.weight"))
+            .expect("the consumer's weight")
+            .1;
+        let mut reps = vec![1i64; weight.dim()];
+        reps[0] = batch as i64;
+        let stacked = weight.repeat(reps.as_slice());
+        let chunks: Vec<Tensor> = features.chunk(gtap_nn::numerics::workers() as i64, 0);
+        let geometry = net.conv_stride_padding(next);
+        let t_op = time_per_call(min_seconds, || {
+            let work: Vec<(Tensor, Tensor)> = chunks
+                .iter()
+                .map(|x| (x.shallow_clone(), stacked.shallow_clone()))
+                .collect();
+            gtap_nn::numerics::map_in_parallel(work, |(x, w)| {
+                let out = match geometry {
+                    Some((stride, padding)) => {
+                        gtap_nn::numerics::conv2d_strided(&x, &w, None, stride, padding)
+                    }
+                    None => x.flatten(1, -1).matmul(&w.tr()),
+                };
+                let _ = out.sum(Kind::Float).double_value(&[]);
+            });
+        });
+        let op_flops = flops[own + 1].1 as f64 * (examples * batch) as f64;
+        rates.push(LayerRate {
+            layer: pl.name.clone(),
+            units: pl.size,
+            flops_per_pair,
+            evaluations_per_second,
+            gflops: evaluations_per_second * examples as f64 * flops_per_pair / 1e9,
+            op_gflops: op_flops / t_op / 1e9,
+        });
+    }
+    Ok(rates)
+}

@@ -494,6 +494,22 @@ mod tests {
     }
 
     #[test]
+    fn trial_rows_over_free_players_spread_into_full_masks() {
+        let free = [1, 3, 4];
+        let trials = [vec![0.0, 1.0, 0.0, 1.0, 1.0, 1.0], vec![0.0, 0.0, 0.0]];
+        let masks = spread_over(&free, 6, trials.iter().map(|t| &t[..]));
+        assert_eq!(
+            masks,
+            [
+                [1.0, 0.0, 1.0, 1.0, 0.0, 1.0],
+                [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+                [1.0, 0.0, 1.0, 0.0, 0.0, 1.0]
+            ]
+            .concat()
+        );
+    }
+
+    #[test]
     fn diagonal_argmax_prefers_the_smallest_tie() {
         let cells = [
             (0.0, 0.0, 0.0, 0.1),

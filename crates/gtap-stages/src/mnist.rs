@@ -1,8 +1,9 @@
-//! `mnist`: reads the canonical IDX files, verifies them, and writes train / probe / test splits.
+//! `mnist`: reads the canonical IDX files of MNIST (or Fashion-MNIST, KMNIST: the same layout),
+//! verifies them, and writes train / probe / test splits.
 
 use std::path::{Path, PathBuf};
 
-use gtap_data::{FetchPolicy, MnistConfig, Split};
+use gtap_data::{FetchPolicy, IdxDataset, MnistConfig, Split};
 use gtap_engine::{ensure, Env, Invalid, Stage, StageContext};
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +12,15 @@ pub struct MnistStage;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MnistParams {
+    /// Which dataset in MNIST's IDX layout: `mnist` (the default, left out of the key),
+    /// `fashion-mnist` or `kmnist` (files in `<data>/fashion-mnist/`, `<data>/kmnist/`; MD5s as
+    /// published; normalised by their own training images' mean and std).
+    #[serde(default = "default_dataset", skip_serializing_if = "is_mnist")]
+    pub dataset: String,
+    /// Check the files against the dataset's pinned digests (default). `false` reads a copy
+    /// rebuilt locally as it is: the IDX parser then names whatever is wrong with it.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub verify: bool,
     /// Examples held out of the 60,000 training images for guidance (power indices, MCUE, W·GMP).
     #[serde(default = "default_probe")]
     pub probe_size: usize,
@@ -25,6 +35,24 @@ pub struct MnistParams {
 
 fn default_probe() -> usize {
     5000
+}
+fn default_dataset() -> String {
+    "mnist".into()
+}
+fn is_mnist(name: &String) -> bool {
+    name == "mnist"
+}
+fn default_true() -> bool {
+    true
+}
+fn is_true(v: &bool) -> bool {
+    *v
+}
+
+impl MnistParams {
+    fn dataset(&self) -> IdxDataset {
+        IdxDataset::named(&self.dataset).expect("validated")
+    }
 }
 
 /// What a dataset stage writes as `dataset.json`, read by the stages downstream.
@@ -62,6 +90,10 @@ impl Stage for MnistStage {
         "MNIST from the canonical IDX files: verified, split into train / probe / test";
 
     fn validate(p: &MnistParams) -> Result<(), Invalid> {
+        ensure(IdxDataset::named(&p.dataset).is_some(), "dataset", || {
+            let known: Vec<&str> = IdxDataset::ALL.iter().map(|d| d.name).collect();
+            format!("unknown IDX dataset `{}` (known: {})", p.dataset, known.join(", "))
+        })?;
         ensure(
             p.probe_size >= 1 && p.probe_size < 60_000,
             "probe_size",
@@ -78,8 +110,8 @@ impl Stage for MnistStage {
         Ok(())
     }
 
-    fn external_files(_: &MnistParams, env: &Env) -> anyhow::Result<Vec<(String, PathBuf)>> {
-        let files = gtap_data::mnist_files(&env.data_dir, fetch_policy())?;
+    fn external_files(p: &MnistParams, env: &Env) -> anyhow::Result<Vec<(String, PathBuf)>> {
+        let files = gtap_data::idx_files(&p.dataset(), &env.data_dir, fetch_policy(), p.verify)?;
         Ok(files
             .with_sha256()
             .iter()
@@ -88,8 +120,11 @@ impl Stage for MnistStage {
     }
 
     fn run(p: &MnistParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
-        let files = gtap_data::mnist_files(&ctx.env.data_dir, FetchPolicy::Never)?;
+        let dataset = p.dataset();
+        let files = gtap_data::idx_files(&dataset, &ctx.env.data_dir, FetchPolicy::Never, p.verify)?;
         let cfg = MnistConfig {
+            normalisation: dataset.normalisation,
+            dataset: dataset.title,
             probe_size: p.probe_size,
             split_seed: p.split_seed,
             classes: p.classes.clone(),
@@ -104,8 +139,8 @@ impl Stage for MnistStage {
             split.write_to(&ctx.out_dir().join(split_file(name)))?;
         }
         let name = match &p.classes {
-            None => "mnist".to_owned(),
-            Some(c) => format!("mnist{c:?}").replace(' ', ""),
+            None => dataset.name.to_owned(),
+            Some(c) => format!("{}{c:?}", dataset.name).replace(' ', ""),
         };
         let info = DatasetInfo {
             name,

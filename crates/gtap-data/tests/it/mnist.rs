@@ -49,7 +49,7 @@ fn default_config() {
         (cfg.probe_size, cfg.split_seed, cfg.classes),
         (5000, 0, None)
     );
-    assert_eq!(cfg.normalisation, Normalisation::MNIST);
+    assert_eq!(cfg.normalisation, Some(Normalisation::MNIST));
 }
 
 #[test]

@@ -7,7 +7,6 @@ use tch::{Device, Kind, Tensor};
 use super::{max_abs_diff, synthetic};
 
 fn config() -> TrainConfig {
-    augment: Default::default(),
     TrainConfig {
         augment: Default::default(),
         epochs: 2,

@@ -561,6 +561,32 @@ mod tests {
             .collect()
     }
 
+    /// At every size, layer-budget order keeps WMP's count in each layer, and within a layer
+    /// the units the index ranks highest.
+    #[test]
+    fn layer_budgets_keep_the_budget_counts_and_the_best_units_of_each_layer() {
+        let net = gtap_nn::Network::new(gtap_nn::Arch::Lenet300100, tch::Device::Cpu, 0);
+        let n = net.num_players();
+        let layer = |p: usize| usize::from(p >= 300);
+        // Budgets: every fourth unit first, then the rest; index order: by descending id.
+        let budgets: Vec<usize> = (0..n).step_by(4).chain((0..n).filter(|p| p % 4 != 0)).collect();
+        let by_index: Vec<usize> = (0..n).rev().collect();
+        let order = within_layer_budgets(&net, &budgets, &by_index);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "a permutation");
+        for r in [1, 7, 100, 250, 399] {
+            for l in 0..2 {
+                let count = |o: &[usize]| o[..r].iter().filter(|&&p| layer(p) == l).count();
+                assert_eq!(count(&order), count(&budgets), "size {r}, layer {l}");
+                // Descending id within a layer: the kept units are the layer's highest ids.
+                let kept: Vec<usize> = order[..r].iter().copied().filter(|&p| layer(p) == l).collect();
+                let top: Vec<usize> = by_index.iter().copied().filter(|&p| layer(p) == l).take(kept.len()).collect();
+                assert_eq!(kept, top, "size {r}, layer {l}");
+            }
+        }
+    }
+
     #[test]
     fn ties_follow_the_tie_rank() {
         let by_id = descending(&tied(6), &[0, 1, 2, 3, 4, 5]);
