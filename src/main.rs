@@ -496,7 +496,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seconds,
         }) => {
             let report = gtap_stages::bench::coalitions(examples, &batches, seconds)?;
-            println!("numerics: {}, device: {:?}", gtap_nn::numerics::current(), gtap_nn::device());
+            println!(
+                "numerics: {}, device: {:?}",
+                gtap_nn::numerics::current(),
+                gtap_nn::device()
+            );
             println!(
                 "LeNet5 head, {} examples, {} libtorch threads, {:.1} MFLOP per coalition",
                 report.examples,
@@ -553,7 +557,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             println!(
                 "{:<6} {:>6} {:>14} {:>14} {:>9} {:>16} {:>9}",
-                "layer", "units", "MFLOP / pair", "coalitions/s", "GFLOP/s", "same-shape op", "of op"
+                "layer",
+                "units",
+                "MFLOP / pair",
+                "coalitions/s",
+                "GFLOP/s",
+                "same-shape op",
+                "of op"
             );
             for r in &rates {
                 println!(
@@ -569,7 +579,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Bench(Bench::Training { seconds }) => {
-            println!("numerics: {}, device: {:?}", gtap_nn::numerics::current(), gtap_nn::device());
+            println!(
+                "numerics: {}, device: {:?}",
+                gtap_nn::numerics::current(),
+                gtap_nn::device()
+            );
             println!(
                 "{:<14} {:>18} {:>22}",
                 "model", "train steps/s", "eval examples/s"

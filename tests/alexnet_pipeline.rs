@@ -38,8 +38,18 @@ fn alexnet_pipeline_draws_figures_6_7_and_8_and_reproduces() {
     let method = strs(&curves, "method");
     let index = strs(&curves, "index");
     let strategy = strs(&curves, "strategy");
-    let size = curves.column("players_kept").unwrap().u32().unwrap().to_vec();
-    let params = curves.column("params_kept").unwrap().u64().unwrap().to_vec();
+    let size = curves
+        .column("players_kept")
+        .unwrap()
+        .u32()
+        .unwrap()
+        .to_vec();
+    let params = curves
+        .column("params_kept")
+        .unwrap()
+        .u64()
+        .unwrap()
+        .to_vec();
     let mut ids: Vec<String> = (0..curves.height())
         .map(|i| format!("{} {} {}", method[i], index[i], strategy[i]))
         .collect();
@@ -85,9 +95,17 @@ fn alexnet_pipeline_draws_figures_6_7_and_8_and_reproduces() {
     let points = table(root, "alexnet", "index_vs_weight");
     // Width 1/16: 4 + 12 + 24 + 16 + 16 channels and 256 + 256 neurons.
     assert_eq!(points.height(), 584);
-    for figure in ["figure-6-ci", "figure-7-ci", "figure-7-params-ci", "figure-8-ci"] {
+    for figure in [
+        "figure-6-ci",
+        "figure-7-ci",
+        "figure-7-params-ci",
+        "figure-8-ci",
+    ] {
         for ext in ["png", "svg"] {
-            assert!(root.join(format!("figures/{figure}.{ext}")).exists(), "{figure}.{ext}");
+            assert!(
+                root.join(format!("figures/{figure}.{ext}")).exists(),
+                "{figure}.{ext}"
+            );
         }
     }
 
@@ -95,8 +113,12 @@ fn alexnet_pipeline_draws_figures_6_7_and_8_and_reproduces() {
     let again = tempfile::tempdir().unwrap();
     common::run_shipped(again.path(), &data, "alexnet.toml");
     for name in ["curves", "mcue", "index_vs_weight", "training"] {
-        let read = |r: &Path| std::fs::read(r.join(format!("results/alexnet/{name}.parquet"))).unwrap();
-        assert!(read(root) == read(again.path()), "{name}.parquet differs between two runs");
+        let read =
+            |r: &Path| std::fs::read(r.join(format!("results/alexnet/{name}.parquet"))).unwrap();
+        assert!(
+            read(root) == read(again.path()),
+            "{name}.parquet differs between two runs"
+        );
     }
 }
 

@@ -69,9 +69,9 @@ pub use idx::{
     IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC,
 };
 pub use mnist::{
-    idx_files, load_mnist, mnist_files, IdxDataset, MnistConfig, FASHION_MNIST, KMNIST, MNIST, MnistData, MnistFiles, IMAGE_COLS, IMAGE_PIXELS,
-    IMAGE_ROWS, MNIST_MIRRORS, MNIST_SHA256, NUM_CLASSES, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES,
-    TRAIN_LABELS,
+    idx_files, load_mnist, mnist_files, IdxDataset, MnistConfig, MnistData, MnistFiles,
+    FASHION_MNIST, IMAGE_COLS, IMAGE_PIXELS, IMAGE_ROWS, KMNIST, MNIST, MNIST_MIRRORS,
+    MNIST_SHA256, NUM_CLASSES, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS,
 };
 pub use split::{seeded_permutation, Normalisation, Split};
 pub use text::{
@@ -79,8 +79,9 @@ pub use text::{
     TextFiles, TextFormat, DEFAULT_TWEETS_PROBE, DEFAULT_VOCAB_SIZE, EMOTION_LABELS, TWEET_TOPICS,
 };
 pub use tiny_imagenet::{
-    decode_jpeg, load_tiny_imagenet, tiny_imagenet_source, tiny_imagenet_source_or_fetch, verify_official, TinyImagenetConfig,
-    TinyImagenetData, TinyImagenetSource, TINY_IMAGENET_IMAGE_LEN, TINY_IMAGENET_MD5,
-    TINY_IMAGENET_SIDE, TINY_IMAGENET_SIZE, TINY_IMAGENET_URL, TINY_IMAGENET_ZIP,
+    decode_jpeg, load_tiny_imagenet, tiny_imagenet_source, tiny_imagenet_source_or_fetch,
+    verify_official, TinyImagenetConfig, TinyImagenetData, TinyImagenetSource,
+    TINY_IMAGENET_IMAGE_LEN, TINY_IMAGENET_MD5, TINY_IMAGENET_SIDE, TINY_IMAGENET_SIZE,
+    TINY_IMAGENET_URL, TINY_IMAGENET_ZIP,
 };
 pub use vocab::{tokenize, Vocabulary};

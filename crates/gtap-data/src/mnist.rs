@@ -196,7 +196,18 @@ pub fn idx_files(
     verify: bool,
 ) -> Result<MnistFiles, DataError> {
     let names = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS];
-    let candidates: Vec<PathBuf> = dataset.folders.iter().map(|f| dir.join(f)).collect();
+    // `dir.join("")` would add a trailing separator to messages.
+    let candidates: Vec<PathBuf> = dataset
+        .folders
+        .iter()
+        .map(|f| {
+            if f.is_empty() {
+                dir.to_path_buf()
+            } else {
+                dir.join(f)
+            }
+        })
+        .collect();
     let locate = |name: &str| -> Option<PathBuf> {
         candidates
             .iter()
@@ -403,7 +414,9 @@ fn own_statistics(pixels: &[u8]) -> Normalisation {
         (s + u64::from(p), q + u64::from(p) * u64::from(p))
     });
     let mean = sum as f64 / 255.0 / n;
-    let std = (squares as f64 / (255.0 * 255.0) / n - mean * mean).max(0.0).sqrt();
+    let std = (squares as f64 / (255.0 * 255.0) / n - mean * mean)
+        .max(0.0)
+        .sqrt();
     let round = |v: f64| ((v * 1e4).round() / 1e4) as f32;
     Normalisation::MeanStd {
         mean: round(mean),

@@ -60,35 +60,30 @@ pub fn tiny_imagenet_source_or_fetch(
     dir: &Path,
     fetch: &FetchPolicy,
 ) -> Result<TinyImagenetSource, DataError> {
-    match tiny_imagenet_source(dir) {
-        Err(DataError::Config { reason, .. }) if reason.starts_with(NOT_FOUND) => {
-            let mirrors = fetch.mirrors(&[TINY_IMAGENET_URL_BASE]);
-            if mirrors.is_empty() {
-                return tiny_imagenet_source(dir);
-            }
-            let dest = dir.join(TINY_IMAGENET_ZIP);
-            let mut failures = Vec::new();
-            for base in &mirrors {
-                let url = format!("{}{TINY_IMAGENET_ZIP}", crate::mnist::ensure_slash(base));
-                match download_checked(&url, &dest, Checksum::Md5(TINY_IMAGENET_MD5)) {
-                    Ok(()) => return Ok(TinyImagenetSource::Zip(dest)),
-                    Err(e) => failures.push(e.to_string()),
-                }
-            }
-            Err(DataError::Config {
-                dataset: "Tiny ImageNet",
-                reason: format!(
-                    "{reason}; downloading failed: {}",
-                    failures.join("; ")
-                ),
-            })
-        }
-        other => other,
+    let (found, searched) = find_tiny_imagenet(dir)?;
+    if let Some(source) = found {
+        return Ok(source);
     }
+    let mut failures = Vec::new();
+    for base in fetch.mirrors(&[TINY_IMAGENET_URL_BASE]) {
+        let url = format!("{}{TINY_IMAGENET_ZIP}", crate::mnist::ensure_slash(&base));
+        let dest = dir.join(TINY_IMAGENET_ZIP);
+        match download_checked(&url, &dest, Checksum::Md5(TINY_IMAGENET_MD5)) {
+            Ok(()) => return Ok(TinyImagenetSource::Zip(dest)),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    let mut err = not_found(&searched);
+    if let DataError::Config { reason, .. } = &mut err {
+        if failures.is_empty() {
+            reason.push_str("; downloading is disabled");
+        } else {
+            reason.push_str(&format!("; {}", failures.join("; ")));
+        }
+    }
+    Err(err)
 }
 
-/// How [`tiny_imagenet_source`]'s not-found error begins.
-const NOT_FOUND: &str = "not found in ";
 /// The folder the official archive is downloaded from.
 const TINY_IMAGENET_URL_BASE: &str = "http://cs231n.stanford.edu/";
 
@@ -97,19 +92,27 @@ const TINY_IMAGENET_URL_BASE: &str = "http://cs231n.stanford.edu/";
 /// there (a subset in the same layout). A file of the official archive's size must have its
 /// MD5; a mismatch is an error, not a reason to use another file.
 pub fn tiny_imagenet_source(dir: &Path) -> Result<TinyImagenetSource, DataError> {
+    match find_tiny_imagenet(dir)? {
+        (Some(source), _) => Ok(source),
+        (None, searched) => Err(not_found(&searched)),
+    }
+}
+
+/// What [`tiny_imagenet_source`] finds, or `None` with the folders it searched.
+fn find_tiny_imagenet(dir: &Path) -> Result<(Option<TinyImagenetSource>, Vec<String>), DataError> {
     let mut searched = Vec::new();
     for base in [dir.to_path_buf(), dir.join("tiny-imagenet")] {
         let official = base.join(TINY_IMAGENET_ZIP);
         if official.is_file() {
             verify_official(&official)?;
-            return Ok(TinyImagenetSource::Zip(official));
+            return Ok((Some(TinyImagenetSource::Zip(official)), searched));
         }
         let extracted = base.join("tiny-imagenet-200");
         if extracted.join("wnids.txt").is_file() {
-            return Ok(TinyImagenetSource::Dir(extracted));
+            return Ok((Some(TinyImagenetSource::Dir(extracted)), searched));
         }
         if base.join("wnids.txt").is_file() {
-            return Ok(TinyImagenetSource::Dir(base));
+            return Ok((Some(TinyImagenetSource::Dir(base)), searched));
         }
         let zips: Vec<PathBuf> = std::fs::read_dir(&base)
             .map(|entries| {
@@ -126,7 +129,7 @@ pub fn tiny_imagenet_source(dir: &Path) -> Result<TinyImagenetSource, DataError>
             [] => {}
             [one] => {
                 verify_official(one)?;
-                return Ok(TinyImagenetSource::Zip(one.clone()));
+                return Ok((Some(TinyImagenetSource::Zip(one.clone())), searched));
             }
             many => {
                 return Err(DataError::Config {
@@ -145,15 +148,20 @@ pub fn tiny_imagenet_source(dir: &Path) -> Result<TinyImagenetSource, DataError>
         }
         searched.push(base.display().to_string());
     }
-    Err(DataError::Config {
+    Ok((None, searched))
+}
+
+/// The error for a data directory without Tiny ImageNet: where it looked, what to put there.
+fn not_found(searched: &[String]) -> DataError {
+    DataError::Config {
         dataset: "Tiny ImageNet",
         reason: format!(
-            "{NOT_FOUND}{}: put the official {TINY_IMAGENET_ZIP} ({TINY_IMAGENET_SIZE} bytes, \
+            "not found in {}: put the official {TINY_IMAGENET_ZIP} ({TINY_IMAGENET_SIZE} bytes, \
              MD5 {TINY_IMAGENET_MD5}, from {TINY_IMAGENET_URL}) there, or its extracted \
              tiny-imagenet-200/ folder",
             searched.join(" or ")
         ),
-    })
+    }
 }
 
 /// A file with the official archive's size must be the official archive.

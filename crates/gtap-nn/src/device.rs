@@ -77,11 +77,13 @@ pub fn set_device(choice: DeviceChoice) -> Result<Device, NnError> {
 /// This process's device: the one [`set_device`] fixed, else `GTAP_DEVICE` (default `auto`;
 /// an unusable value falls back to the CPU with a warning, as the binary reports it first).
 pub fn device() -> Device {
-    *DEVICE.get_or_init(|| match DeviceChoice::from_env().and_then(DeviceChoice::resolve) {
-        Ok(device) => device,
-        Err(err) => {
-            tracing::warn!("{err}; computing on the CPU");
-            Device::Cpu
-        }
-    })
+    *DEVICE.get_or_init(
+        || match DeviceChoice::from_env().and_then(DeviceChoice::resolve) {
+            Ok(device) => device,
+            Err(err) => {
+                tracing::warn!("{err}; computing on the CPU");
+                Device::Cpu
+            }
+        },
+    )
 }

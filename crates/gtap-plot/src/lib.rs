@@ -44,8 +44,8 @@ mod table;
 pub use colour::{palette, viridis};
 pub use line::{line_figure, summarise, LinePanel, Series};
 pub use mcue::{diagonal_argmax, mcue_figure, Panel, DIAGONAL_TOLERANCE};
-pub use scatter::{scatter_figure, ScatterPanel};
 pub use polars::prelude::DataFrame;
+pub use scatter::{scatter_figure, ScatterPanel};
 
 /// Everything that can go wrong while reading a table or drawing a figure.
 #[derive(Debug, thiserror::Error)]

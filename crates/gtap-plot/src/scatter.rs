@@ -21,10 +21,7 @@ pub struct ScatterPanel {
 
 /// Draws the panels (up to four a row), each a cloud of small translucent dots, to
 /// `<out_stem>.png` and `<out_stem>.svg` and returns those two paths.
-pub fn scatter_figure(
-    panels: &[ScatterPanel],
-    out_stem: &Path,
-) -> Result<Vec<PathBuf>, PlotError> {
+pub fn scatter_figure(panels: &[ScatterPanel], out_stem: &Path) -> Result<Vec<PathBuf>, PlotError> {
     if panels.is_empty() {
         return Err(PlotError::NoPanels {
             file: out_stem.to_owned(),
@@ -163,7 +160,10 @@ mod tests {
         .unwrap();
         assert!(files.iter().all(|f| f.metadata().unwrap().len() > 1000));
         let err = scatter_figure(&[panel(vec![])], &dir.path().join("e")).unwrap_err();
-        assert_eq!(err.to_string(), "line panel `conv1 (ρ = 0.50)` has no series");
+        assert_eq!(
+            err.to_string(),
+            "line panel `conv1 (ρ = 0.50)` has no series"
+        );
         let err =
             scatter_figure(&[panel(vec![(f64::NAN, 0.0)])], &dir.path().join("n")).unwrap_err();
         assert!(err.to_string().contains("x[0] is not finite"), "{err}");

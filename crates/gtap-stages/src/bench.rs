@@ -236,7 +236,10 @@ pub fn alexnet_layers(
     let mut rates = Vec::new();
     for (l, pl) in net.player_layers().iter().enumerate() {
         // The consumer is the weighted layer after the unit's own (conv1 -> conv2, conv5 -> fc1).
-        let own = flops.iter().position(|(name, _)| *name == pl.name).expect("a weighted layer");
+        let own = flops
+            .iter()
+            .position(|(name, _)| *name == pl.name)
+            .expect("a weighted layer");
         let flops_per_pair: f64 = flops[own + 1..].iter().map(|(_, f)| *f as f64).sum();
         let evaluator = MaskedEvaluator::starting_at(&net, &data, Utility::Accuracy, batch, l);
         let masks = Tensor::ones([k, n], (Kind::Float, device));
@@ -245,9 +248,13 @@ pub fn alexnet_layers(
                 .gt(0.5)
                 .to_kind(Kind::Float)
         });
-        masks.narrow(1, pl.offset as i64, pl.size as i64).copy_(&free);
+        masks
+            .narrow(1, pl.offset as i64, pl.size as i64)
+            .copy_(&free);
         let t = time_per_call(min_seconds, || {
-            evaluator.values_of_masks(&masks).expect("mask width matches");
+            evaluator
+                .values_of_masks(&masks)
+                .expect("mask width matches");
         });
         let evaluations_per_second = batch as f64 / t;
         // The consumer's operation alone: its weights stacked K times over the shared input.

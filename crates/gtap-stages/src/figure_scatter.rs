@@ -44,9 +44,11 @@ impl Stage for FigureIndexVsWeightStage {
 
     fn validate(p: &FigureIndexVsWeightParams) -> Result<(), Invalid> {
         crate::mcue::validate_figure_name(&p.name)?;
-        ensure(p.threshold >= 0.0 && p.threshold.is_finite(), "threshold", || {
-            format!("must be a non-negative number (got {})", p.threshold)
-        })
+        ensure(
+            p.threshold >= 0.0 && p.threshold.is_finite(),
+            "threshold",
+            || format!("must be a non-negative number (got {})", p.threshold),
+        )
     }
 
     fn run(p: &FigureIndexVsWeightParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
@@ -60,7 +62,9 @@ impl Stage for FigureIndexVsWeightStage {
             .inputs("model")
             .iter()
             .find(|m| m.seed == Some(seed))
-            .ok_or_else(|| anyhow::anyhow!("no `model` instance of seed {seed}, the indices' seed"))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!("no `model` instance of seed {seed}, the indices' seed")
+            })?;
         let (net, info) = load_model(model)?;
         let magnitude = net.unit_scores(WeightCriterion::Magnitude, None)?;
         let player = indices.column("player")?.u32()?;

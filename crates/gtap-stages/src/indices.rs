@@ -184,7 +184,14 @@ impl PowerIndexParams {
                 pl.size,
                 params.samples
             );
-            all.extend(params.estimate(net, &game, d, layer_seed(seed, layer), &constraints, ctx)?);
+            all.extend(params.estimate(
+                net,
+                &game,
+                d,
+                layer_seed(seed, layer),
+                &constraints,
+                ctx,
+            )?);
         }
         Ok(all)
     }
@@ -502,7 +509,11 @@ fn layer_id(net: &Network, name: &str) -> anyhow::Result<usize> {
         .iter()
         .position(|l| l.name == name)
         .ok_or_else(|| {
-            let known: Vec<&str> = net.player_layers().iter().map(|l| l.name.as_str()).collect();
+            let known: Vec<&str> = net
+                .player_layers()
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect();
             anyhow::anyhow!(
                 "{} has no player layer `{name}` (layers: {})",
                 net.arch,

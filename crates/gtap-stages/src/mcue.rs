@@ -216,7 +216,11 @@ pub fn draw_trials(
 }
 
 /// Full mask rows (`players` wide, 1 = present) from trial rows over the `free` players only.
-fn spread_over<'a>(free: &[usize], players: usize, rows: impl Iterator<Item = &'a [f32]>) -> Vec<f32> {
+fn spread_over<'a>(
+    free: &[usize],
+    players: usize,
+    rows: impl Iterator<Item = &'a [f32]>,
+) -> Vec<f32> {
     let mut masks = Vec::new();
     for trial_masks in rows {
         for row in trial_masks.chunks(free.len()) {

@@ -92,7 +92,11 @@ impl Stage for MnistStage {
     fn validate(p: &MnistParams) -> Result<(), Invalid> {
         ensure(IdxDataset::named(&p.dataset).is_some(), "dataset", || {
             let known: Vec<&str> = IdxDataset::ALL.iter().map(|d| d.name).collect();
-            format!("unknown IDX dataset `{}` (known: {})", p.dataset, known.join(", "))
+            format!(
+                "unknown IDX dataset `{}` (known: {})",
+                p.dataset,
+                known.join(", ")
+            )
         })?;
         ensure(
             p.probe_size >= 1 && p.probe_size < 60_000,
@@ -121,7 +125,8 @@ impl Stage for MnistStage {
 
     fn run(p: &MnistParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
         let dataset = p.dataset();
-        let files = gtap_data::idx_files(&dataset, &ctx.env.data_dir, FetchPolicy::Never, p.verify)?;
+        let files =
+            gtap_data::idx_files(&dataset, &ctx.env.data_dir, FetchPolicy::Never, p.verify)?;
         let cfg = MnistConfig {
             normalisation: dataset.normalisation,
             dataset: dataset.title,

@@ -58,18 +58,22 @@ impl Stage for TinyImagenetStage {
     }
 
     /// The zip itself (sha256 in the key); for an extracted folder, its class list and
-    /// validation labels (the images are read as they are).
+    /// validation labels (the images are read as they are). Without either, the official
+    /// archive is downloaded (MD5-checked) unless `GTAP_OFFLINE=1`.
     fn external_files(_: &TinyImagenetParams, env: &Env) -> anyhow::Result<Vec<(String, PathBuf)>> {
-        Ok(match gtap_data::tiny_imagenet_source(&env.data_dir)? {
-            TinyImagenetSource::Zip(path) => vec![("archive".into(), path)],
-            TinyImagenetSource::Dir(root) => vec![
-                ("wnids.txt".into(), root.join("wnids.txt")),
-                (
-                    "val_annotations.txt".into(),
-                    root.join("val/val_annotations.txt"),
-                ),
-            ],
-        })
+        let fetch = crate::mnist::fetch_policy();
+        Ok(
+            match gtap_data::tiny_imagenet_source_or_fetch(&env.data_dir, &fetch)? {
+                TinyImagenetSource::Zip(path) => vec![("archive".into(), path)],
+                TinyImagenetSource::Dir(root) => vec![
+                    ("wnids.txt".into(), root.join("wnids.txt")),
+                    (
+                        "val_annotations.txt".into(),
+                        root.join("val/val_annotations.txt"),
+                    ),
+                ],
+            },
+        )
     }
 
     fn run(p: &TinyImagenetParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {

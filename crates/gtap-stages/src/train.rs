@@ -71,11 +71,7 @@ pub const CHECKPOINT: &str = "model.safetensors";
 /// Loads the network a `train` stage wrote.
 pub fn load_model(upstream: &Upstream) -> anyhow::Result<(Network, ModelInfo)> {
     let info: ModelInfo = serde_json::from_slice(&std::fs::read(upstream.path("model.json"))?)?;
-    let net = Network::load(
-        info.arch,
-        &upstream.path(CHECKPOINT),
-        gtap_nn::device(),
-    )?;
+    let net = Network::load(info.arch, &upstream.path(CHECKPOINT), gtap_nn::device())?;
     Ok((net, info))
 }
 
@@ -158,7 +154,10 @@ impl Stage for TrainStage {
         })?;
         if let Some(width) = p.width {
             ensure(p.model == Arch::Alexnet, "width", || {
-                format!("only alexnet has a width multiplier ({} has fixed layers)", p.model)
+                format!(
+                    "only alexnet has a width multiplier ({} has fixed layers)",
+                    p.model
+                )
             })?;
             ensure(width > 0.0 && width <= 4.0, "width", || {
                 format!("must be in (0, 4] (got {width})")
@@ -167,7 +166,12 @@ impl Stage for TrainStage {
         ensure(
             p.augment.is_none() || p.model.image().is_some(),
             "augment",
-            || format!("{} does not take images: augmentation needs lenet5 or alexnet", p.model),
+            || {
+                format!(
+                    "{} does not take images: augmentation needs lenet5 or alexnet",
+                    p.model
+                )
+            },
         )
     }
 

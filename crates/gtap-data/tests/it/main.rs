@@ -6,6 +6,7 @@ mod fixtures;
 mod checksum;
 mod fetch;
 mod idx;
+mod idx_datasets;
 mod mnist;
 mod real;
 mod real_text;

@@ -283,3 +283,38 @@ fn the_shared_subset_loads() {
     assert_eq!(data.test.len(), 10 * 50, "50 validation images per class");
     assert!(data.test.class_counts(10).iter().all(|&c| c == 50));
 }
+
+#[test]
+fn a_missing_archive_is_downloaded_only_with_the_official_md5() {
+    let dir = tempfile::tempdir().unwrap();
+    let offline =
+        gtap_data::tiny_imagenet_source_or_fetch(dir.path(), &gtap_data::FetchPolicy::Never)
+            .unwrap_err()
+            .to_string();
+    assert!(offline.contains("downloading is disabled"), "{offline}");
+    assert!(offline.contains(gtap_data::TINY_IMAGENET_MD5), "{offline}");
+    // A mirror serving anything but the official archive: refused on its MD5, nothing kept.
+    let mut files = std::collections::HashMap::new();
+    files.insert(
+        gtap_data::TINY_IMAGENET_ZIP.to_owned(),
+        b"not the archive".to_vec(),
+    );
+    let base = crate::fixtures::serve(files);
+    let err = gtap_data::tiny_imagenet_source_or_fetch(
+        dir.path(),
+        &gtap_data::FetchPolicy::DownloadFrom(vec![base]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("md5 mismatch"), "{err}");
+    assert!(!dir.path().join(gtap_data::TINY_IMAGENET_ZIP).exists());
+    // A folder that has it is used as it is, without the network.
+    let subset_dir = tempfile::tempdir().unwrap();
+    write_zip(&subset_dir.path().join("subset.zip"), &entries(|_| {}));
+    let found = gtap_data::tiny_imagenet_source_or_fetch(
+        subset_dir.path(),
+        &gtap_data::FetchPolicy::DownloadFrom(vec![crate::fixtures::dead_url()]),
+    )
+    .unwrap();
+    assert_eq!(found.path(), subset_dir.path().join("subset.zip"));
+}

@@ -202,7 +202,10 @@ impl Ranker for Gtap {
                     "an iterated strategy in parts needs its `model` input's architecture (a stage with a `model` parameter, e.g. `train`) to count its iterations",
                 )
             })?;
-        let players = match (arch, model.and_then(|m| m.get("width")).and_then(|w| w.as_f64())) {
+        let players = match (
+            arch,
+            model.and_then(|m| m.get("width")).and_then(|w| w.as_f64()),
+        ) {
             (gtap_nn::Arch::Alexnet, Some(width)) => {
                 gtap_nn::AlexnetWidths::scaled(width).num_players()
             }
@@ -569,7 +572,10 @@ mod tests {
         let n = net.num_players();
         let layer = |p: usize| usize::from(p >= 300);
         // Budgets: every fourth unit first, then the rest; index order: by descending id.
-        let budgets: Vec<usize> = (0..n).step_by(4).chain((0..n).filter(|p| p % 4 != 0)).collect();
+        let budgets: Vec<usize> = (0..n)
+            .step_by(4)
+            .chain((0..n).filter(|p| p % 4 != 0))
+            .collect();
         let by_index: Vec<usize> = (0..n).rev().collect();
         let order = within_layer_budgets(&net, &budgets, &by_index);
         let mut sorted = order.clone();
@@ -580,8 +586,17 @@ mod tests {
                 let count = |o: &[usize]| o[..r].iter().filter(|&&p| layer(p) == l).count();
                 assert_eq!(count(&order), count(&budgets), "size {r}, layer {l}");
                 // Descending id within a layer: the kept units are the layer's highest ids.
-                let kept: Vec<usize> = order[..r].iter().copied().filter(|&p| layer(p) == l).collect();
-                let top: Vec<usize> = by_index.iter().copied().filter(|&p| layer(p) == l).take(kept.len()).collect();
+                let kept: Vec<usize> = order[..r]
+                    .iter()
+                    .copied()
+                    .filter(|&p| layer(p) == l)
+                    .collect();
+                let top: Vec<usize> = by_index
+                    .iter()
+                    .copied()
+                    .filter(|&p| layer(p) == l)
+                    .take(kept.len())
+                    .collect();
                 assert_eq!(kept, top, "size {r}, layer {l}");
             }
         }
