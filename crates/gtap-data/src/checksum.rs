@@ -11,8 +11,12 @@ use crate::DataError;
 
 /// SHA-256 of a file's bytes as 64 lower-case hex digits, read in 64 KiB chunks.
 pub fn sha256_file(path: &Path) -> Result<String, DataError> {
+    digest_file(path, Hasher::Sha256(Sha256::new()))
+}
+
+/// The digest of a file's bytes under `hasher`, read in 64 KiB chunks.
+fn digest_file(path: &Path, mut hasher: Hasher) -> Result<String, DataError> {
     let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match file.read(&mut buf) {
@@ -23,7 +27,7 @@ pub fn sha256_file(path: &Path) -> Result<String, DataError> {
         };
         hasher.update(&buf[..n]);
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(hasher.finish())
 }
 
 /// SHA-256 of a byte slice as 64 lower-case hex digits.
@@ -87,19 +91,7 @@ impl Checksum<'_> {
     /// Checks `path` against the digest: [`DataError::Checksum`] naming the file, the algorithm,
     /// the expected and the actual digest on mismatch.
     pub fn verify(&self, path: &Path) -> Result<(), DataError> {
-        let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let mut hasher = self.hasher();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(DataError::io(path, e)),
-            };
-            hasher.update(&buf[..n]);
-        }
-        let actual = hasher.finish();
+        let actual = digest_file(path, self.hasher())?;
         if self.matches(&actual) {
             Ok(())
         } else {

@@ -110,10 +110,16 @@ impl MaskedHead {
     /// Logits `[E, K, C]` from the pre-activation `z` (`[E, K, out]`, before the bias) of masked
     /// layer `i`: its bias and activation, then every later layer under `masks`.
     pub(crate) fn logits_from(&self, i: usize, z: Tensor, masks: &Tensor) -> Tensor {
+        self.run_expanded(i, z, true, masks)
+    }
+
+    /// Layers `start..` on `[E, K, ·]` activations under `masks`; when `preactivated`, `h` is
+    /// already layer `start`'s product with its weights (its bias and ReLU still to come).
+    fn run_expanded(&self, start: usize, h: Tensor, preactivated: bool, masks: &Tensor) -> Tensor {
         let last = self.layers.len() - 1;
-        let mut h = z;
-        for (j, (w, bias)) in self.layers.iter().enumerate().skip(i) {
-            if j > i {
+        let mut h = h;
+        for (j, (w, bias)) in self.layers.iter().enumerate().skip(start) {
+            if j > start || !preactivated {
                 h = match self.mask_before[j] {
                     Some(_) => (h * self.layer_mask(j, masks).unsqueeze(0)).matmul(&w.tr()),
                     None => h.matmul(&w.tr()),
@@ -158,21 +164,7 @@ impl MaskedHead {
     /// Logits `[E, K, C]` from inputs `h` (`[E, K, in]`) that already differ per coalition:
     /// every layer under `masks`.
     pub(crate) fn logits_expanded(&self, h: Tensor, masks: &Tensor) -> Tensor {
-        let last = self.layers.len() - 1;
-        let mut h = h;
-        for (j, (w, bias)) in self.layers.iter().enumerate() {
-            h = match self.mask_before[j] {
-                Some(_) => (h * self.layer_mask(j, masks).unsqueeze(0)).matmul(&w.tr()),
-                None => h.matmul(&w.tr()),
-            };
-            if let Some(b) = bias {
-                h = h + b;
-            }
-            if j < last {
-                h = h.relu();
-            }
-        }
-        h
+        self.run_expanded(0, h, false, masks)
     }
 
     /// Weight `[out, in]` of head layer `i` and the player offset of the units masking its input.

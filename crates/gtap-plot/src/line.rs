@@ -221,7 +221,7 @@ impl Figure for LineFigure<'_> {
 }
 
 /// `lo..hi` widened by `frac` of the span on each side (by 0.5, or 5 % of |lo|, when empty).
-fn padded(lo: f64, hi: f64, frac: f64) -> (f64, f64) {
+pub(crate) fn padded(lo: f64, hi: f64, frac: f64) -> (f64, f64) {
     if hi - lo < 1e-12 {
         let pad = if lo.abs() > 0.0 { lo.abs() * 0.05 } else { 0.5 };
         return (lo - pad, hi + pad);

@@ -7,6 +7,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::colour::palette;
+use crate::line::padded;
 use crate::{fmt_tick, render, Figure, PlotError, FONT};
 
 /// One subplot of [`scatter_figure`].
@@ -83,16 +84,6 @@ impl Figure for ScatterFigure<'_> {
     }
 }
 
-/// `lo..hi` widened by 4 % of the span on each side (by 0.5, or 5 % of |lo|, when empty).
-fn padded(lo: f64, hi: f64) -> (f64, f64) {
-    if hi - lo < 1e-12 {
-        let pad = if lo.abs() > 0.0 { lo.abs() * 0.05 } else { 0.5 };
-        return (lo - pad, hi + pad);
-    }
-    let pad = (hi - lo) * 0.04;
-    (lo - pad, hi + pad)
-}
-
 fn draw_panel<DB: DrawingBackend>(
     panel: &ScatterPanel,
     area: &DrawingArea<DB, Shift>,
@@ -102,10 +93,12 @@ fn draw_panel<DB: DrawingBackend>(
     let (x0, x1) = padded(
         xs().fold(f64::INFINITY, f64::min),
         xs().fold(f64::NEG_INFINITY, f64::max),
+        0.04,
     );
     let (y0, y1) = padded(
         ys().fold(f64::INFINITY, f64::min),
         ys().fold(f64::NEG_INFINITY, f64::max),
+        0.04,
     );
     let area = area.titled(&panel.title, (FONT, 18).into_font())?;
     let mut chart = ChartBuilder::on(&area)
