@@ -74,15 +74,7 @@ impl Stage for CurvesStage {
         let evaluator = MaskedEvaluator::new(&net, &test, Utility::Accuracy, sizes.len());
         let mut points = Vec::new();
         for upstream in ctx.inputs("rankings") {
-            let ranking = Ranking::read(upstream)?;
-            anyhow::ensure!(
-                ranking.model == model.arch.name() && ranking.order.len() == n,
-                "ranking `{}` was made for {} ({} players), not this {} ({n} players)",
-                upstream.stage,
-                ranking.model,
-                ranking.order.len(),
-                model.arch.name()
-            );
+            let ranking = Ranking::read_for(upstream, &net)?;
             let mut rows = vec![0f32; sizes.len() * n];
             let mut kept_flags = Vec::with_capacity(sizes.len());
             for (row, &r) in rows.chunks_mut(n).zip(&sizes) {

@@ -123,6 +123,22 @@ impl Ranking {
         })?;
         Ok(serde_json::from_slice(&bytes)?)
     }
+
+    /// [`Ranking::read`], checked to rank `net`'s players (same architecture and player count):
+    /// a ranking made for another model is an error naming the stage.
+    pub fn read_for(upstream: &Upstream, net: &Network) -> anyhow::Result<Ranking> {
+        let ranking = Ranking::read(upstream)?;
+        let n = net.num_players();
+        anyhow::ensure!(
+            ranking.model == net.arch.name() && ranking.order.len() == n,
+            "ranking `{}` was made for {} ({} players), not this {} ({n} players)",
+            upstream.stage,
+            ranking.model,
+            ranking.order.len(),
+            net.arch.name()
+        );
+        Ok(ranking)
+    }
 }
 
 /// The engine stage of a [`Ranker`]: inputs `model` and `data`, optional `bias`; seeded.
@@ -222,4 +238,47 @@ pub fn serde_name<T: Serialize>(value: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ranking_for_another_model_is_refused_naming_its_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let ranking = Ranking {
+            method: "wmp".into(),
+            label: Label {
+                index: String::new(),
+                strategy: "unit".into(),
+            },
+            model: "lenet5".into(),
+            seed: 0,
+            order: (0..604).collect(),
+        };
+        std::fs::write(
+            dir.path().join(RANKING_FILE),
+            serde_json::to_vec(&ranking).unwrap(),
+        )
+        .unwrap();
+        let upstream = Upstream {
+            stage: "wmp_lenet5".into(),
+            kind: "wmp".into(),
+            seed: Some(0),
+            dir: dir.path().to_owned(),
+            content_hash: String::new(),
+        };
+        let lenet5 = Network::new(gtap_nn::Arch::Lenet5, tch::Device::Cpu, 0);
+        assert_eq!(
+            Ranking::read_for(&upstream, &lenet5).unwrap().order.len(),
+            604
+        );
+        let mlp = Network::new(gtap_nn::Arch::Lenet300100, tch::Device::Cpu, 0);
+        let err = Ranking::read_for(&upstream, &mlp).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ranking `wmp_lenet5` was made for lenet5 (604 players), not this lenet-300-100 (400 players)"
+        );
+    }
 }

@@ -109,18 +109,7 @@ impl Stage for RetrainStage {
         let rankings = ctx
             .inputs("rankings")
             .iter()
-            .map(|upstream| {
-                let ranking = Ranking::read(upstream)?;
-                anyhow::ensure!(
-                    ranking.model == model.arch.name() && ranking.order.len() == n,
-                    "ranking `{}` was made for {} ({} players), not this {} ({n} players)",
-                    upstream.stage,
-                    ranking.model,
-                    ranking.order.len(),
-                    model.arch.name()
-                );
-                Ok(ranking)
-            })
+            .map(|upstream| Ranking::read_for(upstream, &trained))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let steps = rankings.len() * p.sizes.len() * p.epochs * train.len().div_ceil(p.batch_size);
         let bar = progress::bar(ctx.env.progress, steps as u64, ctx.instance);
