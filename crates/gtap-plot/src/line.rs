@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use polars::prelude::DataFrame;
@@ -262,22 +263,12 @@ fn draw_panel<DB: DrawingBackend>(
         .x_label_area_size(52)
         .y_label_area_size(72)
         .build_cartesian_2d(x0..x1, y0..y1)?;
-    let (x_step, y_step) = ((x1 - x0) / 7.0, (y1 - y0) / 7.0);
-    let x_fmt = |v: &f64| fmt_tick(*v, x_step);
-    let y_fmt = |v: &f64| fmt_tick(*v, y_step);
-    chart
-        .configure_mesh()
-        .x_labels(8)
-        .y_labels(8)
-        .x_label_formatter(&x_fmt)
-        .y_label_formatter(&y_fmt)
-        .x_desc(panel.x_label.as_str())
-        .y_desc(panel.y_label.as_str())
-        .label_style((FONT, 15))
-        .axis_desc_style((FONT, 17))
-        .bold_line_style(BLACK.mix(0.1))
-        .light_line_style(TRANSPARENT)
-        .draw()?;
+    draw_axes(
+        &mut chart,
+        (8, 8),
+        (&panel.x_label, &panel.y_label),
+        (15, 17),
+    )?;
 
     let colour = |s: &Series| colours.get(s.label.as_str()).copied().unwrap_or(BLACK);
     for s in all() {
@@ -335,6 +326,34 @@ fn draw_panel<DB: DrawingBackend>(
         .border_style(BLACK.mix(0.35))
         .draw()?;
     Ok(())
+}
+
+/// The house axes of a panel: `labels` ticks per axis (formatted to tell neighbours apart),
+/// axis descriptions, tick and description font sizes `fonts`, faint major grid lines only.
+pub(crate) fn draw_axes<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    labels: (usize, usize),
+    descriptions: (&str, &str),
+    fonts: (u32, u32),
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let (xr, yr) = (chart.x_range(), chart.y_range());
+    let x_step = (xr.end - xr.start) / (labels.0 - 1) as f64;
+    let y_step = (yr.end - yr.start) / (labels.1 - 1) as f64;
+    let x_fmt = |v: &f64| fmt_tick(*v, x_step);
+    let y_fmt = |v: &f64| fmt_tick(*v, y_step);
+    chart
+        .configure_mesh()
+        .x_labels(labels.0)
+        .y_labels(labels.1)
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&y_fmt)
+        .x_desc(descriptions.0)
+        .y_desc(descriptions.1)
+        .label_style((FONT, fonts.0))
+        .axis_desc_style((FONT, fonts.1))
+        .bold_line_style(BLACK.mix(0.1))
+        .light_line_style(TRANSPARENT)
+        .draw()
 }
 
 /// The corner where a legend box of `size` (fractions of the plot) covers the fewest samples of

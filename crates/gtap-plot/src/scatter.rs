@@ -7,8 +7,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::colour::palette;
-use crate::line::padded;
-use crate::{fmt_tick, render, Figure, PlotError, FONT};
+use crate::line::{draw_axes, padded};
+use crate::{render, Figure, PlotError, FONT};
 
 /// One subplot of [`scatter_figure`].
 #[derive(Debug, Clone, PartialEq)]
@@ -107,22 +107,12 @@ fn draw_panel<DB: DrawingBackend>(
         .x_label_area_size(46)
         .y_label_area_size(70)
         .build_cartesian_2d(x0..x1, y0..y1)?;
-    let (x_step, y_step) = ((x1 - x0) / 5.0, (y1 - y0) / 6.0);
-    let x_fmt = |v: &f64| fmt_tick(*v, x_step);
-    let y_fmt = |v: &f64| fmt_tick(*v, y_step);
-    chart
-        .configure_mesh()
-        .x_labels(6)
-        .y_labels(7)
-        .x_label_formatter(&x_fmt)
-        .y_label_formatter(&y_fmt)
-        .x_desc(panel.x_label.as_str())
-        .y_desc(panel.y_label.as_str())
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 15))
-        .bold_line_style(BLACK.mix(0.1))
-        .light_line_style(TRANSPARENT)
-        .draw()?;
+    draw_axes(
+        &mut chart,
+        (6, 7),
+        (&panel.x_label, &panel.y_label),
+        (13, 15),
+    )?;
     let colour = palette(0);
     chart.draw_series(
         panel
