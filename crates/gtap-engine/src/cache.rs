@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hash;
+use crate::hash::{self, FileHash};
 use crate::EngineError;
 
 pub const MANIFEST: &str = "manifest.json";
@@ -41,6 +41,43 @@ pub struct Manifest {
     /// Names of the tables the entry holds under `tables/`.
     pub tables: Vec<String>,
     pub seconds: f64,
+    /// Every file of the entry but the manifest (the pre-image too), with size and sha256:
+    /// what [`Cache::verify`] checks. Empty in entries written before verification existed;
+    /// those are checked against `content_hash` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileHash>,
+    /// sha256 of this manifest's canonical JSON without `check`, so that a changed byte in
+    /// the manifest itself is noticed too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+}
+
+impl Manifest {
+    fn self_hash(&self) -> String {
+        let mut bare = self.clone();
+        bare.check = None;
+        let value = serde_json::to_value(&bare).expect("manifests serialise");
+        hash::sha256_hex(hash::canonical_json(&value).as_bytes())
+    }
+
+    /// Total bytes of the entry's files, as recorded.
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.bytes).sum()
+    }
+}
+
+/// Why a cache entry's files do not match its manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Corruption {
+    pub entry: PathBuf,
+    /// The first difference found, naming the file.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Corruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.entry.display(), self.reason)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -106,9 +143,15 @@ impl Cache {
         } else {
             None
         };
+        let mut replace = force;
         if !force {
-            if let Some(manifest) = self.lookup(kind, key)? {
-                return Ok((manifest, false));
+            match self.lookup_checked(kind, key)? {
+                Lookup::Sound(manifest) => return Ok((manifest, false)),
+                Lookup::Corrupt(corruption) => {
+                    tracing::warn!("corrupt cache entry {corruption}; rebuilding it");
+                    replace = true;
+                }
+                Lookup::Absent => {}
             }
         }
         if locked.is_some() {
@@ -122,16 +165,19 @@ impl Cache {
         let result = produce(&tmp).and_then(|()| {
             let pre = serde_json::to_vec_pretty(preimage).expect("JSON serialises");
             std::fs::write(tmp.join(PREIMAGE), pre).map_err(io(&tmp))?;
-            let content_hash = hash::hash_dir(&tmp, &[MANIFEST, PREIMAGE])?;
+            let files = hash::hash_files(&tmp, &[MANIFEST])?;
             let tables = list_tables(&tmp)?;
-            let manifest = Manifest {
+            let mut manifest = Manifest {
                 key: key.to_owned(),
                 kind: kind.to_owned(),
                 built_by: built_by.to_owned(),
-                content_hash,
+                content_hash: content_hash(&files),
                 tables,
                 seconds: started.elapsed().as_secs_f64(),
+                files,
+                check: None,
             };
+            manifest.check = Some(manifest.self_hash());
             let path = tmp.join(MANIFEST);
             std::fs::write(
                 &path,
@@ -147,7 +193,7 @@ impl Cache {
                 return Err(e);
             }
         };
-        let replace = force || (locked.is_some() && self.lookup(kind, key)?.is_none());
+        let replace = replace || (locked.is_some() && self.lookup(kind, key)?.is_none());
         if replace && final_dir.exists() {
             // A forced rebuild, or (under the lock) a directory left without a manifest:
             // replace it. Between the two renames there is no entry at all, which readers
@@ -171,6 +217,118 @@ impl Cache {
         }
         drop(locked);
         Ok((manifest, true))
+    }
+
+    /// The manifest of a finished entry whose files all match it (sizes and sha256), or why
+    /// they do not: a cache notices rot instead of handing it on.
+    pub fn lookup_checked(&self, kind: &str, key: &str) -> Result<Lookup, EngineError> {
+        let manifest = match self.lookup(kind, key) {
+            Ok(Some(manifest)) => manifest,
+            Ok(None) => return Ok(Lookup::Absent),
+            Err(EngineError::CorruptManifest { message, .. }) => {
+                return Ok(Lookup::Corrupt(Corruption {
+                    entry: self.entry_dir(kind, key),
+                    reason: format!("{MANIFEST} does not parse ({message})"),
+                }))
+            }
+            Err(err) => return Err(err),
+        };
+        Ok(match self.verify(kind, key, &manifest) {
+            Ok(()) => Lookup::Sound(manifest),
+            Err(corruption) => Lookup::Corrupt(corruption),
+        })
+    }
+
+    /// Like [`Cache::lookup`], but a corrupt entry is reported, removed and treated as absent
+    /// (it is a cache: its inputs can make it again).
+    pub fn lookup_verified(&self, kind: &str, key: &str) -> Result<Option<Manifest>, EngineError> {
+        match self.lookup_checked(kind, key)? {
+            Lookup::Sound(manifest) => Ok(Some(manifest)),
+            Lookup::Absent => Ok(None),
+            Lookup::Corrupt(corruption) => {
+                tracing::warn!("corrupt cache entry {corruption}; removing it");
+                self.discard(kind, key)?;
+                // Another builder may have replaced it meanwhile.
+                self.lookup(kind, key)
+            }
+        }
+    }
+
+    /// Checks entry `key`'s files against `manifest`: the manifest's own check hash, then every
+    /// file's size and sha256 (entries from before per-file records: the content hash).
+    pub fn verify(&self, kind: &str, key: &str, manifest: &Manifest) -> Result<(), Corruption> {
+        let dir = self.entry_dir(kind, key);
+        let bad = |reason: String| {
+            Err(Corruption {
+                entry: dir.clone(),
+                reason,
+            })
+        };
+        if manifest.key != key || manifest.kind != kind {
+            return bad(format!(
+                "{MANIFEST} names entry {}/{}",
+                manifest.kind, manifest.key
+            ));
+        }
+        if manifest
+            .check
+            .as_ref()
+            .is_some_and(|c| *c != manifest.self_hash())
+        {
+            return bad(format!("{MANIFEST} does not match its own check hash"));
+        }
+        let found = match hash::hash_files(&dir, &[MANIFEST]) {
+            Ok(found) => found,
+            Err(err) => return bad(format!("{err:#}")),
+        };
+        if manifest.files.is_empty() {
+            if content_hash(&found) != manifest.content_hash {
+                return bad("its files do not hash to the manifest's content hash".into());
+            }
+            return Ok(());
+        }
+        for recorded in &manifest.files {
+            let Some(file) = found.iter().find(|f| f.path == recorded.path) else {
+                return bad(format!("file {} is missing", recorded.path));
+            };
+            if file.bytes != recorded.bytes {
+                return bad(format!(
+                    "file {} has {} bytes, its manifest records {}",
+                    recorded.path, file.bytes, recorded.bytes
+                ));
+            }
+            if file.sha256 != recorded.sha256 {
+                return bad(format!(
+                    "file {} does not match its recorded sha256 (its bytes changed)",
+                    recorded.path
+                ));
+            }
+        }
+        if let Some(extra) = found.iter().find(|f| !manifest.files.contains(f)) {
+            return bad(format!("file {} is not in its manifest", extra.path));
+        }
+        if content_hash(&manifest.files) != manifest.content_hash {
+            return bad("the manifest's file list does not give its content hash".into());
+        }
+        Ok(())
+    }
+
+    /// Removes entry `key` (under its lock, if it is still corrupt then).
+    fn discard(&self, kind: &str, key: &str) -> Result<(), EngineError> {
+        let dir = self.entry_dir(kind, key);
+        let parent = dir.parent().expect("entry dirs have a parent");
+        let lock_path = parent.join(format!("{key}.lock"));
+        let _locked = if self.locks {
+            lock_entry(&lock_path, kind, key)?
+        } else {
+            None
+        };
+        if !matches!(self.lookup_checked(kind, key)?, Lookup::Corrupt(_)) {
+            return Ok(());
+        }
+        let old = parent.join(format!("{key}.corrupt-{}", builder_tag()));
+        std::fs::rename(&dir, &old).map_err(io(&dir))?;
+        std::fs::remove_dir_all(&old).map_err(io(&old))
     }
 
     fn index_path(&self, pipeline: &str, instance: &str) -> PathBuf {
@@ -295,10 +453,12 @@ pub(crate) fn sanitize(instance: &str) -> String {
 }
 
 fn remove_leftovers(parent: &Path, key: &str) -> Result<(), EngineError> {
-    let prefix = format!("{key}.tmp-");
+    // Building, replaced and discarded copies of the entry.
+    let prefixes = ["tmp", "old", "corrupt"].map(|what| format!("{key}.{what}-"));
     for entry in std::fs::read_dir(parent).map_err(io(parent))? {
         let entry = entry.map_err(io(parent))?;
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if prefixes.iter().any(|p| name.starts_with(p.as_str())) {
             tracing::warn!(
                 "removing leftover of an interrupted run: {}",
                 entry.path().display()
@@ -307,6 +467,25 @@ fn remove_leftovers(parent: &Path, key: &str) -> Result<(), EngineError> {
         }
     }
     Ok(())
+}
+
+/// What [`Cache::lookup_checked`] found.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Absent,
+    /// A finished entry whose files match its manifest.
+    Sound(Manifest),
+    Corrupt(Corruption),
+}
+
+/// An entry's content hash: its files but the pre-image.
+fn content_hash(files: &[FileHash]) -> String {
+    let outputs: Vec<FileHash> = files
+        .iter()
+        .filter(|f| f.path != PREIMAGE)
+        .cloned()
+        .collect();
+    hash::combine(&outputs)
 }
 
 fn list_tables(dir: &Path) -> Result<Vec<String>, EngineError> {

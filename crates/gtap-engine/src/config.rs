@@ -22,7 +22,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::stage::Registry;
+use crate::error::bounded;
+use crate::stage::{Declared, Inputs, Invalid, Registry};
 use crate::EngineError;
 
 /// The scale used when neither the command line nor the file names one.
@@ -145,16 +146,17 @@ impl Pipeline {
         overrides: &Overrides,
         registry: &Registry,
     ) -> Result<Pipeline, EngineError> {
+        // Messages quote values (serde's "invalid value: string …"): bounded, whatever the input.
         let config_err = |key: &str, message: String| EngineError::Config {
             path: path.to_owned(),
-            key: key.to_owned(),
-            message,
+            key: bounded(key, 200),
+            message: bounded(&message, 500),
         };
         let mut doc: toml::Table =
             text.parse()
                 .map_err(|e: toml::de::Error| EngineError::Toml {
                     path: path.to_owned(),
-                    message: e.to_string().trim_end().to_owned(),
+                    message: toml_message(text, &e),
                 })?;
         for key in doc.keys() {
             if !["pipeline", "stage", "scale"].contains(&key.as_str()) {
@@ -210,11 +212,8 @@ impl Pipeline {
         }
 
         for set in &overrides.sets {
-            apply_set(&mut doc, set).map_err(|(key, msg)| EngineError::Config {
-                path: path.to_owned(),
-                key,
-                message: format!("--set {set}: {msg}"),
-            })?;
+            apply_set(&mut doc, set)
+                .map_err(|(key, msg)| config_err(&key, format!("--set {set}: {msg}")))?;
         }
         let resolved = serde_json::to_value(&doc).expect("TOML values convert to JSON");
 
@@ -261,6 +260,7 @@ impl Pipeline {
             Some(_) => return Err(config_err("stage", "must be a table of stages".into())),
         };
         let mut stages: Vec<StageDecl> = Vec::new();
+        let mut declared: Vec<Declared> = Vec::new();
         for (id, body) in stage_table {
             let key = format!("stage.{id}");
             let toml::Value::Table(mut body) = body else {
@@ -395,14 +395,36 @@ impl Pipeline {
                     (name.clone(), params)
                 })
                 .collect();
-            let rounds = stage.rounds(&params, &upstream_params).map_err(|invalid| {
+            let invalid_here = |invalid: Invalid| {
                 let full = if invalid.key.is_empty() {
                     key.clone()
                 } else {
                     format!("{key}.{}", invalid.key)
                 };
                 config_err(&full, invalid.message)
-            })?;
+            };
+            let rounds = stage
+                .rounds(&params, &upstream_params)
+                .map_err(invalid_here)?;
+            let declared_inputs: Inputs = inputs
+                .iter()
+                .map(|(name, ids)| {
+                    let ups = ids
+                        .iter()
+                        .filter_map(|up| declared.iter().find(|d| &d.id == up).cloned())
+                        .collect();
+                    (name.clone(), ups)
+                })
+                .collect();
+            stage
+                .validate_inputs(&params, &declared_inputs)
+                .map_err(invalid_here)?;
+            declared.push(Declared {
+                id: id.clone(),
+                kind: kind.clone(),
+                params: params.clone(),
+                inputs: declared_inputs,
+            });
             stages.push(StageDecl {
                 id,
                 kind,
@@ -443,6 +465,42 @@ impl Pipeline {
                     .join(", "),
             })
     }
+}
+
+/// A TOML syntax error as `line L, column C: message` and the line around the column, never
+/// the whole input (a malformed file may be one 10 MB line).
+fn toml_message(text: &str, err: &toml::de::Error) -> String {
+    let message = bounded(err.message().trim_end(), 300);
+    let Some(span) = err.span() else {
+        return message;
+    };
+    let mut at = span.start.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    let line = text[..at].matches('\n').count() + 1;
+    let column = text[line_start..at].chars().count() + 1;
+    // At most 40 characters either side of the error.
+    let before: String = text[line_start..at]
+        .chars()
+        .rev()
+        .take(40)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let after: String = text[at..line_end].chars().take(40).collect();
+    let cut_before = before.len() < at - line_start;
+    let cut_after = after.len() < line_end - at;
+    let snippet = format!(
+        "{}{before}{after}{}",
+        if cut_before { "…" } else { "" },
+        if cut_after { "…" } else { "" }
+    );
+    let caret = " ".repeat(before.chars().count() + usize::from(cut_before));
+    format!("line {line}, column {column}: {message}\n  | {snippet}\n  | {caret}^")
 }
 
 fn list(names: &[&str]) -> String {

@@ -34,6 +34,9 @@ pub enum EngineError {
         #[source]
         source: anyhow::Error,
     },
+    /// A stage's own code panicked (a defect, reported as an error of its instance).
+    #[error("stage `{instance}` panicked: {message}")]
+    StagePanicked { instance: String, message: String },
     /// A cache entry's manifest could not be parsed.
     #[error("corrupt cache manifest {path}: {message}")]
     CorruptManifest { path: PathBuf, message: String },
@@ -103,4 +106,17 @@ fn jobs_failed(failures: &[JobFailure], cancelled: usize) -> String {
         ));
     }
     out
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary), saying how much was left out:
+/// a message quoting its input stays readable whatever the input's size.
+pub(crate) fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} more bytes)", &text[..cut], text.len() - cut)
 }

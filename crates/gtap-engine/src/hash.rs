@@ -37,10 +37,16 @@ pub fn canonical_json(value: &serde_json::Value) -> String {
     serde_json::to_string(value).expect("a serde_json::Value always serialises")
 }
 
-/// Hash of a directory's contents: sha256 over the sorted `(relative path, file sha256)` list.
-/// Used as the identity of a stage output, so a downstream key depends on what an upstream
-/// produced, not on how (early cutoff: a re-run that yields the same bytes changes nothing below).
-pub fn hash_dir(dir: &Path, skip: &[&str]) -> Result<String, EngineError> {
+/// One file of a directory: its path relative to the directory (`/`-separated), size, sha256.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileHash {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Every regular file below `dir` but those in `skip`, hashed, in the order [`hash_dir`] uses.
+pub fn hash_files(dir: &Path, skip: &[&str]) -> Result<Vec<FileHash>, EngineError> {
     let mut files = Vec::new();
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let entry = entry.map_err(|e| EngineError::Io {
@@ -59,9 +65,36 @@ pub fn hash_dir(dir: &Path, skip: &[&str]) -> Result<String, EngineError> {
         if skip.contains(&rel.as_str()) {
             continue;
         }
-        files.push(format!("{rel}\t{}\n", sha256_file(entry.path())?));
+        let bytes = entry
+            .metadata()
+            .map_err(|e| EngineError::Io {
+                path: entry.path().to_owned(),
+                source: e.into(),
+            })?
+            .len();
+        files.push(FileHash {
+            path: rel,
+            bytes,
+            sha256: sha256_file(entry.path())?,
+        });
     }
-    Ok(sha256_hex(files.concat().as_bytes()))
+    Ok(files)
+}
+
+/// The directory hash of files listed by [`hash_files`]: sha256 over the `(path, sha256)` list.
+pub fn combine(files: &[FileHash]) -> String {
+    let lines: String = files
+        .iter()
+        .map(|f| format!("{}\t{}\n", f.path, f.sha256))
+        .collect();
+    sha256_hex(lines.as_bytes())
+}
+
+/// Hash of a directory's contents: sha256 over the sorted `(relative path, file sha256)` list.
+/// Used as the identity of a stage output, so a downstream key depends on what an upstream
+/// produced, not on how (early cutoff: a re-run that yields the same bytes changes nothing below).
+pub fn hash_dir(dir: &Path, skip: &[&str]) -> Result<String, EngineError> {
+    Ok(combine(&hash_files(dir, skip)?))
 }
 
 /// Lines that differ between two JSON documents, as `path: old -> new`, for "why did this re-run".

@@ -25,16 +25,18 @@ mod cache;
 mod config;
 mod error;
 pub mod hash;
+mod panics;
 mod runner;
 mod slurm;
 mod stage;
 pub mod table;
 
-pub use cache::{Cache, Manifest};
+pub use cache::{Cache, Corruption, Lookup, Manifest};
 pub use config::{Overrides, Pipeline, SlurmResources, StageDecl, DEFAULT_SCALE};
 pub use error::{EngineError, JobFailure};
 pub use runner::{
-    Instance, InstanceReport, InstanceStatus, Outcome, RunReport, Runner, State, Why,
+    Instance, InstanceReport, InstanceStatus, Outcome, RunReport, Runner, State, Verified, Why,
+    INJECT_PANIC,
 };
 pub use slurm::{Job, SlurmOptions, SlurmRun};
-pub use stage::{ensure, Env, Invalid, Registry, Stage, StageContext, Upstream};
+pub use stage::{ensure, Declared, Env, Inputs, Invalid, Registry, Stage, StageContext, Upstream};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::cache::{Cache, Manifest};
+use crate::cache::{Cache, Corruption, Lookup, Manifest};
 use crate::config::{Pipeline, StageDecl};
 use crate::stage::{DynStage, Env, Registry, StageContext, Upstream};
 use crate::{hash, table, EngineError};
@@ -40,6 +40,10 @@ impl Instance {
 pub(crate) const PARTS_INPUT: &str = "#parts";
 /// The input name under which a round's parts and merge receive the round before's merge.
 pub(crate) const PREVIOUS_INPUT: &str = "#previous";
+
+/// Fault injection for tests of the binary and its executors: the instance whose id this
+/// variable holds panics as it starts.
+pub const INJECT_PANIC: &str = "GTAP_INJECT_PANIC";
 
 /// How an instance fared in a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +100,26 @@ pub struct Why {
     pub changes: Option<Vec<String>>,
     /// `None` when upstream outputs are missing, so the current pre-image is not known yet.
     pub current_key: Option<String>,
+}
+
+/// How much of a cache entry [`Runner::survey`] checks before it counts as cached.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Check {
+    /// A manifest that parses (cheap: `gtap status`).
+    Manifest,
+    /// Files that match the manifest; a corrupt entry is removed and counts as missing.
+    Contents,
+}
+
+/// One cached instance's entry as [`Runner::verify`] found it.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub instance: Instance,
+    pub key: String,
+    /// Bytes of the entry's files (0 when corrupt or recorded before per-file records).
+    pub bytes: u64,
+    /// `None` when every file matches the manifest.
+    pub problem: Option<Corruption>,
 }
 
 /// Runs pipelines against one cache.
@@ -387,7 +411,15 @@ impl<'a> Runner<'a> {
                             let stage = *stage;
                             scope.spawn(move || {
                                 let index = ready.index;
-                                let result = self.build(pipeline, stage, ready, env);
+                                let instance = ready.instance.id.clone();
+                                // Stage code's panics are caught inside `build`; this catches
+                                // the rest, so that every builder reports and the walk ends.
+                                let result = crate::panics::capture(|| {
+                                    self.build(pipeline, stage, ready, env)
+                                })
+                                .unwrap_or_else(|message| {
+                                    Err(EngineError::StagePanicked { instance, message })
+                                });
                                 let _ = finished.send((index, result));
                             });
                         }
@@ -505,12 +537,22 @@ impl<'a> Runner<'a> {
                     out_dir,
                     inputs: &inputs,
                 };
-                stage
-                    .run(&decl.params, &ctx)
-                    .map_err(|source| EngineError::StageFailed {
-                        instance: instance.id.clone(),
-                        source,
-                    })
+                // Caught here, inside the build, so that its temporary directory is removed
+                // and nothing is cached.
+                crate::panics::capture(|| {
+                    if std::env::var(INJECT_PANIC).is_ok_and(|id| id == instance.id) {
+                        panic!("injected by {INJECT_PANIC}");
+                    }
+                    stage.run(&decl.params, &ctx)
+                })
+                .map_err(|message| EngineError::StagePanicked {
+                    instance: instance.id.clone(),
+                    message,
+                })?
+                .map_err(|source| EngineError::StageFailed {
+                    instance: instance.id.clone(),
+                    source,
+                })
             },
         )?;
         if !built {
@@ -626,14 +668,14 @@ impl<'a> Runner<'a> {
         let upstream = self.upstream_of(pipeline, decl, &instance);
         let mut done = BTreeMap::new();
         let needed: BTreeSet<&str> = upstream.values().flatten().map(|u| u.id.as_str()).collect();
-        for (status, _) in self.survey(pipeline)? {
+        for (status, _) in self.survey(pipeline, Check::Manifest)? {
             if !needed.contains(status.instance.id.as_str()) {
                 continue;
             }
             let built = match (&status.state, &status.key) {
                 (State::Cached, Some(key)) => self
                     .cache
-                    .lookup(&status.instance.kind, key)?
+                    .lookup_verified(&status.instance.kind, key)?
                     .map(|m| (m, self.cache.entry_dir(&status.instance.kind, key))),
                 _ => None,
             };
@@ -674,7 +716,7 @@ impl<'a> Runner<'a> {
     /// Keys and states of every instance, without running anything.
     pub fn status(&self, pipeline: &Pipeline) -> Result<Vec<InstanceStatus>, EngineError> {
         Ok(self
-            .survey(pipeline)?
+            .survey(pipeline, Check::Manifest)?
             .into_iter()
             .map(|(status, _)| status)
             .collect())
@@ -688,7 +730,7 @@ impl<'a> Runner<'a> {
         instance: &str,
     ) -> Result<Option<Upstream>, EngineError> {
         let Some((status, _)) = self
-            .survey(pipeline)?
+            .survey(pipeline, Check::Manifest)?
             .into_iter()
             .find(|(s, _)| s.instance.id == instance)
         else {
@@ -698,20 +740,23 @@ impl<'a> Runner<'a> {
             return Ok(None);
         };
         let kind = &status.instance.kind;
-        Ok(self.cache.lookup(kind, key)?.map(|manifest| Upstream {
-            stage: status.instance.stage.clone(),
-            kind: kind.clone(),
-            seed: status.instance.seed,
-            dir: self.cache.entry_dir(kind, key),
-            content_hash: manifest.content_hash,
-        }))
+        Ok(self
+            .cache
+            .lookup_verified(kind, key)?
+            .map(|manifest| Upstream {
+                stage: status.instance.stage.clone(),
+                kind: kind.clone(),
+                seed: status.instance.seed,
+                dir: self.cache.entry_dir(kind, key),
+                content_hash: manifest.content_hash,
+            }))
     }
 
     /// For the instances of `stage_id`: which pre-image fields changed since the last run.
     pub fn why(&self, pipeline: &Pipeline, stage_id: &str) -> Result<Vec<Why>, EngineError> {
         pipeline.stage(stage_id)?;
         let mut out = Vec::new();
-        for (status, preimage) in self.survey(pipeline)? {
+        for (status, preimage) in self.survey(pipeline, Check::Manifest)? {
             if status.instance.stage != stage_id {
                 continue;
             }
@@ -732,9 +777,35 @@ impl<'a> Runner<'a> {
         Ok(out)
     }
 
+    /// Every instance of `pipeline` as a [`Verified`] check of its entry's files against its
+    /// manifest (sizes and sha256); instances without an entry are left out. Removes nothing.
+    pub fn verify(&self, pipeline: &Pipeline) -> Result<Vec<Verified>, EngineError> {
+        let mut out = Vec::new();
+        for (status, _) in self.survey(pipeline, Check::Manifest)? {
+            // Missing too: an entry whose manifest does not parse counts as missing.
+            let Some(key) = &status.key else {
+                continue;
+            };
+            let kind = &status.instance.kind;
+            let (bytes, problem) = match self.cache.lookup_checked(kind, key)? {
+                Lookup::Sound(manifest) => (manifest.bytes(), None),
+                Lookup::Corrupt(corruption) => (0, Some(corruption)),
+                Lookup::Absent => continue,
+            };
+            out.push(Verified {
+                instance: status.instance,
+                key: key.clone(),
+                bytes,
+                problem,
+            });
+        }
+        Ok(out)
+    }
+
     pub(crate) fn survey(
         &self,
         pipeline: &Pipeline,
+        check: Check,
     ) -> Result<Vec<(InstanceStatus, Option<serde_json::Value>)>, EngineError> {
         let mut hashes: BTreeMap<String, String> = BTreeMap::new();
         let mut files_memo = BTreeMap::new();
@@ -774,7 +845,15 @@ impl<'a> Runner<'a> {
                 let files = self.external_files(decl, stage, &mut files_memo)?;
                 let preimage = self.preimage(decl, stage, &instance, &inputs, &files);
                 let key = hash::sha256_hex(hash::canonical_json(&preimage).as_bytes());
-                let state = match self.cache.lookup(&decl.kind, &key)? {
+                let found = match check {
+                    // A manifest that does not parse is no entry; the next run rebuilds it.
+                    Check::Manifest => match self.cache.lookup(&decl.kind, &key) {
+                        Err(EngineError::CorruptManifest { .. }) => None,
+                        found => found?,
+                    },
+                    Check::Contents => self.cache.lookup_verified(&decl.kind, &key)?,
+                };
+                let state = match found {
                     Some(manifest) => {
                         hashes.insert(instance.id.clone(), manifest.content_hash);
                         State::Cached

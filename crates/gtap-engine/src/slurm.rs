@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::config::Pipeline;
 use crate::error::JobFailure;
-use crate::runner::{Instance, Outcome, RunReport, Runner, State};
+use crate::runner::{Check, Instance, Outcome, RunReport, Runner, State};
 use crate::EngineError;
 
 /// How `gtap run --executor slurm` submits and watches jobs.
@@ -85,7 +85,8 @@ impl Runner<'_> {
         let queued = queued_jobs()?;
         let mut jobs: Vec<Job> = Vec::new();
         let mut job_of: BTreeMap<String, String> = BTreeMap::new();
-        for (status, _) in self.survey(pipeline)? {
+        // Corrupt entries are removed here, so that a job rebuilds them.
+        for (status, _) in self.survey(pipeline, Check::Contents)? {
             let instance = status.instance;
             let forced = force.contains(&instance.stage);
             if status.state == State::Cached && !forced {
@@ -264,7 +265,7 @@ impl Runner<'_> {
 
     fn is_cached(&self, pipeline: &Pipeline, instance: &Instance) -> Result<bool, EngineError> {
         Ok(self
-            .survey(pipeline)?
+            .survey(pipeline, Check::Manifest)?
             .into_iter()
             .any(|(s, _)| s.instance.id == instance.id && s.state == State::Cached))
     }

@@ -57,6 +57,14 @@ pub trait Stage: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Checks that need the upstream stages as the pipeline declares them (kinds, parameters,
+    /// and their own inputs in turn): a layer name against the architecture a `train` input
+    /// declares, a shift against the image size of the dataset. Run before anything runs, so
+    /// `gtap status` refuses what `gtap run` would.
+    fn validate_inputs(_params: &Self::Params, _inputs: &Inputs) -> Result<(), Invalid> {
+        Ok(())
+    }
+
     /// Files outside the cache that the stage reads (datasets): their sha256 enters the key.
     /// May fetch them first.
     fn external_files(
@@ -68,6 +76,48 @@ pub trait Stage: Send + Sync + 'static {
 
     /// Computes the outputs into `ctx.out_dir()`.
     fn run(params: &Self::Params, ctx: &StageContext<'_>) -> anyhow::Result<()>;
+}
+
+/// Input name → the upstream stages bound to it, as declared.
+pub type Inputs = BTreeMap<String, Vec<Declared>>;
+
+/// A stage as its pipeline declares it (for [`Stage::validate_inputs`]): id, kind, resolved
+/// parameters and its own inputs.
+#[derive(Debug, Clone)]
+pub struct Declared {
+    pub id: String,
+    pub kind: String,
+    pub params: serde_json::Value,
+    pub inputs: Inputs,
+}
+
+impl Declared {
+    /// Parameter `name`, when present and of type `T`.
+    pub fn param<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
+        self.params
+            .get(name)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
+    /// The first upstream stage bound to input `name`.
+    pub fn input(&self, name: &str) -> Option<&Declared> {
+        self.inputs.get(name).and_then(|v| v.first())
+    }
+
+    /// Whether two declarations make the same outputs: same kind and parameters, and the same
+    /// inputs in turn (stage ids aside).
+    pub fn same_as(&self, other: &Declared) -> bool {
+        self.kind == other.kind
+            && self.params == other.params
+            && self.inputs.len() == other.inputs.len()
+            && self
+                .inputs
+                .iter()
+                .zip(&other.inputs)
+                .all(|((a, x), (b, y))| {
+                    a == b && x.len() == y.len() && x.iter().zip(y).all(|(x, y)| x.same_as(y))
+                })
+    }
 }
 
 /// A parameter that failed validation: the key (relative to the stage) and why.
@@ -224,6 +274,7 @@ pub(crate) trait DynStage: Send + Sync {
     ) -> Result<usize, Invalid>;
     /// Raw TOML parameters → resolved JSON parameters, or (key, message).
     fn resolve(&self, raw: toml::Value) -> Result<serde_json::Value, Invalid>;
+    fn validate_inputs(&self, params: &serde_json::Value, inputs: &Inputs) -> Result<(), Invalid>;
     fn external_files(
         &self,
         params: &serde_json::Value,
@@ -286,6 +337,10 @@ impl<S: Stage> DynStage for Erased<S> {
         })?;
         S::validate(&params)?;
         serde_json::to_value(&params).map_err(|e| Invalid::new("", e.to_string()))
+    }
+    fn validate_inputs(&self, params: &serde_json::Value, inputs: &Inputs) -> Result<(), Invalid> {
+        let params = Self::params(params).map_err(|e| Invalid::new("", e.to_string()))?;
+        S::validate_inputs(&params, inputs)
     }
     fn external_files(
         &self,

@@ -36,7 +36,7 @@ fn check(text: &str, expected: &str) {
 fn unknown_parameter_key() {
     check(
         &PIPELINE.replace("factor = 2", "factr = 2"),
-        "`stage.scaled.factr`: unknown field `factr`, expected `factor` or `fail`",
+        "`stage.scaled.factr`: unknown field `factr`, expected one of `factor`, `fail`, `panic_seed`, `sleep_ms`",
     );
 }
 

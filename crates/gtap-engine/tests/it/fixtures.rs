@@ -42,6 +42,12 @@ pub struct ScaleParams {
     pub factor: i64,
     #[serde(default)]
     pub fail: bool,
+    /// Panics in the instance of this seed (out of the key when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic_seed: Option<u64>,
+    /// Sleeps this long before writing (out of the key when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep_ms: Option<u64>,
 }
 
 fn one() -> i64 {
@@ -70,6 +76,15 @@ impl Stage for Scale {
         }
         let value: i64 = std::fs::read_to_string(ctx.input("x")?.path("value.txt"))?.parse()?;
         let seed = ctx.seed()?;
+        if let Some(ms) = params.sleep_ms {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        if params.panic_seed == Some(seed) {
+            // Half an output first, as a crash would leave it.
+            std::fs::write(ctx.out_dir().join("partial.txt"), "half")?;
+            let empty: Vec<i64> = Vec::new();
+            let _ = empty[seed as usize];
+        }
         let mut df = df!("seed" => [seed], "value" => [value * params.factor])?;
         ctx.write_table("scaled", &mut df)?;
         // So that a scale stage can feed another.

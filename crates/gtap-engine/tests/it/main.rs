@@ -3,4 +3,5 @@
 mod cluster;
 mod config_errors;
 mod fixtures;
+mod hostile;
 mod runs;
