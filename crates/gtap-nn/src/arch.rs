@@ -163,6 +163,26 @@ impl Arch {
         }
     }
 
+    /// Names and unit counts of the player layers of a network of this architecture (AlexNet
+    /// at `widths`; the others ignore it), in global player order, without building it: what
+    /// pipeline validation checks layer names against. Kept equal to the built network's
+    /// [`crate::Network::player_layers`] by a test.
+    pub fn player_layers(self, widths: AlexnetWidths) -> Vec<(&'static str, usize)> {
+        match self {
+            Arch::Lenet300100 => vec![("fc1", 300), ("fc2", 100)],
+            Arch::Lenet5 => vec![("conv2", 400), ("fc1", 120), ("fc2", 84)],
+            Arch::Mlp3x256 => vec![("fc1", 256), ("fc2", 256), ("fc3", 256)],
+            Arch::Mlp512x256 => vec![("fc1", 512), ("fc2", 256)],
+            Arch::Alexnet => {
+                let convs = ["conv1", "conv2", "conv3", "conv4", "conv5"];
+                let mut out: Vec<(&'static str, usize)> =
+                    convs.into_iter().zip(widths.convs).collect();
+                out.extend([("fc1", widths.dense[0]), ("fc2", widths.dense[1])]);
+                out
+            }
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Arch::Lenet300100 => "lenet-300-100",

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use gtap_engine::{ensure, Invalid, Stage, StageContext, Upstream};
+use gtap_engine::{ensure, Inputs, Invalid, Stage, StageContext, Upstream};
 use gtap_game::rank::{lowest_k, spearman};
 use gtap_plot::{LinePanel, Series};
 
@@ -61,6 +61,13 @@ impl Stage for EstimatorAgreementStage {
     const ABOUT: &'static str =
         "rank agreement of power-index estimates with two independent references, corrected for the references' noise";
 
+    fn validate_inputs(_: &EstimatorAgreementParams, inputs: &Inputs) -> Result<(), Invalid> {
+        for name in ["estimates", "reference_a", "reference_b"] {
+            crate::checks::input_kinds(inputs, name, &["power-indices"])?;
+        }
+        Ok(())
+    }
+
     fn validate(p: &EstimatorAgreementParams) -> Result<(), Invalid> {
         ensure(
             p.fractions.iter().all(|f| *f > 0.0 && *f < 1.0),
@@ -76,11 +83,7 @@ impl Stage for EstimatorAgreementStage {
             || format!("must lie in (0, 1] (got {})", p.incremental_cost),
         )?;
         if let Some(name) = &p.figure {
-            ensure(
-                !name.is_empty() && !name.contains(['/', '\\']),
-                "figure",
-                || "must be a plain file stem".into(),
-            )?;
+            crate::checks::file_stem("figure", name)?;
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! retraining, over a grid of target sizes; `unstructured`: the paper's global weight-level WMP /
 //! W·GMP on a parameter-fraction axis. Both write the `curves` table with the same columns.
 
-use gtap_engine::{ensure, Invalid, Stage, StageContext};
+use gtap_engine::{ensure, Inputs, Invalid, Stage, StageContext};
 use gtap_nn::{MaskedEvaluator, Network, Utility, WeightCriterion};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,11 @@ impl Stage for CurvesStage {
     const INPUTS: &'static [&'static str] = &["model", "data", "rankings"];
     const ABOUT: &'static str =
         "test accuracy of the network pruned by each input ranking, over a grid of sizes";
+
+    fn validate_inputs(_: &CurveParams, inputs: &Inputs) -> Result<(), Invalid> {
+        crate::checks::model_and_data(inputs)?;
+        crate::checks::input_kinds(inputs, "rankings", &crate::RANKING_KINDS)
+    }
 
     fn validate(p: &CurveParams) -> Result<(), Invalid> {
         validate_points(p.points)
@@ -121,6 +126,10 @@ impl Stage for UnstructuredStage {
     const INPUTS: &'static [&'static str] = &["model", "data"];
     const ABOUT: &'static str =
         "global unstructured WMP / W·GMP: keep the largest-scoring weights anywhere";
+
+    fn validate_inputs(_: &UnstructuredParams, inputs: &Inputs) -> Result<(), Invalid> {
+        crate::checks::model_and_data(inputs)
+    }
 
     fn validate(p: &UnstructuredParams) -> Result<(), Invalid> {
         validate_points(p.points)

@@ -5,7 +5,7 @@
 //! `figure-equilibrium`: those runs against the paper's numbers (`summary` table) and the
 //! histograms of final participation (mean ± σ over seeds per bin).
 
-use gtap_engine::{ensure, Invalid, Stage, StageContext};
+use gtap_engine::{ensure, Inputs, Invalid, Stage, StageContext};
 use gtap_nn::{Arch, Benefit, EquilibriumConfig, Network, Optimizer, Shape, TrainConfig};
 use gtap_plot::{LinePanel, Series};
 use polars::prelude::*;
@@ -87,6 +87,14 @@ impl Stage for EquilibriumStage {
     const INPUTS: &'static [&'static str] = &["data"];
     const ABOUT: &'static str =
         "equilibrium-driven sparsification: trains weights and participations, removes players below ε";
+
+    fn validate_inputs(p: &EquilibriumParams, inputs: &Inputs) -> Result<(), Invalid> {
+        crate::checks::input_kinds(inputs, "data", &crate::checks::DATASET_KINDS)?;
+        match inputs.get("data").and_then(|d| d.first()) {
+            Some(data) => crate::checks::arch_takes(p.model, data),
+            None => Ok(()),
+        }
+    }
 
     fn validate(p: &EquilibriumParams) -> Result<(), Invalid> {
         validate_recipe(&Recipe {
@@ -315,14 +323,19 @@ impl Stage for FigureEquilibriumStage {
         "equilibrium runs: summary against the paper and final-participation histograms";
 
     fn validate(p: &FigureEquilibriumParams) -> Result<(), Invalid> {
-        ensure(
-            !p.name.is_empty() && !p.name.contains(['/', '\\']),
-            "name",
-            || "must be a plain file stem".into(),
-        )?;
+        crate::checks::file_stem("name", &p.name)?;
         ensure((2..=200).contains(&p.bins), "bins", || {
             format!("must be between 2 and 200 (got {})", p.bins)
-        })
+        })?;
+        for (i, point) in p.paper.iter().enumerate() {
+            let fractions = [point.accuracy, point.pruned];
+            ensure(
+                fractions.iter().all(|f| (0.0..=1.0).contains(f)),
+                &format!("paper[{i}]"),
+                || "accuracy and pruned are fractions in [0, 1]".into(),
+            )?;
+        }
+        Ok(())
     }
 
     fn run(p: &FigureEquilibriumParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {

@@ -2,7 +2,7 @@
 //! tables only, with the MCUE critical size marked; also the plotted points and the accuracy at
 //! the critical size as tables.
 
-use gtap_engine::{ensure, Invalid, Stage, StageContext, Upstream};
+use gtap_engine::{ensure, Inputs, Invalid, Stage, StageContext, Upstream};
 use gtap_plot::{LinePanel, Series};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -76,12 +76,14 @@ impl Stage for FigureCurvesStage {
     const ABOUT: &'static str =
         "compression-curve figure (mean ± σ over seeds) from curves tables, critical size marked";
 
+    fn validate_inputs(_: &FigureCurvesParams, inputs: &Inputs) -> Result<(), Invalid> {
+        let kinds = ["curves", "unstructured", "retrain", "equilibrium"];
+        crate::checks::input_kinds(inputs, "curves", &kinds)?;
+        crate::checks::input_kinds(inputs, "bias", &["mcue-bias"])
+    }
+
     fn validate(p: &FigureCurvesParams) -> Result<(), Invalid> {
-        ensure(
-            !p.name.is_empty() && !p.name.contains(['/', '\\']),
-            "name",
-            || "must be a plain file stem".into(),
-        )?;
+        crate::checks::file_stem("name", &p.name)?;
         ensure(!p.panels.is_empty(), "panels", || {
             "needs at least one panel".into()
         })?;

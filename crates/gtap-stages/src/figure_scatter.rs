@@ -1,7 +1,7 @@
 //! `figure-index-vs-weight` (Figure 8): per player layer, each unit's power index against its
 //! weight magnitude, with the Spearman correlation in the panel title.
 
-use gtap_engine::{ensure, Invalid, Stage, StageContext};
+use gtap_engine::{ensure, Inputs, Invalid, Stage, StageContext};
 use gtap_nn::WeightCriterion;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -42,8 +42,13 @@ impl Stage for FigureIndexVsWeightStage {
     const ABOUT: &'static str =
         "Figure 8: power index against mean |w| per layer (first seed), Spearman ρ in each title";
 
+    fn validate_inputs(_: &FigureIndexVsWeightParams, inputs: &Inputs) -> Result<(), Invalid> {
+        crate::checks::input_kinds(inputs, "indices", &["power-indices", "gtap"])?;
+        crate::checks::input_kinds(inputs, "model", &crate::checks::MODEL_KINDS)
+    }
+
     fn validate(p: &FigureIndexVsWeightParams) -> Result<(), Invalid> {
-        crate::mcue::validate_figure_name(&p.name)?;
+        crate::checks::file_stem("name", &p.name)?;
         ensure(
             p.threshold >= 0.0 && p.threshold.is_finite(),
             "threshold",

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use gtap_engine::{ensure, Invalid, Stage, StageContext};
+use gtap_engine::{ensure, Inputs, Invalid, Stage, StageContext};
 use gtap_game::{Constraints, EstimateConfig, Estimator, IndexKind, PlayerEstimate};
 use gtap_nn::{MaskedEvaluator, Network, TensorData, Utility};
 use polars::prelude::*;
@@ -121,6 +121,16 @@ fn default_batch() -> usize {
 
 impl PowerIndexParams {
     /// d for a biased-Banzhaf index: the fixed number, or the `bias` input's for "mcue".
+    /// The checks of an estimate that need the stage's inputs (shared with `gtap`'s
+    /// `estimate`): d = "mcue" has a `bias` input to read.
+    pub(crate) fn validate_with(&self, inputs: &Inputs) -> Result<(), Invalid> {
+        let wants_bias = matches!(self.d, Some(Bias::Named(_)));
+        let has_bias = inputs.get("bias").is_some_and(|b| !b.is_empty());
+        ensure(!wants_bias || has_bias, "inputs.bias", || {
+            "d = \"mcue\" needs a `bias` input: an `mcue-bias` stage (inputs = { bias = \"<stage>\" })".into()
+        })
+    }
+
     pub(crate) fn resolve_bias(&self, ctx: &StageContext<'_>) -> anyhow::Result<Option<f64>> {
         Ok(match &self.d {
             None => None,
@@ -392,8 +402,21 @@ impl Stage for PowerIndexStage {
         p.parts()
     }
 
+    fn validate_inputs(p: &PowerIndexParams, inputs: &Inputs) -> Result<(), Invalid> {
+        crate::checks::model_and_data(inputs)?;
+        crate::checks::input_kinds(inputs, "bias", &["mcue-bias"])?;
+        p.validate_with(inputs)?;
+        match &p.layers {
+            Some(layers) => crate::checks::layer_names("layers", layers, inputs),
+            None => Ok(()),
+        }
+    }
+
     fn validate(p: &PowerIndexParams) -> Result<(), Invalid> {
         ensure(p.samples >= 1, "samples", || "must be at least 1".into())?;
+        ensure(p.samples <= u32::MAX as usize, "samples", || {
+            format!("must be at most {} (got {})", u32::MAX, p.samples)
+        })?;
         if let Some(shards) = p.shards {
             ensure((1..=1024).contains(&shards), "shards", || {
                 format!("must be between 1 and 1024 (got {shards})")

@@ -10,6 +10,7 @@
 
 mod agreement;
 pub mod bench;
+mod checks;
 mod curves;
 mod equilibrium;
 mod figure_curves;
@@ -45,6 +46,14 @@ pub use train::{load_model, load_split, EvaluateStage, TrainStage};
 /// so configurations that do not set it keep their keys.
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
+}
+
+/// `text` shortened for an error message that quotes a value from a pipeline file.
+fn short(text: &str) -> String {
+    match text.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
 }
 
 /// Every stage kind a pipeline may name.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use gtap_engine::{ensure, Invalid, Stage, StageContext, Upstream};
+use gtap_engine::{ensure, Inputs, Invalid, Stage, StageContext, Upstream};
 use gtap_nn::{MaskedSuffix, Network};
 use polars::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -77,12 +77,13 @@ impl Stage for McueStage {
 
     fn validate(p: &McueParams) -> Result<(), Invalid> {
         let cells = (1.0 / p.step).round();
+        // At least 0.005: 201 x 201 cells, each of `trials` trials.
         ensure(
-            p.step > 0.0 && p.step <= 0.5 && (cells * p.step - 1.0).abs() < 1e-9,
+            p.step >= 0.005 && p.step <= 0.5 && (cells * p.step - 1.0).abs() < 1e-9,
             "step",
             || {
                 format!(
-                    "must divide 1 into whole cells, e.g. 0.025 or 0.05 (got {})",
+                    "must divide 1 into whole cells and be in [0.005, 0.5], e.g. 0.025 or 0.05 (got {})",
                     p.step
                 )
             },
@@ -90,7 +91,20 @@ impl Stage for McueStage {
         ensure(p.trials >= 2, "trials", || {
             format!("a variance needs at least 2 trials (got {})", p.trials)
         })?;
-        ensure(p.batch >= 1, "batch", || "must be at least 1".into())
+        ensure(p.trials <= 100_000, "trials", || {
+            format!("must be at most 100000 per cell (got {})", p.trials)
+        })?;
+        ensure((1..=65_536).contains(&p.batch), "batch", || {
+            format!("must be between 1 and 65536 (got {})", p.batch)
+        })
+    }
+
+    fn validate_inputs(p: &McueParams, inputs: &Inputs) -> Result<(), Invalid> {
+        crate::checks::model_and_data(inputs)?;
+        match &p.layers {
+            Some(layers) => crate::checks::layer_names("layers", layers, inputs),
+            None => Ok(()),
+        }
     }
 
     fn run(params: &McueParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
@@ -101,14 +115,14 @@ impl Stage for McueStage {
             None => (0..net.num_players()).collect(),
             Some(layers) => crate::indices::layer_constraints(&net, Some(layers))?
                 .restrict_to
-                .expect("layers given"),
+                .unwrap_or_default(),
         };
         // Trials start at the first diluted layer's gate: what comes before runs once.
         let start = net
             .player_layers()
             .iter()
             .position(|l| free.contains(&l.offset))
-            .expect("at least one layer");
+            .ok_or_else(|| anyhow::anyhow!("`layers` names no player layer of the network"))?;
         let features = tch::no_grad(|| net.activations_at(&probe.inputs, start));
         let suffix = net.masked_suffix(start);
         let panel = params
@@ -332,6 +346,10 @@ impl Stage for McueBiasStage {
     const ABOUT: &'static str =
         "d = 1 − argmax of the MCUE diagonal (its own stage, so only d keys what follows)";
 
+    fn validate_inputs(_: &McueBiasParams, inputs: &Inputs) -> Result<(), Invalid> {
+        crate::checks::input_kinds(inputs, "grid", &["mcue"])
+    }
+
     fn run(_: &McueBiasParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
         let grid = ctx.input("grid")?.read_table("mcue")?;
         let (t, variance) = diagonal_argmax(&read_cells(&grid)?);
@@ -384,7 +402,11 @@ impl Stage for McueFigureStage {
         "Figure 2: MCUE heatmaps (mean over seeds), diagonal maximum marked";
 
     fn validate(p: &McueFigureParams) -> Result<(), Invalid> {
-        validate_figure_name(&p.name)
+        crate::checks::file_stem("name", &p.name)
+    }
+
+    fn validate_inputs(_: &McueFigureParams, inputs: &Inputs) -> Result<(), Invalid> {
+        crate::checks::input_kinds(inputs, "grids", &["mcue"])
     }
 
     fn run(p: &McueFigureParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
@@ -435,17 +457,6 @@ impl Stage for McueFigureStage {
 }
 
 /// A figure's file stem: letters, digits, `-` and `_` only.
-pub(crate) fn validate_figure_name(name: &str) -> Result<(), Invalid> {
-    ensure(
-        !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)),
-        "name",
-        || format!("must be a plain file stem (letters, digits, - and _; got {name:?})"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

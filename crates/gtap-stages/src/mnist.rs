@@ -110,6 +110,11 @@ impl Stage for MnistStage {
             ensure(classes.iter().all(|&c| c <= 9), "classes", || {
                 format!("digits are 0-9 (got {classes:?})")
             })?;
+            for (i, c) in classes.iter().enumerate() {
+                ensure(!classes[..i].contains(c), "classes", || {
+                    format!("digit {c} is listed twice")
+                })?;
+            }
         }
         Ok(())
     }

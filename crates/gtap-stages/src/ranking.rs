@@ -9,7 +9,7 @@
 
 use std::marker::PhantomData;
 
-use gtap_engine::{Invalid, Stage, StageContext, Upstream};
+use gtap_engine::{Inputs, Invalid, Stage, StageContext, Upstream};
 use gtap_nn::{Network, TensorData};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,12 @@ pub trait Ranker: Send + Sync + 'static {
     type Params: Serialize + DeserializeOwned + Send + Sync;
 
     fn validate(_params: &Self::Params) -> Result<(), Invalid> {
+        Ok(())
+    }
+
+    /// Checks against the declared inputs ([`gtap_engine::Stage::validate_inputs`]), after the
+    /// ones every method gets (model and data kinds, shapes; one `mcue-bias` as `bias`).
+    fn validate_inputs(_params: &Self::Params, _inputs: &Inputs) -> Result<(), Invalid> {
         Ok(())
     }
 
@@ -156,6 +162,17 @@ impl<R: Ranker> Stage for RankerStage<R> {
 
     fn validate(params: &R::Params) -> Result<(), Invalid> {
         R::validate(params)
+    }
+
+    fn validate_inputs(params: &R::Params, inputs: &Inputs) -> Result<(), Invalid> {
+        crate::checks::model_and_data(inputs)?;
+        crate::checks::input_kinds(inputs, "bias", &["mcue-bias"])?;
+        gtap_engine::ensure(
+            inputs.get("bias").is_none_or(|b| b.len() <= 1),
+            "inputs.bias",
+            || "takes one mcue-bias stage".into(),
+        )?;
+        R::validate_inputs(params, inputs)
     }
 
     fn parts(params: &R::Params) -> usize {

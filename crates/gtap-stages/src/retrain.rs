@@ -4,7 +4,7 @@
 //! `curves` columns plus `retraining` and `retrain_epochs`, which `figure-curves` reads beside
 //! plain curves. (A table name holds one schema across a pipeline's stages, hence the own name.)
 
-use gtap_engine::{ensure, Invalid, Stage, StageContext};
+use gtap_engine::{ensure, Inputs, Invalid, Stage, StageContext};
 use gtap_nn::{Network, Optimizer, TrainConfig};
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +70,11 @@ impl Stage for RetrainStage {
     const INPUTS: &'static [&'static str] = &["model", "data", "rankings"];
     const ABOUT: &'static str =
         "test accuracy of each ranking's kept sub-network after retraining (fine-tune or rewind)";
+
+    fn validate_inputs(_: &RetrainParams, inputs: &Inputs) -> Result<(), Invalid> {
+        crate::checks::model_and_data(inputs)?;
+        crate::checks::input_kinds(inputs, "rankings", &crate::RANKING_KINDS)
+    }
 
     fn validate(p: &RetrainParams) -> Result<(), Invalid> {
         ensure(

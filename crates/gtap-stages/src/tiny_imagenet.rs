@@ -47,13 +47,23 @@ impl Stage for TinyImagenetStage {
             "must be at least 1".into()
         })?;
         if let Some(c) = p.classes {
-            ensure((1..=200).contains(&c), "classes", || {
-                format!("must be between 1 and 200 (got {c})")
+            // A classifier needs two classes.
+            ensure((2..=200).contains(&c), "classes", || {
+                format!("must be between 2 and 200 (got {c})")
             })?;
         }
         if let Some(n) = p.per_class {
-            ensure(n >= 1, "per_class", || "must be at least 1".into())?;
+            ensure((1..=500).contains(&n), "per_class", || {
+                format!("must be between 1 and 500, the training images of a class (got {n})")
+            })?;
         }
+        let most = p.classes.unwrap_or(200) * p.per_class.unwrap_or(500);
+        ensure(p.probe_size < most, "probe_size", || {
+            format!(
+                "must leave training images: below the {most} of the chosen classes (got {})",
+                p.probe_size
+            )
+        })?;
         Ok(())
     }
 

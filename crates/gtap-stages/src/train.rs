@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
-use gtap_engine::{ensure, Invalid, Stage, StageContext, Upstream};
+use gtap_engine::{ensure, Inputs, Invalid, Stage, StageContext, Upstream};
 use gtap_nn::{AlexnetWidths, Arch, Augment, Network, Optimizer, Shape, TensorData, TrainConfig};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::checks;
 use crate::mnist::{read_info, read_split};
 use crate::progress;
 
@@ -97,22 +98,30 @@ pub(crate) struct Recipe {
     pub train_examples: Option<usize>,
 }
 
+/// Most examples in one training step: a batch is one tensor (AlexNet at 65,536 images would
+/// already hold tens of GB of activations).
+const MAX_BATCH: usize = 65_536;
+
 pub(crate) fn validate_recipe(r: &Recipe) -> Result<(), Invalid> {
     ensure(r.epochs >= 1 && r.epochs <= 1000, "epochs", || {
         format!("must be between 1 and 1000 (got {})", r.epochs)
     })?;
-    ensure(r.batch_size >= 1, "batch_size", || {
-        "must be at least 1".into()
-    })?;
-    ensure(r.lr > 0.0 && r.lr.is_finite(), "lr", || {
-        format!("must be positive (got {})", r.lr)
+    ensure(
+        (1..=MAX_BATCH).contains(&r.batch_size),
+        "batch_size",
+        || format!("must be between 1 and {MAX_BATCH} (got {})", r.batch_size),
+    )?;
+    ensure(r.lr > 0.0 && r.lr <= 10.0, "lr", || {
+        format!("must be in (0, 10] (got {})", r.lr)
     })?;
     ensure((0.0..1.0).contains(&r.momentum), "momentum", || {
         format!("must be in [0, 1) (got {})", r.momentum)
     })?;
-    ensure(r.weight_decay >= 0.0, "weight_decay", || {
-        format!("must be non-negative (got {})", r.weight_decay)
-    })?;
+    ensure(
+        r.weight_decay >= 0.0 && r.weight_decay.is_finite(),
+        "weight_decay",
+        || format!("must be finite and non-negative (got {})", r.weight_decay),
+    )?;
     ensure(r.train_examples != Some(0), "train_examples", || {
         "must be at least 1".into()
     })
@@ -172,7 +181,26 @@ impl Stage for TrainStage {
                     p.model
                 )
             },
-        )
+        )?;
+        if let Some([_, side, _]) = p.model.image() {
+            // Shifted by its side or more, an image is gone; the padding grows with the shift.
+            let most = side as usize / 2 - 1;
+            ensure(p.augment.shift <= most, "augment.shift", || {
+                format!(
+                    "must be at most {most} pixels for {}'s {side}x{side} images (got {})",
+                    p.model, p.augment.shift
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn validate_inputs(p: &TrainParams, inputs: &Inputs) -> Result<(), Invalid> {
+        checks::input_kinds(inputs, "data", &checks::DATASET_KINDS)?;
+        match inputs.get("data").and_then(|d| d.first()) {
+            Some(data) => checks::arch_takes(p.model, data),
+            None => Ok(()),
+        }
     }
 
     fn run(p: &TrainParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
@@ -249,6 +277,10 @@ impl Stage for EvaluateStage {
     const INPUTS: &'static [&'static str] = &["model", "data"];
     const ABOUT: &'static str =
         "test accuracy and loss of a trained model (never guided by test data)";
+
+    fn validate_inputs(_: &EvaluateParams, inputs: &Inputs) -> Result<(), Invalid> {
+        checks::model_and_data(inputs)
+    }
 
     fn run(_: &EvaluateParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
         let (net, model) = load_model(ctx.input("model")?)?;

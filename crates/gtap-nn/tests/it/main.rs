@@ -455,3 +455,17 @@ fn players_are_known_from_the_architecture_alone() {
         assert_eq!(arch.num_players(), net.num_players(), "{arch}");
     }
 }
+
+#[test]
+fn player_layers_are_known_from_the_architecture_alone() {
+    let narrow = gtap_nn::AlexnetWidths::scaled(0.05);
+    for arch in ARCHS.into_iter().chain([Arch::Alexnet]) {
+        let net = Network::with_widths(arch, arch.default_shape(), narrow, Device::Cpu, 0).unwrap();
+        let built: Vec<(&str, usize)> = net
+            .player_layers()
+            .iter()
+            .map(|l| (l.name.as_str(), l.size))
+            .collect();
+        assert_eq!(arch.player_layers(narrow), built, "{arch}");
+    }
+}

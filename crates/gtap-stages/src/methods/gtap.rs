@@ -1,6 +1,6 @@
 //! GTAP: rank units by a power index (Shapley, Banzhaf, β_d) with the paper's three strategies.
 
-use gtap_engine::{ensure, Invalid, Stage};
+use gtap_engine::{ensure, Inputs, Invalid, Stage};
 use gtap_game::{Constraints, IndexKind, PlayerEstimate, SeparationConfig};
 use serde::{Deserialize, Serialize};
 
@@ -161,12 +161,39 @@ impl Ranker for Gtap {
             "separate.confidence",
             || format!("must be in (0, 1) (got {})", sep.confidence),
         )?;
-        ensure(sep.initial >= 2, "separate.initial", || {
-            "must be at least 2".into()
-        })?;
-        ensure(sep.round >= 1, "separate.round", || {
-            "must be at least 1".into()
-        })
+        ensure(
+            (2..=1_000_000).contains(&sep.initial),
+            "separate.initial",
+            || format!("must be between 2 and 1000000 (got {})", sep.initial),
+        )?;
+        ensure(
+            (1..=1_000_000).contains(&sep.round),
+            "separate.round",
+            || format!("must be between 1 and 1000000 (got {})", sep.round),
+        )
+    }
+
+    fn validate_inputs(p: &GtapParams, inputs: &Inputs) -> Result<(), Invalid> {
+        p.estimate.validate_with(inputs)?;
+        let Some((arch, layers)) = crate::checks::model_layers(inputs) else {
+            return Ok(());
+        };
+        let players: usize = layers.iter().map(|(_, units)| units).sum();
+        if let Some(step) = p.step {
+            ensure(step < players, "step", || {
+                format!("must be below the {players} players of {arch} (got {step})")
+            })?;
+        }
+        if let Some(sep) = &p.separate {
+            let first = 2 * sep.initial * players;
+            ensure(sep.budget >= first, "separate.budget", || {
+                format!(
+                    "must cover the first round: at least 2 x initial ({}) x the {players} players of {arch} = {first} evaluations (got {})",
+                    sep.initial, sep.budget
+                )
+            })?;
+        }
+        Ok(())
     }
 
     fn label(p: &GtapParams) -> Label {
