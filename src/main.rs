@@ -89,7 +89,7 @@ enum Command {
         /// Stage instances built at once [default: $GTAP_THREADS or the core count; 1 with
         /// --fast-math, where libtorch uses every core inside one instance]. Results do not
         /// depend on it. Local executor only (on Slurm, each job has its stage's `cpus`).
-        #[arg(long, short)]
+        #[arg(long, short, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         jobs: Option<usize>,
         /// Where instances are built: `local` (this process) or `slurm` (one batch job per
         /// missing instance, `afterok` dependencies, cache shared by every node).
@@ -116,6 +116,12 @@ enum Command {
     /// List every stage instance with its cache key and state: cached, missing, or blocked
     /// (its key depends on upstream outputs that are missing).
     Status {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Check every cache entry the pipeline uses against its manifest (each file's size and
+    /// sha256); exits non-zero naming each corrupt entry. `gtap run` rebuilds them.
+    Verify {
         #[command(flatten)]
         pipeline: PipelineArgs,
     },
@@ -361,6 +367,43 @@ fn run_on_slurm(
     Ok(())
 }
 
+/// `gtap verify`: one line per cached instance, then a summary; an error when any is corrupt.
+fn verify(runner: &Runner<'_>, pipeline: &Pipeline) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let verified = runner.verify(pipeline)?;
+    let mut corrupt = Vec::new();
+    for v in &verified {
+        match &v.problem {
+            None => println!(
+                "ok      {:<32} {} {} bytes",
+                v.instance.id,
+                &v.key[..16],
+                v.bytes
+            ),
+            Some(problem) => {
+                println!("corrupt {:<32} {}", v.instance.id, problem);
+                corrupt.push(v.instance.id.as_str());
+            }
+        }
+    }
+    let bytes: u64 = verified.iter().map(|v| v.bytes).sum();
+    println!(
+        "checked {} cached entries ({:.1} MB) in {:.2}s",
+        verified.len(),
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    anyhow::ensure!(
+        corrupt.is_empty(),
+        "{} corrupt cache entr{} ({}); `gtap run {}` rebuilds them",
+        corrupt.len(),
+        if corrupt.len() == 1 { "y" } else { "ies" },
+        corrupt.join(", "),
+        pipeline.path.display()
+    );
+    Ok(())
+}
+
 fn load(args: &PipelineArgs, registry: &gtap_engine::Registry) -> anyhow::Result<Pipeline> {
     let overrides = Overrides {
         scale: args.scale.clone(),
@@ -469,6 +512,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
+        Command::Verify { pipeline } => verify(&runner, &load(&pipeline, &registry)?)?,
         Command::Why { pipeline, stage } => {
             let pipeline = load(&pipeline, &registry)?;
             for why in runner.why(&pipeline, &stage)? {
