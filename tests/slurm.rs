@@ -248,3 +248,138 @@ fn slurm_run_killed_mid_way_resumes_and_matches_a_local_run() {
         "Slurm and local tables differ"
     );
 }
+
+const SMALL: &str = r#"
+[pipeline]
+name = "small"
+seeds = [0]
+
+[stage.mnist]
+kind = "mnist"
+
+[stage.train]
+kind = "train"
+inputs = { data = "mnist" }
+model = "lenet-300-100"
+epochs = 1
+batch_size = 256
+train_examples = 2000
+
+[stage.eval]
+kind = "evaluate"
+inputs = { model = "train", data = "mnist" }
+"#;
+
+/// A job whose stage panics fails with its instance and cause in its log, its dependants are
+/// cancelled and the run exits non-zero (no hang); the next run builds it; a corrupt cached
+/// checkpoint is found before submitting and rebuilt by a job, to the same bytes.
+#[test]
+fn slurm_job_that_panics_fails_the_run_and_a_corrupt_entry_is_rebuilt_by_a_job() {
+    let Some(data) = common::real_data() else {
+        return;
+    };
+    let conf = slurm_conf();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let pipeline = root.join("small.toml");
+    std::fs::write(&pipeline, SMALL).unwrap();
+    let run = || {
+        let mut cmd = common::gtap_command(
+            root,
+            &data,
+            &[
+                "run",
+                pipeline.to_str().unwrap(),
+                "--executor",
+                "slurm",
+                "--poll",
+                "0.2",
+            ],
+        );
+        cmd.env("SLURM_CONF", &conf)
+            .env("GTAP_SBATCH_ARGS", "--time=00:10:00");
+        cmd
+    };
+    let started = Instant::now();
+    let out = run()
+        .env(gtap_engine::INJECT_PANIC, "train[0]")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(300));
+    assert!(stderr.contains("stage `train[0]`: job"), "{stderr}");
+    assert!(stderr.contains("FAILED (log: "), "{stderr}");
+    assert!(stderr.contains("1 dependent job(s) cancelled"), "{stderr}");
+    let log = stderr
+        .split("(log: ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap();
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(
+        log.contains("stage `train[0]` panicked: injected by GTAP_INJECT_PANIC"),
+        "{log}"
+    );
+
+    let out = run().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs(root)
+    );
+    let entry = std::fs::read_dir(root.join("cache/entries/train"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let checkpoint = entry.join("model.safetensors");
+    let sound = std::fs::read(&checkpoint).unwrap();
+    let mut rotten = sound.clone();
+    rotten[100] ^= 0x01;
+    std::fs::write(&checkpoint, rotten).unwrap();
+    let out = run().output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs(root)
+    );
+    let submitted: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("submitted "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    // Evaluation's key waits on the rebuilt checkpoint's hash, so its job is submitted too;
+    // the checkpoint's bytes are the same, so that job finds its entry cached.
+    assert_eq!(submitted, ["train[0]", "eval[0]"], "{stdout}");
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), sound);
+    let eval_log = stdout
+        .lines()
+        .find(|l| l.starts_with("submitted eval[0]"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap();
+    let eval_log = std::fs::read_to_string(eval_log).unwrap();
+    assert!(eval_log.contains("cached  eval[0]"), "{eval_log}");
+}
+
+/// Every job log under `root`'s cache, for a failure message.
+fn logs(root: &Path) -> String {
+    let mut out = String::new();
+    let dir = root.join("cache/slurm/small");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        out.push_str(&format!("\n== {}\n{text}", path.display()));
+    }
+    out
+}

@@ -411,6 +411,23 @@ impl Network {
         &self.players
     }
 
+    /// The layer widths the network was built with ([`AlexnetWidths::FULL`] for the other
+    /// architectures, which ignore it): from its player layers, conv1…conv5 then fc1, fc2.
+    pub fn widths(&self) -> AlexnetWidths {
+        if self.arch != Arch::Alexnet {
+            return AlexnetWidths::FULL;
+        }
+        let mut widths = AlexnetWidths::FULL;
+        for (i, layer) in self.players.iter().enumerate() {
+            match i {
+                0..5 => widths.convs[i] = layer.size,
+                5..7 => widths.dense[i - 5] = layer.size,
+                _ => {}
+            }
+        }
+        widths
+    }
+
     pub fn num_players(&self) -> usize {
         self.players.iter().map(|l| l.size).sum()
     }

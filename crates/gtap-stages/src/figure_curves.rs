@@ -65,6 +65,68 @@ pub struct FigureCurvesParams {
 
 pub struct FigureCurvesStage;
 
+/// The values a panel's filters can match (the curves' `strategy`, `method`, `index`,
+/// `retraining` and `model` columns): a filter that can match nothing is refused here rather
+/// than found empty at run time.
+const STRATEGIES: [&str; 7] = [
+    "top-n",
+    "iterated-pruning",
+    "iterated-building",
+    "unit",
+    "unstructured",
+    "equilibrium",
+    "layer-wise, wmp budgets",
+];
+const INDICES: [&str; 3] = ["shapley", "banzhaf", "biased-banzhaf"];
+const RETRAINING: [&str; 3] = ["none", "fine-tune", "rewind"];
+
+fn one_of(key: &str, values: &[String], allowed: &[&str]) -> Result<(), Invalid> {
+    ensure(!values.is_empty(), key, || {
+        format!("must list at least one of {}", allowed.join(", "))
+    })?;
+    for (i, value) in values.iter().enumerate() {
+        ensure(
+            allowed.contains(&value.as_str()),
+            &format!("{key}[{i}]"),
+            || {
+                format!(
+                    "no curve has `{}` (allowed: {})",
+                    crate::short(value),
+                    allowed.join(", ")
+                )
+            },
+        )?;
+    }
+    Ok(())
+}
+
+fn validate_panel(key: &str, panel: &PanelSpec) -> Result<(), Invalid> {
+    one_of(&format!("{key}.strategies"), &panel.strategies, &STRATEGIES)?;
+    if let Some(methods) = &panel.methods {
+        let mut allowed = crate::RANKING_KINDS.to_vec();
+        allowed.push("equilibrium");
+        one_of(&format!("{key}.methods"), methods, &allowed)?;
+    }
+    if let Some(indices) = &panel.indices {
+        one_of(&format!("{key}.indices"), indices, &INDICES)?;
+    }
+    if let Some(retraining) = &panel.retraining {
+        one_of(
+            &format!("{key}.retraining"),
+            std::slice::from_ref(retraining),
+            &RETRAINING,
+        )?;
+    }
+    if let Some(model) = &panel.model {
+        ensure(
+            serde_json::from_value::<gtap_nn::Arch>(serde_json::json!(model)).is_ok(),
+            &format!("{key}.model"),
+            || format!("no architecture `{}`", crate::short(model)),
+        )?;
+    }
+    Ok(())
+}
+
 impl Stage for FigureCurvesStage {
     type Params = FigureCurvesParams;
     const KIND: &'static str = "figure-curves";
@@ -76,10 +138,35 @@ impl Stage for FigureCurvesStage {
     const ABOUT: &'static str =
         "compression-curve figure (mean ± σ over seeds) from curves tables, critical size marked";
 
-    fn validate_inputs(_: &FigureCurvesParams, inputs: &Inputs) -> Result<(), Invalid> {
+    fn validate_inputs(p: &FigureCurvesParams, inputs: &Inputs) -> Result<(), Invalid> {
         let kinds = ["curves", "unstructured", "retrain", "equilibrium"];
         crate::checks::input_kinds(inputs, "curves", &kinds)?;
-        crate::checks::input_kinds(inputs, "bias", &["mcue-bias"])
+        crate::checks::input_kinds(inputs, "bias", &["mcue-bias"])?;
+        let biases: Vec<&str> = inputs
+            .get("bias")
+            .into_iter()
+            .flatten()
+            .map(|b| b.id.as_str())
+            .collect();
+        for (i, panel) in p.panels.iter().enumerate() {
+            if let Some(bias) = &panel.bias {
+                ensure(
+                    biases.contains(&bias.as_str()),
+                    &format!("panels[{i}].bias"),
+                    || {
+                        format!(
+                            "names no `bias` input (bias inputs: {})",
+                            if biases.is_empty() {
+                                "none".into()
+                            } else {
+                                biases.join(", ")
+                            }
+                        )
+                    },
+                )?;
+            }
+        }
+        Ok(())
     }
 
     fn validate(p: &FigureCurvesParams) -> Result<(), Invalid> {
@@ -87,6 +174,13 @@ impl Stage for FigureCurvesStage {
         ensure(!p.panels.is_empty(), "panels", || {
             "needs at least one panel".into()
         })?;
+        // Each figure row holds three panels; a bitmap of hundreds would not be read.
+        ensure(p.panels.len() <= 24, "panels", || {
+            format!("at most 24 panels (got {})", p.panels.len())
+        })?;
+        for (i, panel) in p.panels.iter().enumerate() {
+            validate_panel(&format!("panels[{i}]"), panel)?;
+        }
         ensure(
             p.also_at.iter().all(|x| (0.0..=1.0).contains(x)),
             "also_at",

@@ -143,6 +143,7 @@ impl Ranking {
             ranking.order.len(),
             net.arch.name()
         );
+        check_permutation(&ranking.order, n, &ranking.method)?;
         Ok(ranking)
     }
 }

@@ -130,9 +130,11 @@ impl Stage for RetrainStage {
                         &model_dir.path(crate::train::CHECKPOINT),
                         trained.device(),
                     )?,
-                    RetrainFrom::Init => Network::with_shape(
+                    // At the trained network's widths (AlexNet may be narrowed).
+                    RetrainFrom::Init => Network::with_widths(
                         model.arch,
                         trained.shape(),
+                        trained.widths(),
                         trained.device(),
                         model.seed,
                     )?,

@@ -79,7 +79,16 @@ pub fn load_model(upstream: &Upstream) -> anyhow::Result<(Network, ModelInfo)> {
 /// Loads one split of a dataset stage's output as tensors.
 pub fn load_split(dir: &Path, split: &str) -> anyhow::Result<TensorData> {
     let info = read_info(dir)?;
+    let name = split;
     let split = read_split(dir, split)?;
+    anyhow::ensure!(
+        split.images().len() == split.labels().len() * info.features,
+        "{}: the {name} split holds {} values for {} examples, not {} features each (dataset.json)",
+        dir.display(),
+        split.images().len(),
+        split.labels().len(),
+        info.features
+    );
     Ok(TensorData::from_flat(
         split.images(),
         info.features,
