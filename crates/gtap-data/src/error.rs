@@ -42,6 +42,17 @@ pub enum DataError {
         what: &'static str,
     },
 
+    /// A file's header declares more data than a reader may hold (refused before reading it).
+    #[error("{}: {what} declared, more than the {cap} bytes allowed", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// What the header declares, e.g. "16-byte header + 1000000 images of 1000x1000".
+        what: String,
+        /// The most bytes allowed.
+        cap: u64,
+    },
+
     /// An IDX file (after decompression) is shorter than its header says.
     #[error(
         "{}: truncated IDX file: expected {expected} bytes ({what}), found {actual}",

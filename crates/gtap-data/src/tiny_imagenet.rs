@@ -36,6 +36,14 @@ pub const TINY_IMAGENET_URL: &str = "http://cs231n.stanford.edu/tiny-imagenet-20
 pub const TINY_IMAGENET_SIDE: usize = 64;
 /// Bytes per image: 3 channels of 64 × 64.
 pub const TINY_IMAGENET_IMAGE_LEN: usize = 3 * TINY_IMAGENET_SIDE * TINY_IMAGENET_SIDE;
+/// Most bytes one image entry may hold, compressed or not: the official JPEGs are at most
+/// about 3 KB, so 1 MiB leaves room for any metadata and keeps a bomb from growing memory.
+pub const MAX_IMAGE_BYTES: u64 = 1 << 20;
+/// Most bytes a text entry (`wnids.txt`, `val/val_annotations.txt`, about 350 KB) may hold.
+pub const MAX_TEXT_BYTES: u64 = 16 << 20;
+/// Images read (and held undecoded) at a time: what malformed input can make the loader hold
+/// beyond the decoded images is at most this many times [`MAX_IMAGE_BYTES`].
+const READ_CHUNK: usize = 256;
 
 /// Where the images are read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,8 +244,28 @@ pub struct TinyImagenetData {
 /// Entries of the layout, by path relative to its root folder.
 trait Layout {
     fn names(&self) -> Vec<String>;
-    fn read(&mut self, name: &str) -> Result<Vec<u8>, DataError>;
+    /// The entry's bytes, refused past `cap` bytes (declared or actual) before they are held.
+    fn read(&mut self, name: &str, cap: u64) -> Result<Vec<u8>, DataError>;
     fn origin(&self, name: &str) -> String;
+}
+
+/// Reads at most `cap` bytes of `reader` into memory, allocating as bytes arrive; more is an
+/// error (a size in a header can lie, so the stream is cut as well).
+fn read_capped(reader: impl Read, declared: u64, cap: u64) -> Result<Vec<u8>, String> {
+    if declared > cap {
+        return Err(format!(
+            "declares {declared} bytes, more than the {cap} allowed"
+        ));
+    }
+    let mut bytes = Vec::with_capacity(declared as usize);
+    reader
+        .take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > cap {
+        return Err(format!("holds more than the {cap} bytes allowed"));
+    }
+    Ok(bytes)
 }
 
 struct ZipLayout<R: Read + Seek> {
@@ -251,21 +279,19 @@ impl<R: Read + Seek> Layout for ZipLayout<R> {
     fn names(&self) -> Vec<String> {
         self.names.keys().cloned().collect()
     }
-    fn read(&mut self, name: &str) -> Result<Vec<u8>, DataError> {
+    fn read(&mut self, name: &str, cap: u64) -> Result<Vec<u8>, DataError> {
         let full = &self.names[name];
-        let mut file = self.archive.by_name(full).map_err(|e| DataError::Archive {
+        let error = |reason: String| DataError::Archive {
             path: self.path.clone(),
             entry: full.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut bytes = Vec::with_capacity(file.size() as usize);
-        file.read_to_end(&mut bytes)
-            .map_err(|e| DataError::Archive {
-                path: self.path.clone(),
-                entry: full.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(bytes)
+            reason,
+        };
+        let file = self
+            .archive
+            .by_name(full)
+            .map_err(|e| error(e.to_string()))?;
+        let declared = file.size();
+        read_capped(file, declared, cap).map_err(error)
     }
     fn origin(&self, name: &str) -> String {
         format!("{}: {}", self.path.display(), self.names[name])
@@ -286,8 +312,14 @@ impl Layout for DirLayout {
             };
             for entry in entries.filter_map(Result::ok) {
                 let path = entry.path();
-                if path.is_dir() {
+                // Never through a link to a folder: a link cycle would be walked forever.
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() {
                     stack.push(path);
+                } else if kind.is_symlink() && path.is_dir() {
+                    continue;
                 } else if let Ok(rel) = path.strip_prefix(&self.root) {
                     out.push(rel.to_string_lossy().replace('\\', "/"));
                 }
@@ -296,9 +328,18 @@ impl Layout for DirLayout {
         out.sort();
         out
     }
-    fn read(&mut self, name: &str) -> Result<Vec<u8>, DataError> {
+    fn read(&mut self, name: &str, cap: u64) -> Result<Vec<u8>, DataError> {
         let path = self.root.join(name);
-        std::fs::read(&path).map_err(|source| DataError::Io { path, source })
+        let io = |source| DataError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = File::open(&path).map_err(io)?;
+        let declared = file.metadata().map_err(io)?.len();
+        read_capped(file, declared, cap).map_err(|reason| DataError::Image {
+            entry: path.display().to_string(),
+            reason,
+        })
     }
     fn origin(&self, name: &str) -> String {
         self.root.join(name).display().to_string()
@@ -317,6 +358,16 @@ fn open_zip(path: &Path) -> Result<ZipLayout<File>, DataError> {
         reason: format!("not a readable zip: {e}"),
     })?;
     let all: Vec<String> = archive.file_names().map(str::to_owned).collect();
+    // An entry that climbs out of the layout's folder (`a/../b`, `/etc/x`, `C:\\x`) is refused,
+    // not read as the file its name seems to be.
+    if let Some(bad) = all.iter().find(|n| !is_plain_entry_name(n)) {
+        return Err(DataError::Archive {
+            path: path.to_path_buf(),
+            entry: bad.clone(),
+            reason: "entry name leaves the archive's folder (`..`, `.`, or an absolute path)"
+                .into(),
+        });
+    }
     let root = all
         .iter()
         .filter_map(|n| n.strip_suffix("wnids.txt"))
@@ -334,6 +385,17 @@ fn open_zip(path: &Path) -> Result<ZipLayout<File>, DataError> {
         archive,
         names,
     })
+}
+
+/// A relative `/`-separated name without `..` or `.` components or a drive prefix.
+fn is_plain_entry_name(name: &str) -> bool {
+    !name.starts_with('/')
+        && !name.contains('\\')
+        && !name.contains(':')
+        && name
+            .trim_end_matches('/')
+            .split('/')
+            .all(|part| !part.is_empty() && part != ".." && part != ".")
 }
 
 fn layout_error(path: &Path, reason: impl Into<String>) -> DataError {
@@ -373,7 +435,7 @@ fn load_from(
         return Err(layout_error(origin, "no wnids.txt"));
     }
     let text = |layout: &mut dyn Layout, name: &str| -> Result<String, DataError> {
-        String::from_utf8(layout.read(name)?).map_err(|_| DataError::Archive {
+        String::from_utf8(layout.read(name, MAX_TEXT_BYTES)?).map_err(|_| DataError::Archive {
             path: origin.to_path_buf(),
             entry: name.to_owned(),
             reason: "not UTF-8 text".into(),
@@ -391,6 +453,15 @@ fn load_from(
             format!("wnids.txt lists {} classes (1 to 256 allowed)", wnids.len()),
         ));
     }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(twice) = wnids.iter().find(|w| !seen.insert(w.as_str())) {
+        return Err(DataError::Archive {
+            path: origin.to_path_buf(),
+            entry: "wnids.txt".into(),
+            reason: format!("class {twice} is listed twice (it would get two labels)"),
+        });
+    }
+    let listed: std::collections::BTreeSet<String> = wnids.iter().cloned().collect();
     if let Some(limit) = cfg.classes {
         if limit == 0 || limit > wnids.len() {
             return Err(DataError::Config {
@@ -459,7 +530,8 @@ fn load_from(
         };
         if let Some(&k) = class_of.get(wnid.as_str()) {
             val.push((name.clone(), k));
-        } else if cfg.classes.is_none() {
+        } else if !listed.contains(&wnid) {
+            // Beyond the class limit an image is dropped; of no listed class it is an error.
             return Err(DataError::Archive {
                 path: origin.to_path_buf(),
                 entry: layout.origin(name),
@@ -529,31 +601,56 @@ fn image_number(name: &str) -> u64 {
 }
 
 /// Reads every image (in order) and decodes them in parallel into channel-major bytes.
+/// Chunk by chunk, so that undecoded bytes never pile up: the memory held is the decoded images
+/// plus one chunk.
 fn decode_all(layout: &mut dyn Layout, images: &[(String, u8)]) -> Result<Vec<u8>, DataError> {
-    let mut raw = Vec::with_capacity(images.len());
-    for (name, _) in images {
-        raw.push((layout.origin(name), layout.read(name)?));
-    }
-    let decoded: Vec<Result<Vec<u8>, DataError>> = raw
-        .par_iter()
-        .map(|(origin, bytes)| decode_jpeg(bytes, origin))
-        .collect();
     let mut out = Vec::with_capacity(images.len() * TINY_IMAGENET_IMAGE_LEN);
-    for image in decoded {
-        out.extend(image?);
+    for chunk in images.chunks(READ_CHUNK) {
+        let mut raw = Vec::with_capacity(chunk.len());
+        for (name, _) in chunk {
+            raw.push((layout.origin(name), layout.read(name, MAX_IMAGE_BYTES)?));
+        }
+        let decoded: Vec<Result<Vec<u8>, DataError>> = raw
+            .par_iter()
+            .map(|(origin, bytes)| decode_jpeg(bytes, origin))
+            .collect();
+        for image in decoded {
+            out.extend(image?);
+        }
     }
     Ok(out)
 }
 
 /// One JPEG as 3 × 64 × 64 bytes, channel-major; grayscale becomes three equal channels.
+///
+/// The size is read from the header before anything is decoded, and a JPEG that does not end
+/// in its end-of-image marker is refused as truncated (the decoder would fill the rest in).
 pub fn decode_jpeg(bytes: &[u8], origin: &str) -> Result<Vec<u8>, DataError> {
-    let image = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
-        .map_err(|e| DataError::Image {
-            entry: origin.to_owned(),
-            reason: e.to_string(),
-        })?
-        .to_rgb8();
+    let bad = |reason: String| DataError::Image {
+        entry: origin.to_owned(),
+        reason,
+    };
     let side = TINY_IMAGENET_SIDE as u32;
+    let reader =
+        || image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Jpeg);
+    let (width, height) = reader().into_dimensions().map_err(|e| bad(e.to_string()))?;
+    if (width, height) != (side, side) {
+        return Err(bad(format!(
+            "{width}x{height} pixels, expected {side}x{side}"
+        )));
+    }
+    if !bytes.ends_with(&[0xFF, 0xD9]) {
+        return Err(bad(
+            "truncated: no end-of-image marker (FF D9) at the end".into()
+        ));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(side);
+    limits.max_image_height = Some(side);
+    limits.max_alloc = Some(16 * TINY_IMAGENET_IMAGE_LEN as u64);
+    let mut reader = reader();
+    reader.limits(limits);
+    let image = reader.decode().map_err(|e| bad(e.to_string()))?.to_rgb8();
     if image.width() != side || image.height() != side {
         return Err(DataError::Image {
             entry: origin.to_owned(),

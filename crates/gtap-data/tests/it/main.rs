@@ -2,6 +2,7 @@
 //! (`FetchPolicy::Never`) or served by a local HTTP server on 127.0.0.1.
 
 mod fixtures;
+mod hostile;
 
 mod checksum;
 mod fetch;

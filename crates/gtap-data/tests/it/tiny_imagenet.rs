@@ -13,7 +13,7 @@ use gtap_data::{
 use image::{ImageEncoder, Luma, Rgb};
 
 /// A 64×64 JPEG: RGB with a colour per channel, or grayscale.
-fn jpeg(colour: [u8; 3], gray: bool) -> Vec<u8> {
+pub(crate) fn jpeg(colour: [u8; 3], gray: bool) -> Vec<u8> {
     let mut out = Vec::new();
     let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 100);
     if gray {
@@ -32,7 +32,7 @@ fn jpeg(colour: [u8; 3], gray: bool) -> Vec<u8> {
 
 /// Two classes (`n01`, `n02`), 3 training images each (image 2 of `n02` in grayscale), 3
 /// validation images; `edit` may change the entries before they are written.
-fn entries(edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn entries(edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) -> Vec<(String, Vec<u8>)> {
     let root = "tiny-imagenet-200/";
     let mut e: Vec<(String, Vec<u8>)> = vec![(format!("{root}wnids.txt"), b"n01\nn02\n".to_vec())];
     for (k, wnid) in ["n01", "n02"].iter().enumerate() {
@@ -62,7 +62,7 @@ fn entries(edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) -> Vec<(String, Vec<u
     e
 }
 
-fn write_zip(path: &Path, entries: &[(String, Vec<u8>)]) {
+pub(crate) fn write_zip(path: &Path, entries: &[(String, Vec<u8>)]) {
     let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
     let options =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
@@ -73,14 +73,14 @@ fn write_zip(path: &Path, entries: &[(String, Vec<u8>)]) {
     zip.finish().unwrap();
 }
 
-fn small(probe: usize) -> TinyImagenetConfig {
+pub(crate) fn small(probe: usize) -> TinyImagenetConfig {
     TinyImagenetConfig {
         probe_size: probe,
         ..Default::default()
     }
 }
 
-fn load_zip(
+pub(crate) fn load_zip(
     edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>),
     cfg: &TinyImagenetConfig,
 ) -> Result<gtap_data::TinyImagenetData, DataError> {
