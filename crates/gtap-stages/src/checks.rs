@@ -187,6 +187,26 @@ pub(crate) fn input_kinds(inputs: &Inputs, name: &str, kinds: &[&str]) -> Result
     Ok(())
 }
 
+/// Every `rankings` input is a ranking method's stage: it reads a `model` (methods registered
+/// by a plug-in are rankers too, so the kind alone cannot say).
+pub(crate) fn rankings(inputs: &Inputs) -> Result<(), Invalid> {
+    for upstream in inputs.get("rankings").into_iter().flatten() {
+        ensure(
+            upstream.inputs.contains_key("model"),
+            "inputs.rankings",
+            || {
+                format!(
+                    "`{}` is a `{}` stage, not a ranking method (e.g. {})",
+                    upstream.id,
+                    upstream.kind,
+                    crate::RANKING_KINDS.join(", ")
+                )
+            },
+        )?;
+    }
+    Ok(())
+}
+
 /// Kinds whose output holds a trained network (`model.json` + checkpoint).
 pub(crate) const MODEL_KINDS: [&str; 2] = ["train", "equilibrium"];
 /// Kinds whose output is a dataset's splits.

@@ -63,7 +63,7 @@ impl Stage for CurvesStage {
 
     fn validate_inputs(_: &CurveParams, inputs: &Inputs) -> Result<(), Invalid> {
         crate::checks::model_and_data(inputs)?;
-        crate::checks::input_kinds(inputs, "rankings", &crate::RANKING_KINDS)
+        crate::checks::rankings(inputs)
     }
 
     fn validate(p: &CurveParams) -> Result<(), Invalid> {

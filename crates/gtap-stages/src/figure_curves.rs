@@ -102,10 +102,11 @@ fn one_of(key: &str, values: &[String], allowed: &[&str]) -> Result<(), Invalid>
 
 fn validate_panel(key: &str, panel: &PanelSpec) -> Result<(), Invalid> {
     one_of(&format!("{key}.strategies"), &panel.strategies, &STRATEGIES)?;
+    // Methods are open (a plug-in ranker is one): only an empty list is refused.
     if let Some(methods) = &panel.methods {
-        let mut allowed = crate::RANKING_KINDS.to_vec();
-        allowed.push("equilibrium");
-        one_of(&format!("{key}.methods"), methods, &allowed)?;
+        ensure(!methods.is_empty(), &format!("{key}.methods"), || {
+            "must list at least one method".into()
+        })?;
     }
     if let Some(indices) = &panel.indices {
         one_of(&format!("{key}.indices"), indices, &INDICES)?;

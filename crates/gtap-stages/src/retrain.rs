@@ -73,7 +73,7 @@ impl Stage for RetrainStage {
 
     fn validate_inputs(_: &RetrainParams, inputs: &Inputs) -> Result<(), Invalid> {
         crate::checks::model_and_data(inputs)?;
-        crate::checks::input_kinds(inputs, "rankings", &crate::RANKING_KINDS)
+        crate::checks::rankings(inputs)
     }
 
     fn validate(p: &RetrainParams) -> Result<(), Invalid> {
