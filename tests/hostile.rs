@@ -200,33 +200,12 @@ fn zero_jobs_is_refused() {
     assert!(stderr(&out).contains("--jobs"), "{}", stderr(&out));
 }
 
-const SMALL: &str = r#"
-[pipeline]
-name = "small"
-seeds = [0]
-
-[stage.mnist]
-kind = "mnist"
-
-[stage.train]
-kind = "train"
-inputs = { data = "mnist" }
-model = "lenet-300-100"
-epochs = 1
-batch_size = 256
-train_examples = 5000
-
-[stage.eval]
-kind = "evaluate"
-inputs = { model = "train", data = "mnist" }
-"#;
-
 #[test]
 fn a_panicking_stage_exits_2_at_once_naming_its_instance() {
     let Some(data) = common::real_data() else {
         return;
     };
-    let p = Project::new(SMALL);
+    let p = Project::new(common::SMALL_LENET300);
     let started = Instant::now();
     let pipeline = p.path("p.toml");
     let out = common::gtap_command(p.dir.path(), &data, &["run", pipeline.to_str().unwrap()])
@@ -263,7 +242,7 @@ fn a_flipped_byte_in_a_cached_checkpoint_is_found_and_rebuilt_to_the_same_bytes(
     let Some(data) = common::real_data() else {
         return;
     };
-    let p = Project::new(SMALL);
+    let p = Project::new(common::SMALL_LENET300);
     let first = p.gtap(&data, &["run"]);
     assert!(first.status.success(), "{}", stderr(&first));
     let evaluation = std::fs::read(p.path("results/small/evaluation.parquet")).unwrap();

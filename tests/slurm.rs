@@ -249,27 +249,6 @@ fn slurm_run_killed_mid_way_resumes_and_matches_a_local_run() {
     );
 }
 
-const SMALL: &str = r#"
-[pipeline]
-name = "small"
-seeds = [0]
-
-[stage.mnist]
-kind = "mnist"
-
-[stage.train]
-kind = "train"
-inputs = { data = "mnist" }
-model = "lenet-300-100"
-epochs = 1
-batch_size = 256
-train_examples = 2000
-
-[stage.eval]
-kind = "evaluate"
-inputs = { model = "train", data = "mnist" }
-"#;
-
 /// A job whose stage panics fails with its instance and cause in its log, its dependants are
 /// cancelled and the run exits non-zero (no hang); the next run builds it; a corrupt cached
 /// checkpoint is found before submitting and rebuilt by a job, to the same bytes.
@@ -282,7 +261,7 @@ fn slurm_job_that_panics_fails_the_run_and_a_corrupt_entry_is_rebuilt_by_a_job()
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let pipeline = root.join("small.toml");
-    std::fs::write(&pipeline, SMALL).unwrap();
+    std::fs::write(&pipeline, common::SMALL_LENET300).unwrap();
     let run = || {
         let mut cmd = common::gtap_command(
             root,

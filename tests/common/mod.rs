@@ -91,3 +91,26 @@ pub fn strs(df: &DataFrame, column: &str) -> Vec<String> {
         .map(|v| v.unwrap_or_default().to_owned())
         .collect()
 }
+
+/// MNIST, a LeNet-300-100 trained for one epoch on 2,000 images, its evaluation: the smallest
+/// real pipeline, for tests of how runs fail and recover.
+pub const SMALL_LENET300: &str = r#"
+[pipeline]
+name = "small"
+seeds = [0]
+
+[stage.mnist]
+kind = "mnist"
+
+[stage.train]
+kind = "train"
+inputs = { data = "mnist" }
+model = "lenet-300-100"
+epochs = 1
+batch_size = 256
+train_examples = 2000
+
+[stage.eval]
+kind = "evaluate"
+inputs = { model = "train", data = "mnist" }
+"#;
