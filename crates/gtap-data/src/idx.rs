@@ -178,6 +178,33 @@ fn read_header<const N: usize>(
     Ok(words)
 }
 
+/// Reads at most `len + 1` bytes. A header can lie, so memory is never taken on its word: the
+/// buffer starts at 1 MiB and doubles as bytes arrive, but never past `len + 1` (a valid file
+/// ends with one exact allocation's worth; a truncated one costs what it holds, at most twice).
+fn read_growing(reader: &mut impl Read, len: u64) -> io::Result<Vec<u8>> {
+    let limit = len.saturating_add(1) as usize;
+    let mut data = vec![0u8; limit.min(1 << 20)];
+    let mut filled = 0;
+    loop {
+        if filled == data.len() {
+            if filled == limit {
+                break;
+            }
+            let grown = (2 * data.len()).min(limit);
+            data.reserve_exact(grown - data.len());
+            data.resize(grown, 0);
+        }
+        match reader.read(&mut data[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    data.truncate(filled);
+    Ok(data)
+}
+
 /// Reads exactly `len` payload bytes and checks that nothing follows them.
 fn read_payload(
     reader: &mut impl Read,
@@ -194,12 +221,7 @@ fn read_payload(
             cap: MAX_IDX_PAYLOAD,
         });
     }
-    // Never trust a header for a huge up-front allocation; `read_to_end` grows as data arrives.
-    let mut data = Vec::with_capacity(len.min(64 << 20) as usize);
-    reader
-        .take(len.saturating_add(1))
-        .read_to_end(&mut data)
-        .map_err(|e| err(origin, e))?;
+    let data = read_growing(reader, len).map_err(|e| err(origin, e))?;
     let got = data.len() as u64;
     if got < len {
         return Err(DataError::Truncated {

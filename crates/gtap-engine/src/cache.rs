@@ -173,7 +173,7 @@ impl Cache {
                 built_by: built_by.to_owned(),
                 content_hash: content_hash(&files),
                 tables,
-                seconds: started.elapsed().as_secs_f64(),
+                seconds: recorded_seconds(started.elapsed().as_secs_f64()),
                 files,
                 check: None,
             };
@@ -469,6 +469,13 @@ fn remove_leftovers(parent: &Path, key: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// A build time as the manifest records it: rounded to the millisecond, a decimal that every
+/// JSON parser reads back to the same float (serde_json's default parser is not exact for
+/// every 17-digit float, and a changed float would fail the manifest's self hash).
+fn recorded_seconds(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
 /// What [`Cache::lookup_checked`] found.
 #[derive(Debug, Clone)]
 pub enum Lookup {
@@ -508,4 +515,39 @@ fn list_tables(dir: &Path) -> Result<Vec<String>, EngineError> {
     }
     names.sort();
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(seconds: f64) -> Manifest {
+        let mut m = Manifest {
+            key: "k".into(),
+            kind: "train".into(),
+            built_by: "train[0]".into(),
+            content_hash: "c".into(),
+            tables: vec![],
+            seconds: recorded_seconds(seconds),
+            files: vec![],
+            check: None,
+        };
+        m.check = Some(m.self_hash());
+        m
+    }
+
+    /// A manifest read back from its file checks against its own hash, whatever the build
+    /// time: serde_json's default float parser is not exact for every 17-digit float, so an
+    /// unrounded `seconds` made some sound entries look corrupt.
+    #[test]
+    fn a_written_manifest_reads_back_sound_for_any_build_time() {
+        for i in 0..20_000u32 {
+            let seconds =
+                f64::from(i).mul_add(0.7919, 0.1).sin().abs() * 10f64.powi((i % 7) as i32);
+            let m = manifest(seconds);
+            let text = serde_json::to_vec_pretty(&m).unwrap();
+            let read: Manifest = serde_json::from_slice(&text).unwrap();
+            assert_eq!(read.check, Some(read.self_hash()), "seconds {seconds}");
+        }
+    }
 }

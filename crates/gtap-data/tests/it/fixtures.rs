@@ -1,4 +1,5 @@
-//! Tiny IDX files built in code, and a one-shot local HTTP server.
+//! Tiny IDX files and Tiny ImageNet archives built in code, and a one-shot local HTTP server.
+//! Shared by the `it` and `memory` test binaries.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use gtap_data::{MnistFiles, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
+use image::{ImageEncoder, Luma, Rgb};
 
 /// An uncompressed IDX image file with the given header and pixel bytes.
 pub fn idx_images(count: u32, rows: u32, cols: u32, pixels: &[u8]) -> Vec<u8> {
@@ -152,4 +154,91 @@ pub fn real_dataset_dir(folder: &str) -> Option<PathBuf> {
         "real dataset not found at {}; put the files there or set GTAP_SKIP_REAL_DATA=1",
         dir.display()
     );
+}
+
+/// A 64×64 JPEG: RGB with a colour per channel, or grayscale.
+pub fn jpeg(colour: [u8; 3], gray: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 100);
+    if gray {
+        let img = image::ImageBuffer::from_pixel(64, 64, Luma([colour[0]]));
+        encoder
+            .write_image(img.as_raw(), 64, 64, image::ExtendedColorType::L8)
+            .unwrap();
+    } else {
+        let img = image::ImageBuffer::from_pixel(64, 64, Rgb(colour));
+        encoder
+            .write_image(img.as_raw(), 64, 64, image::ExtendedColorType::Rgb8)
+            .unwrap();
+    }
+    out
+}
+
+/// A Tiny ImageNet archive's entries: two classes (`n01`, `n02`), `per_class` training images
+/// each (image 2 of `n02` in grayscale), 3 validation images; `edit` may change the entries
+/// before they are written.
+pub fn tiny_entries(
+    per_class: usize,
+    edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>),
+) -> Vec<(String, Vec<u8>)> {
+    let root = "tiny-imagenet-200/";
+    let mut e: Vec<(String, Vec<u8>)> = vec![(format!("{root}wnids.txt"), b"n01\nn02\n".to_vec())];
+    for (k, wnid) in ["n01", "n02"].iter().enumerate() {
+        for i in 0..per_class {
+            let gray = k == 1 && i == 2;
+            let colour = [40 * (k as u8 + 1), (10 * i % 250) as u8, 200];
+            e.push((
+                format!("{root}train/{wnid}/images/{wnid}_{i}.JPEG"),
+                jpeg(colour, gray),
+            ));
+        }
+        e.push((format!("{root}train/{wnid}/{wnid}_boxes.txt"), Vec::new()));
+    }
+    for (i, wnid) in ["n02", "n01", "n02"].iter().enumerate() {
+        e.push((
+            format!("{root}val/images/val_{i}.JPEG"),
+            jpeg([90, 90, 90], false),
+        ));
+        let _ = wnid;
+    }
+    e.push((
+        format!("{root}val/val_annotations.txt"),
+        b"val_0.JPEG\tn02\t0\t0\t63\t63\nval_1.JPEG\tn01\t0\t0\t63\t63\nval_2.JPEG\tn02\t1\t1\t60\t60\n"
+            .to_vec(),
+    ));
+    edit(&mut e);
+    e
+}
+
+/// Writes `entries` into a zip, stored (not compressed).
+pub fn write_zip(path: &Path, entries: &[(String, Vec<u8>)]) {
+    write_zip_with(path, entries, |_| false);
+}
+
+/// Writes `entries` into a zip, deflating the ones `deflate` selects.
+pub fn write_zip_with(path: &Path, entries: &[(String, Vec<u8>)], deflate: impl Fn(&str) -> bool) {
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    for (name, bytes) in entries {
+        let method = if deflate(name) {
+            zip::CompressionMethod::Deflated
+        } else {
+            zip::CompressionMethod::Stored
+        };
+        let options = zip::write::SimpleFileOptions::default().compression_method(method);
+        zip.start_file(name.as_str(), options).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+/// A 64×64 JPEG whose header claims `width`×`height`.
+pub fn jpeg_claiming(width: u16, height: u16) -> Vec<u8> {
+    let mut bytes = jpeg([10, 20, 30], false);
+    let sof = bytes
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("a baseline JPEG");
+    bytes[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+    bytes[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+    bytes
 }

@@ -2,7 +2,7 @@
 //! wrong, never a panic or an allocation the header asked for; property tests mutate valid
 //! fixtures at random.
 
-use std::io::{Cursor, Write};
+use std::io::Cursor;
 use std::path::Path;
 
 use gtap_data::{
@@ -11,8 +11,8 @@ use gtap_data::{
 };
 use proptest::prelude::*;
 
-use crate::fixtures::idx_images;
-use crate::tiny_imagenet::{entries, jpeg, load_zip, small, write_zip};
+use crate::fixtures::{idx_images, jpeg, jpeg_claiming, write_zip, write_zip_with};
+use crate::tiny_imagenet::{entries, load_zip, small};
 
 const ROOT: &str = "tiny-imagenet-200/";
 
@@ -27,22 +27,6 @@ fn check(message: &str, parts: &[&str]) {
     for part in parts {
         assert!(message.contains(part), "{message:?} lacks {part:?}");
     }
-}
-
-/// Writes `entries` into a zip, deflating the ones `deflate` selects.
-fn write_zip_with(path: &Path, entries: &[(String, Vec<u8>)], deflate: impl Fn(&str) -> bool) {
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    for (name, bytes) in entries {
-        let method = if deflate(name) {
-            zip::CompressionMethod::Deflated
-        } else {
-            zip::CompressionMethod::Stored
-        };
-        let options = zip::write::SimpleFileOptions::default().compression_method(method);
-        zip.start_file(name.as_str(), options).unwrap();
-        zip.write_all(bytes).unwrap();
-    }
-    zip.finish().unwrap();
 }
 
 fn load_path(path: &Path) -> Result<gtap_data::TinyImagenetData, DataError> {
@@ -86,18 +70,6 @@ fn a_deflate_bomb_is_cut_at_the_entry_cap() {
     assert!(std::fs::metadata(&path).unwrap().len() < 1 << 20);
     let message = refusal(load_path(&path));
     check(&message, &["n01_1.JPEG", "more than the 1048576 allowed"]);
-}
-
-/// A 64×64 JPEG whose header claims `width`×`height`.
-fn jpeg_claiming(width: u16, height: u16) -> Vec<u8> {
-    let mut bytes = jpeg([10, 20, 30], false);
-    let sof = bytes
-        .windows(2)
-        .position(|w| w == [0xFF, 0xC0])
-        .expect("a baseline JPEG");
-    bytes[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
-    bytes[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
-    bytes
 }
 
 #[test]

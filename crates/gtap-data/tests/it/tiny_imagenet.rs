@@ -3,74 +3,19 @@
 //! annotation, a wrong layout or an official-size archive with another MD5; then the shared
 //! subset.
 
-use std::io::Write;
 use std::path::Path;
+
+use crate::fixtures::{tiny_entries, write_zip};
 
 use gtap_data::{
     load_tiny_imagenet, tiny_imagenet_source, DataError, TinyImagenetConfig, TinyImagenetSource,
     TINY_IMAGENET_IMAGE_LEN, TINY_IMAGENET_SIZE,
 };
-use image::{ImageEncoder, Luma, Rgb};
-
-/// A 64×64 JPEG: RGB with a colour per channel, or grayscale.
-pub(crate) fn jpeg(colour: [u8; 3], gray: bool) -> Vec<u8> {
-    let mut out = Vec::new();
-    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 100);
-    if gray {
-        let img = image::ImageBuffer::from_pixel(64, 64, Luma([colour[0]]));
-        encoder
-            .write_image(img.as_raw(), 64, 64, image::ExtendedColorType::L8)
-            .unwrap();
-    } else {
-        let img = image::ImageBuffer::from_pixel(64, 64, Rgb(colour));
-        encoder
-            .write_image(img.as_raw(), 64, 64, image::ExtendedColorType::Rgb8)
-            .unwrap();
-    }
-    out
-}
 
 /// Two classes (`n01`, `n02`), 3 training images each (image 2 of `n02` in grayscale), 3
 /// validation images; `edit` may change the entries before they are written.
 pub(crate) fn entries(edit: impl FnOnce(&mut Vec<(String, Vec<u8>)>)) -> Vec<(String, Vec<u8>)> {
-    let root = "tiny-imagenet-200/";
-    let mut e: Vec<(String, Vec<u8>)> = vec![(format!("{root}wnids.txt"), b"n01\nn02\n".to_vec())];
-    for (k, wnid) in ["n01", "n02"].iter().enumerate() {
-        for i in 0..3 {
-            let gray = k == 1 && i == 2;
-            let colour = [40 * (k as u8 + 1), 10 * i as u8, 200];
-            e.push((
-                format!("{root}train/{wnid}/images/{wnid}_{i}.JPEG"),
-                jpeg(colour, gray),
-            ));
-        }
-        e.push((format!("{root}train/{wnid}/{wnid}_boxes.txt"), Vec::new()));
-    }
-    for (i, wnid) in ["n02", "n01", "n02"].iter().enumerate() {
-        e.push((
-            format!("{root}val/images/val_{i}.JPEG"),
-            jpeg([90, 90, 90], false),
-        ));
-        let _ = wnid;
-    }
-    e.push((
-        format!("{root}val/val_annotations.txt"),
-        b"val_0.JPEG\tn02\t0\t0\t63\t63\nval_1.JPEG\tn01\t0\t0\t63\t63\nval_2.JPEG\tn02\t1\t1\t60\t60\n"
-            .to_vec(),
-    ));
-    edit(&mut e);
-    e
-}
-
-pub(crate) fn write_zip(path: &Path, entries: &[(String, Vec<u8>)]) {
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    let options =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    for (name, bytes) in entries {
-        zip.start_file(name.as_str(), options).unwrap();
-        zip.write_all(bytes).unwrap();
-    }
-    zip.finish().unwrap();
+    tiny_entries(3, edit)
 }
 
 pub(crate) fn small(probe: usize) -> TinyImagenetConfig {
