@@ -1,6 +1,8 @@
-//! Which network: the architectures of the paper, the shapes they are built for, and the layer
-//! plan each one is built from.
+//! Which network: the architectures of the paper, the shapes they are built for, and the
+//! presets: the layer specs each one is built from (the only place that knows an
+//! architecture's layers).
 
+use crate::layers::{ConvSpec, DenseSpec, GateSpec, LayerSpec};
 use crate::NnError;
 
 /// The architectures of the paper (more arrive with later datasets).
@@ -93,64 +95,112 @@ impl AlexnetWidths {
 }
 
 /// Kernel, stride, padding and pooling of AlexNet's five conv blocks (see [`AlexnetWidths`]).
-pub(crate) const ALEXNET_CONVS: [ConvPlan; 5] = [
-    ConvPlan {
-        kernel: 5,
-        stride: 2,
-        padding: 2,
-        pool: 2,
-    },
-    ConvPlan {
-        kernel: 5,
-        stride: 1,
-        padding: 2,
-        pool: 2,
-    },
-    ConvPlan {
-        kernel: 3,
-        stride: 1,
-        padding: 1,
-        pool: 1,
-    },
-    ConvPlan {
-        kernel: 3,
-        stride: 1,
-        padding: 1,
-        pool: 1,
-    },
-    ConvPlan {
-        kernel: 3,
-        stride: 1,
-        padding: 1,
-        pool: 2,
-    },
+const ALEXNET_CONVS: [(usize, usize, usize, usize); 5] = [
+    (5, 2, 2, 2),
+    (5, 1, 2, 2),
+    (3, 1, 1, 1),
+    (3, 1, 1, 1),
+    (3, 1, 1, 2),
 ];
 
 /// Positions of conv5's pooled output per channel (4×4).
-pub(crate) const ALEXNET_POSITIONS: usize = 16;
+const ALEXNET_POSITIONS: usize = 16;
 
-/// The geometry of one conv block: convolution, ReLU, then max-pooling by `pool` (1 = none).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ConvPlan {
-    pub kernel: i64,
-    pub stride: i64,
-    pub padding: i64,
-    pub pool: i64,
+fn dense(name: &str, inputs: usize, outputs: usize, relu: bool) -> LayerSpec {
+    LayerSpec::Dense(DenseSpec {
+        name: name.to_owned(),
+        inputs,
+        outputs,
+        relu,
+    })
 }
 
-impl ConvPlan {
-    /// Output side of a square input of side `side` after convolution and pooling.
-    pub fn output_side(&self, side: i64) -> i64 {
-        ((side + 2 * self.padding - self.kernel) / self.stride + 1) / self.pool
-    }
+fn conv(
+    name: &str,
+    inputs: usize,
+    outputs: usize,
+    plan: (usize, usize, usize, usize),
+) -> LayerSpec {
+    let (kernel, stride, padding, pool) = plan;
+    LayerSpec::Conv(ConvSpec {
+        name: name.to_owned(),
+        inputs,
+        outputs,
+        kernel,
+        stride,
+        padding,
+        pool,
+    })
+}
 
-    /// Side before pooling (the positions each filter is applied at, per axis).
-    pub fn conv_side(&self, side: i64) -> i64 {
-        (side + 2 * self.padding - self.kernel) / self.stride + 1
+fn gate(spread: usize) -> LayerSpec {
+    LayerSpec::Gate(GateSpec { spread })
+}
+
+/// A ReLU MLP `inputs → hidden… → classes` whose hidden neurons are players.
+fn mlp(inputs: usize, hidden: &[usize], classes: usize) -> Vec<LayerSpec> {
+    let mut specs = Vec::new();
+    let mut from = inputs;
+    for (i, &h) in hidden.iter().enumerate() {
+        specs.push(dense(&format!("fc{}", i + 1), from, h, true));
+        specs.push(gate(1));
+        from = h;
     }
+    specs.push(dense(
+        &format!("fc{}", hidden.len() + 1),
+        from,
+        classes,
+        false,
+    ));
+    specs
 }
 
 impl Arch {
+    /// The preset: the network's steps for `shape` (AlexNet at `widths`; the others ignore
+    /// it), in forward order. Variables are created, and initial weights drawn, in this order.
+    pub fn specs(self, shape: Shape, widths: AlexnetWidths) -> Vec<LayerSpec> {
+        match self {
+            Arch::Lenet300100 => mlp(784, &[300, 100], 10),
+            Arch::Mlp3x256 => mlp(shape.inputs, &[256, 256, 256], shape.classes),
+            Arch::Mlp512x256 => mlp(shape.inputs, &[512, 256], shape.classes),
+            Arch::Lenet5 => {
+                let mut specs = vec![
+                    conv("conv1", 1, 6, (5, 1, 2, 2)),
+                    conv("conv2", 6, 16, (5, 1, 0, 2)),
+                    LayerSpec::Flatten,
+                    gate(1),
+                ];
+                specs.extend(mlp(400, &[120, 84], 10));
+                specs
+            }
+            Arch::Alexnet => {
+                let mut specs = Vec::new();
+                let mut inputs = 3;
+                for (i, plan) in ALEXNET_CONVS.into_iter().enumerate() {
+                    if i > 0 {
+                        specs.push(gate(1));
+                    }
+                    let outputs = widths.convs[i];
+                    specs.push(conv(&format!("conv{}", i + 1), inputs, outputs, plan));
+                    inputs = outputs;
+                }
+                specs.extend([LayerSpec::Flatten, gate(ALEXNET_POSITIONS)]);
+                let [d1, d2] = widths.dense;
+                specs.extend(mlp(inputs * ALEXNET_POSITIONS, &[d1, d2], shape.classes));
+                specs
+            }
+        }
+    }
+
+    /// Shape of one input example as the first layer takes it: `[C, H, W]` for
+    /// architectures that convolve, `[inputs]` otherwise.
+    pub fn input_shape(self, shape: Shape) -> Vec<i64> {
+        match self.image() {
+            Some(image) => image.to_vec(),
+            None => vec![shape.inputs as i64],
+        }
+    }
+
     /// Players of a network of this architecture at full width, whatever its input shape
     /// (hidden units and conv features do not depend on it): known before any network is built.
     pub fn num_players(self) -> usize {

@@ -125,16 +125,16 @@ impl MaskedEvaluator {
     ) -> MaskedEvaluator {
         let features = tch::no_grad(|| net.activations_at(&data.inputs, start));
         let head = net.masked_suffix(start);
-        let widest = match head.head_only() {
+        let widest = if head.dense_only() {
             // Dense layers: the first bound, kept so chunk sizes (and bytes) stay as they were.
-            Some(_) => net
-                .player_layers()
+            net.player_layers()
                 .iter()
                 .map(|l| l.size as i64)
                 .max()
                 .unwrap_or(1)
-                .max(300),
-            None => head.floats_per_pair(&features.size()),
+                .max(300)
+        } else {
+            head.floats_per_pair()
         };
         let state = EvalState {
             head,
@@ -279,10 +279,7 @@ impl MaskedEvaluator {
         let work = self.example_chunks(&state, walks.len() as i64);
         let (utility, players) = (self.utility, self.players);
         let parts = crate::numerics::map_in_parallel(work, |(suffix, features, ys)| {
-            let head = suffix
-                .head_only()
-                .expect("incremental walks on a dense suffix");
-            crate::walks::walk_totals(head, &features, walks, players, &|logits| {
+            crate::walks::walk_totals(&suffix, &features, walks, players, &|logits| {
                 utility_totals(logits, &ys, utility)
             })
         });
@@ -337,11 +334,7 @@ impl Game for MaskedEvaluator {
         // player free from the first layer on.
         self.incremental && {
             let state = self.lock();
-            state.head.start() == 0
-                && state
-                    .head
-                    .head_only()
-                    .is_some_and(|h| h.one_input_per_unit())
+            state.head.start() == 0 && state.head.dense_only() && state.head.one_input_per_unit()
         }
     }
 

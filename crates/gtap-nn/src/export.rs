@@ -1,14 +1,15 @@
 //! The physically pruned network: a [`Network`]'s layers sliced to the kept players, so that
-//! inference costs what [`Network::cost`] counts.
+//! inference costs what [`Network::cost`] counts. It is a sequence of the same layer kinds
+//! ([`crate::layers`]), each sliced by its own file's `slice`, run by their one forward path.
 //!
-//! A dense layer keeps the weight rows of its kept outputs and the columns of its kept inputs
-//! (and the kept outputs' biases). LeNet5 keeps conv1 whole, keeps the conv2 channels that have
-//! at least one kept pooled feature, and after flattening gathers the kept features (an index
-//! into the pruned conv2's `channel' · 25 + position` layout) in the order of fc1's kept columns.
-//! AlexNet keeps, in every conv block, the filters of its kept channels over the kept channels
-//! of the block before, and fc1 the columns of conv5's kept channels (16 positions each).
-//! Removing a player this way computes exactly what the masked network computes with that
-//! player's activation zeroed ([`crate::MaskedHead::masked_logits`]).
+//! Every weighted layer keeps the weight rows of its kept outputs (neurons, filters) and the
+//! columns of its kept inputs (and the kept outputs' biases); a conv channel feeding a dense
+//! layer keeps its flattened positions. Where the players are single pooled positions of a
+//! conv layer's maps (LeNet5's conv2 features), the layer keeps the channels that have at
+//! least one kept position, and after flattening a select step gathers the kept features (an
+//! index into the pruned layer's `channel' · positions + position` layout) in the order of the
+//! consumer's kept columns. Removing a player this way computes exactly what the masked
+//! network computes with that player's activation zeroed ([`crate::MaskedSuffix`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,15 +17,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
+use crate::layers::{Conv, ConvSpec, Dense, Flatten, Layer, LayerSpec, Select, Step};
 use crate::{Arch, Network, NnError};
 
 /// The weights of an exported model: safetensors, tensors in name order.
 pub const PRUNED_WEIGHTS: &str = "model.safetensors";
 /// The layout of an exported model: [`PrunedLayout`] as JSON.
 pub const PRUNED_LAYOUT: &str = "model.json";
-
-/// Padding of LeNet5's convolutions (as built in `model.rs`): conv1 pads 2, conv2 none.
-const LENET5_PADDING: [usize; 2] = [2, 0];
 
 /// The kept units of one player layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,7 +47,8 @@ pub struct LayerShape {
     pub kernel: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub padding: Option<usize>,
-    /// AlexNet's convolutions: stride and max-pooling after the ReLU (1 = none).
+    /// Convolutions: stride and max-pooling after the ReLU (1 = none). Absent in files written
+    /// before they were recorded for every convolution: then the preset's values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stride: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,27 +62,24 @@ pub struct PrunedLayout {
     pub layers: Vec<LayerShape>,
     /// Per player layer of the full network, the units that remain.
     pub kept: Vec<KeptUnits>,
-    /// LeNet5: the conv2 channels (ids in the full network) that remain.
+    /// Where single pooled positions are the players (LeNet5's conv2): the channels (ids in
+    /// the full network) that remain.
     pub channels: Option<Vec<usize>>,
-    /// LeNet5: for each input of the pruned fc1, its position in the pruned conv2's flattened
-    /// output (`channel' · 25 + position`, `channel'` counting kept channels only).
+    /// There: for each input of the pruned consumer (LeNet5's fc1), its position in the pruned
+    /// layer's flattened output (`channel' · 25 + position`, `channel'` counting kept channels
+    /// only).
     pub gather: Option<Vec<usize>>,
     /// Weights and biases of the pruned network; equals `Network::cost(kept).params`.
     pub parameters: u64,
-}
-
-struct Layer {
-    weight: Tensor,
-    bias: Tensor,
 }
 
 /// A network with its non-kept players physically removed. Weights live on one device; `save`
 /// writes them from the CPU.
 pub struct PrunedNetwork {
     layout: PrunedLayout,
-    convs: Vec<Layer>,
-    dense: Vec<Layer>,
-    gather: Option<Tensor>,
+    /// Shape of one input example.
+    input: Vec<i64>,
+    layers: Vec<Box<dyn Layer>>,
 }
 
 impl std::fmt::Debug for PrunedNetwork {
@@ -98,12 +95,30 @@ fn index(ids: &[usize], device: Device) -> Tensor {
     Tensor::from_slice(&ids).to_device(device)
 }
 
-fn dense_name(i: usize) -> String {
-    format!("fc{}", i + 1)
+/// What `model.json` records of a weighted layer.
+fn shape_of(layer: &dyn Layer) -> LayerShape {
+    let (w, _) = layer.weights().expect("a weighted layer");
+    let conv = match layer.spec() {
+        LayerSpec::Conv(c) => Some(c),
+        _ => None,
+    };
+    LayerShape {
+        name: layer.name().expect("weighted layers have names").to_owned(),
+        inputs: w.size()[1] as usize,
+        outputs: w.size()[0] as usize,
+        kernel: conv.as_ref().map(|c| c.kernel),
+        padding: conv.as_ref().map(|c| c.padding),
+        stride: conv.as_ref().map(|c| c.stride),
+        pool: conv.as_ref().map(|c| c.pool),
+    }
 }
 
-fn conv_name(i: usize) -> String {
-    format!("conv{}", i + 1)
+fn parameters(layers: &[Box<dyn Layer>]) -> u64 {
+    layers
+        .iter()
+        .filter_map(|l| l.weights())
+        .map(|(w, b)| (w.numel() + b.map_or(0, Tensor::numel)) as u64)
+        .sum()
 }
 
 impl PrunedNetwork {
@@ -117,8 +132,6 @@ impl PrunedNetwork {
         }
         let _guard = tch::no_grad_guard();
         let device = net.device();
-        let vars: BTreeMap<String, Tensor> = net.named_variables().into_iter().collect();
-        let var = |name: String| vars[&name].detach();
         let kept_units: Vec<KeptUnits> = net
             .player_layers()
             .iter()
@@ -129,138 +142,77 @@ impl PrunedNetwork {
             })
             .collect();
 
-        let mut layers = Vec::new();
-        let mut convs = Vec::new();
-        let (mut channels, mut gather) = (None, None);
-        if net.arch == Arch::Lenet5 {
-            let conv1 = Layer {
-                weight: var(conv_name(0) + ".weight").copy(),
-                bias: var(conv_name(0) + ".bias").copy(),
-            };
-            let conv2_weight = var(conv_name(1) + ".weight");
-            let features = kept_units
-                .iter()
-                .find(|k| k.layer == "conv2")
-                .expect("LeNet5 has a conv2 player layer");
-            let per_channel = features.size / conv2_weight.size()[0] as usize;
-            let mut kept_channels: Vec<usize> =
-                features.units.iter().map(|f| f / per_channel).collect();
-            kept_channels.dedup();
-            let ids = index(&kept_channels, device);
-            let conv2 = Layer {
-                weight: conv2_weight.index_select(0, &ids),
-                bias: var(conv_name(1) + ".bias").index_select(0, &ids),
-            };
-            for (i, conv) in [&conv1, &conv2].into_iter().enumerate() {
-                let size = conv.weight.size();
-                layers.push(LayerShape {
-                    name: conv_name(i),
-                    inputs: size[1] as usize,
-                    outputs: size[0] as usize,
-                    kernel: Some(size[2] as usize),
-                    padding: Some(LENET5_PADDING[i]),
-                    stride: None,
-                    pool: None,
-                });
-            }
-            convs = vec![conv1, conv2];
-            gather = Some(
-                features
-                    .units
-                    .iter()
-                    .map(|f| {
-                        let c = kept_channels
-                            .binary_search(&(f / per_channel))
-                            .expect("kept channel");
-                        c * per_channel + f % per_channel
-                    })
-                    .collect::<Vec<usize>>(),
-            );
-            channels = Some(kept_channels);
-        }
-        if net.arch == Arch::Alexnet {
-            // Every conv block keeps its kept channels' filters over the kept input channels.
-            let mut kept_inputs: Option<Vec<usize>> = None;
-            for (i, block) in net.trunk().iter().enumerate() {
-                let units = &kept_units[i].units;
-                let rows = index(units, device);
-                let mut weight = var(format!("{}.weight", block.name)).index_select(0, &rows);
-                if let Some(inputs) = &kept_inputs {
-                    weight = weight.index_select(1, &index(inputs, device));
+        let (mut layers, mut shapes) = (Vec::new(), Vec::new());
+        let (mut channels, mut gather): (Option<Vec<usize>>, Option<Vec<usize>>) = (None, None);
+        // Input columns the next weighted layer keeps (`None`: all).
+        let mut columns: Option<Vec<usize>> = None;
+        for (i, step) in net.steps().iter().enumerate() {
+            match step {
+                Step::Gate(g) => {
+                    let pl = &net.player_layers()[g.players];
+                    let units = &kept_units[g.players].units;
+                    let per_row = net.units_per_row(pl);
+                    if per_row > 1 {
+                        // Kept positions of the kept channels, in the pruned layout.
+                        let rows = channels.as_ref().expect("the producer's kept channels");
+                        let select: Vec<usize> = units
+                            .iter()
+                            .map(|f| {
+                                let c: usize = rows_position(rows, f / per_row);
+                                c * per_row + f % per_row
+                            })
+                            .collect();
+                        layers.push(Box::new(Select::new(&select, device)) as Box<dyn Layer>);
+                        gather = Some(select);
+                        columns = Some(units.clone());
+                    } else {
+                        columns = Some(
+                            units
+                                .iter()
+                                .flat_map(|&u| u * g.spread..(u + 1) * g.spread)
+                                .collect(),
+                        );
+                    }
                 }
-                let size = weight.size();
-                layers.push(LayerShape {
-                    name: block.name.clone(),
-                    inputs: size[1] as usize,
-                    outputs: size[0] as usize,
-                    kernel: Some(block.plan.kernel as usize),
-                    padding: Some(block.plan.padding as usize),
-                    stride: Some(block.plan.stride as usize),
-                    pool: Some(block.plan.pool as usize),
-                });
-                convs.push(Layer {
-                    weight: weight.copy(),
-                    bias: var(format!("{}.bias", block.name))
-                        .index_select(0, &rows)
-                        .copy(),
-                });
-                kept_inputs = Some(units.clone());
+                Step::Layer(layer) if layer.weights().is_some() => {
+                    let rows = net.players_of(i).map(|pl| {
+                        let per_row = net.units_per_row(pl);
+                        let mut rows: Vec<usize> = kept_units
+                            .iter()
+                            .find(|k| k.layer == pl.name)
+                            .expect("kept units of every player layer")
+                            .units
+                            .iter()
+                            .map(|u| u / per_row)
+                            .collect();
+                        rows.dedup();
+                        if per_row > 1 {
+                            channels = Some(rows.clone());
+                        }
+                        rows
+                    });
+                    let sliced = layer.slice(
+                        columns.take().as_deref().map(|c| index(c, device)).as_ref(),
+                        rows.as_deref().map(|r| index(r, device)).as_ref(),
+                    );
+                    shapes.push(shape_of(sliced.as_ref()));
+                    layers.push(sliced);
+                }
+                Step::Layer(layer) => layers.push(layer.shallow_clone()),
             }
         }
-
-        let mut dense = Vec::new();
-        for i in 0..net.head_dims().len() {
-            let name = dense_name(i);
-            let mut weight = var(format!("{name}.weight"));
-            let mut bias = var(format!("{name}.bias"));
-            if let Some(Some(g)) = net.mask_before().get(i + 1) {
-                let rows = index(&kept_units[g.layer].units, device);
-                weight = weight.index_select(0, &rows);
-                bias = bias.index_select(0, &rows);
-            }
-            if let Some(g) = net.mask_before()[i] {
-                // A conv channel feeding a dense layer covers `spread` flattened positions.
-                let columns: Vec<usize> = kept_units[g.layer]
-                    .units
-                    .iter()
-                    .flat_map(|&u| u * g.spread..(u + 1) * g.spread)
-                    .collect();
-                weight = weight.index_select(1, &index(&columns, device));
-            }
-            let size = weight.size();
-            layers.push(LayerShape {
-                name,
-                inputs: size[1] as usize,
-                outputs: size[0] as usize,
-                kernel: None,
-                padding: None,
-                stride: None,
-                pool: None,
-            });
-            dense.push(Layer {
-                weight: weight.copy(),
-                bias: bias.copy(),
-            });
-        }
-
-        let parameters = convs
-            .iter()
-            .chain(&dense)
-            .map(|l| (l.weight.numel() + l.bias.numel()) as u64)
-            .sum();
-        let gather_tensor = gather.as_deref().map(|g| index(g, device));
+        let parameters = parameters(&layers);
         Ok(PrunedNetwork {
             layout: PrunedLayout {
                 arch: net.arch,
-                layers,
+                layers: shapes,
                 kept: kept_units,
                 channels,
                 gather,
                 parameters,
             },
-            convs,
-            dense,
-            gather: gather_tensor,
+            input: net.input_shape().to_vec(),
+            layers,
         })
     }
 
@@ -274,93 +226,33 @@ impl PrunedNetwork {
     }
 
     pub fn device(&self) -> Device {
-        self.dense[0].weight.device()
+        self.layers
+            .iter()
+            .find_map(|l| l.weights())
+            .map_or(Device::Cpu, |(w, _)| w.device())
     }
 
-    /// Logits `[E, C]` of examples `xs` (`[E, 784]` or `[E, 1, 28, 28]`).
+    /// Logits `[E, C]` of examples `xs` (`[E, inputs]`, or images `[E, C, H, W]`).
     pub fn forward(&self, xs: &Tensor) -> Tensor {
-        let mut h = match self.layout.arch {
-            Arch::Lenet300100 | Arch::Mlp3x256 | Arch::Mlp512x256 => {
-                xs.view([-1, self.dense[0].weight.size()[1]])
-            }
-            Arch::Alexnet => self.alexnet_features(&xs.view([-1, 3, 64, 64])),
-            Arch::Lenet5 => {
-                let x = xs.view([-1, 1, 28, 28]);
-                if self.convs[1].weight.size()[0] == 0 {
-                    // No conv2 channel left: fc1 sees no features at all.
-                    Tensor::zeros([x.size()[0], 0], (x.kind(), x.device()))
-                } else {
-                    let conv = |h: &Tensor, i: usize| {
-                        let pad = LENET5_PADDING[i] as i64;
-                        let l = &self.convs[i];
-                        crate::numerics::conv2d(h, &l.weight, Some(&l.bias), pad)
-                            .relu()
-                            .max_pool2d_default(2)
-                    };
-                    let gather = self.gather.as_ref().expect("LeNet5 has a gather index");
-                    conv(&conv(&x, 0), 1).flatten(1, -1).index_select(1, gather)
-                }
-            }
-        };
-        let last = self.dense.len() - 1;
-        for (i, l) in self.dense.iter().enumerate() {
-            h = h.linear(&l.weight, Some(&l.bias));
-            if i < last {
-                h = h.relu();
-            }
+        let mut shape = vec![-1i64];
+        shape.extend(&self.input);
+        let mut h = xs.view(shape.as_slice());
+        for layer in &self.layers {
+            h = layer.forward(&h);
         }
         h
-    }
-
-    /// AlexNet's flattened conv5 output over the kept channels. A block left without input
-    /// channels computes its bias alone at every position (what the masked network computes
-    /// with all its inputs zeroed); one left without output channels passes on no channels.
-    fn alexnet_features(&self, x: &Tensor) -> Tensor {
-        let n = x.size()[0];
-        let mut h = x.shallow_clone();
-        for (conv, shape) in self.convs.iter().zip(&self.layout.layers) {
-            let stride = shape.stride.unwrap_or(1) as i64;
-            let padding = shape.padding.unwrap_or(0) as i64;
-            let pool = shape.pool.unwrap_or(1) as i64;
-            let (o, c, k, _) = conv.weight.size4().expect("a conv weight");
-            let side = (h.size()[2] + 2 * padding - k) / stride + 1;
-            if o == 0 {
-                h = Tensor::zeros([n, 0, side / pool, side / pool], (x.kind(), x.device()));
-                continue;
-            }
-            h = if c == 0 {
-                conv.bias
-                    .view([1, o, 1, 1])
-                    .expand([n, o, side, side], false)
-                    .contiguous()
-            } else {
-                crate::numerics::conv2d_strided(&h, &conv.weight, Some(&conv.bias), stride, padding)
-            }
-            .relu();
-            if pool > 1 {
-                h = h.max_pool2d_default(pool);
-            }
-        }
-        h.flatten(1, -1)
     }
 
     /// Tensors by checkpoint name (`conv1.bias`, `conv1.weight`, …, `fc3.weight`), in name order.
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
         let mut named = Vec::new();
-        let layers = self
-            .convs
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (conv_name(i), l))
-            .chain(
-                self.dense
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| (dense_name(i), l)),
-            );
-        for (name, l) in layers {
-            named.push((format!("{name}.weight"), l.weight.shallow_clone()));
-            named.push((format!("{name}.bias"), l.bias.shallow_clone()));
+        for layer in &self.layers {
+            if let (Some(name), Some((w, b))) = (layer.name(), layer.weights()) {
+                named.push((format!("{name}.weight"), w.shallow_clone()));
+                if let Some(b) = b {
+                    named.push((format!("{name}.bias"), b.shallow_clone()));
+                }
+            }
         }
         named.sort_by(|a, b| a.0.cmp(&b.0));
         named
@@ -417,21 +309,66 @@ impl PrunedNetwork {
             }
             Ok(t.to_device(device))
         };
-        let (mut convs, mut dense) = (Vec::new(), Vec::new());
-        for l in &layout.layers {
-            let (i, o) = (l.inputs as i64, l.outputs as i64);
-            let shape = match l.kernel {
-                Some(k) => vec![o, i, k as i64, k as i64],
-                None => vec![o, i],
-            };
-            let layer = Layer {
-                weight: take(format!("{}.weight", l.name), shape)?,
-                bias: take(format!("{}.bias", l.name), vec![o])?,
-            };
-            if l.kernel.is_some() {
-                convs.push(layer);
-            } else {
-                dense.push(layer);
+        // The layer sequence the format implies: conv blocks, flattening and the gather
+        // when there are convolutions, then dense layers (ReLU after all but the last).
+        let preset = layout
+            .arch
+            .specs(crate::Shape::MNIST, crate::AlexnetWidths::FULL);
+        let preset_conv = |name: &str| {
+            preset.iter().find_map(|s| match s {
+                LayerSpec::Conv(c) if c.name == name => Some(c.clone()),
+                _ => None,
+            })
+        };
+        let dense_count = layout.layers.iter().filter(|l| l.kernel.is_none()).count();
+        let mut layers: Vec<Box<dyn Layer>> = Vec::new();
+        let mut convs = 0;
+        let mismatch = |what: String| failed(&layout_path, what);
+        for (i, l) in layout.layers.iter().enumerate() {
+            let (inputs, outputs) = (l.inputs as i64, l.outputs as i64);
+            match l.kernel {
+                Some(k) => {
+                    if i != convs {
+                        return Err(mismatch(format!(
+                            "conv layer `{}` after a dense one",
+                            l.name
+                        )));
+                    }
+                    convs += 1;
+                    let known = preset_conv(&l.name);
+                    let spec = ConvSpec {
+                        name: l.name.clone(),
+                        inputs: l.inputs,
+                        outputs: l.outputs,
+                        kernel: k,
+                        stride: l.stride.or(known.as_ref().map(|c| c.stride)).unwrap_or(1),
+                        padding: l.padding.unwrap_or(0),
+                        pool: l.pool.or(known.as_ref().map(|c| c.pool)).unwrap_or(1),
+                    };
+                    let weight = take(
+                        format!("{}.weight", l.name),
+                        vec![outputs, inputs, k as i64, k as i64],
+                    )?;
+                    let bias = take(format!("{}.bias", l.name), vec![outputs])?;
+                    layers.push(Box::new(Conv::from_tensors(&spec, weight, Some(bias))));
+                }
+                None => {
+                    if i == convs && convs > 0 {
+                        layers.push(Box::new(Flatten));
+                        if let Some(g) = &layout.gather {
+                            layers.push(Box::new(Select::new(g, device)));
+                        }
+                    }
+                    let weight = take(format!("{}.weight", l.name), vec![outputs, inputs])?;
+                    let bias = take(format!("{}.bias", l.name), vec![outputs])?;
+                    let relu = i + 1 < convs + dense_count;
+                    layers.push(Box::new(Dense::from_tensors(
+                        &l.name,
+                        weight,
+                        Some(bias),
+                        relu,
+                    )));
+                }
             }
         }
         if let Some(extra) = tensors.keys().next() {
@@ -440,27 +377,37 @@ impl PrunedNetwork {
                 format!("tensor `{extra}` is not in the layout"),
             ));
         }
-        let (expected_convs, expected_dense) = match layout.arch {
-            Arch::Lenet300100 => (0, 3),
-            Arch::Lenet5 => (2, 3),
-            Arch::Mlp3x256 => (0, 4),
-            Arch::Mlp512x256 => (0, 3),
-            Arch::Alexnet => (5, 3),
-        };
-        if convs.len() != expected_convs
-            || dense.len() != expected_dense
-            || layout.gather.is_none() != (layout.arch != Arch::Lenet5)
-        {
+        let input = layout.arch.input_shape(crate::Shape {
+            inputs: layout.layers.first().map_or(0, |l| l.inputs),
+            classes: 0,
+        });
+        // The layers must chain: every layer takes what the one before gives.
+        let mut ok = dense_count > 0 && (layout.gather.is_some() == layout.channels.is_some());
+        if ok {
+            let mut shape = input.clone();
+            for layer in &layers {
+                let takes = match layer.weights() {
+                    Some((w, _)) => w.size()[1],
+                    None => shape[0],
+                };
+                let gives = match layer.spec() {
+                    LayerSpec::Select { index } => index.iter().all(|&j| (j as i64) < shape[0]),
+                    _ => true,
+                };
+                if takes != shape[0] || !gives {
+                    ok = false;
+                    break;
+                }
+                shape = layer.output_shape(&shape);
+            }
+        }
+        if !ok || (layout.gather.is_some() && convs == 0) {
             return Err(failed(
                 &layout_path,
                 format!("the layers do not form a pruned {}", layout.arch),
             ));
         }
-        let parameters: u64 = convs
-            .iter()
-            .chain(&dense)
-            .map(|l| (l.weight.numel() + l.bias.numel()) as u64)
-            .sum();
+        let parameters = parameters(&layers);
         if parameters != layout.parameters {
             return Err(failed(
                 &layout_path,
@@ -470,12 +417,15 @@ impl PrunedNetwork {
                 ),
             ));
         }
-        let gather = layout.gather.as_deref().map(|g| index(g, device));
         Ok(PrunedNetwork {
             layout,
-            convs,
-            dense,
-            gather,
+            input,
+            layers,
         })
     }
+}
+
+/// Position of channel `channel` among the kept `rows` (ascending).
+fn rows_position(rows: &[usize], channel: usize) -> usize {
+    rows.binary_search(&channel).expect("a kept channel")
 }

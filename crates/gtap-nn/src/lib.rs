@@ -28,6 +28,7 @@ mod equilibrium;
 mod error;
 mod eval;
 mod export;
+mod layers;
 mod masked;
 mod model;
 pub mod numerics;
@@ -47,7 +48,8 @@ pub use eval::{evaluate, evaluate_gated, Evaluation, MaskedEvaluator, Utility};
 pub use export::{
     KeptUnits, LayerShape, PrunedLayout, PrunedNetwork, PRUNED_LAYOUT, PRUNED_WEIGHTS,
 };
-pub use masked::{MaskedHead, MaskedSuffix};
+pub use layers::{ConvSpec, DenseSpec, GateSpec, LayerSpec};
+pub use masked::MaskedSuffix;
 pub use model::{Network, PlayerLayer, UnitId};
 pub use numerics::Numerics;
 pub use prune::{Cost, UnstructuredPoint, WeightCriterion};

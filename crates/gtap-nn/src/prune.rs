@@ -4,8 +4,9 @@
 
 use tch::{Kind, Tensor};
 
-use crate::model::{Gate, Source};
-use crate::{evaluate, Arch, Network, NnError, TensorData};
+use crate::layers::{Gate, KeptOutputs};
+use crate::model::PlayerLayer;
+use crate::{evaluate, Network, NnError, TensorData};
 
 /// How a weight is scored by the magnitude baselines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -133,35 +134,31 @@ impl Network {
         let mut owned = vec![0usize; self.num_players()];
         let players = self.player_layers();
         // Columns (input channels) of a layer: outgoing weights of the players gated before it.
-        let mut columns = |w: &Tensor, g: Gate| -> Result<(), NnError> {
+        let mut columns = |w: &Tensor, g: &Gate| -> Result<(), NnError> {
             let dims: &[i64] = if w.dim() == 4 { &[0, 2, 3] } else { &[0] };
             let per_input = Vec::<f64>::try_from(w.sum_dim_intlist(dims, false, Kind::Double))?;
             let fan = (w.numel() as i64 / w.size()[1]) as usize;
-            let pl = &players[g.layer];
+            let pl = &players[g.players];
             for (j, c) in per_input.iter().enumerate() {
                 out[pl.offset + j / g.spread] += c;
                 owned[pl.offset + j / g.spread] += fan;
             }
             Ok(())
         };
-        for block in self.trunk() {
-            if let Some(g) = block.gate_in {
-                columns(score(&format!("{}.weight", block.name)), g)?;
-            }
-        }
-        for (i, name) in self.head_names().iter().enumerate() {
-            if let Some(g) = self.mask_before()[i] {
+        for (i, layer, _) in self.weighted_steps() {
+            if let Some(g) = i.checked_sub(1).and_then(|j| self.gate_at(j)) {
+                let name = layer.name().expect("weighted layers have names");
                 columns(score(&format!("{name}.weight")), g)?;
             }
         }
         // Rows of a layer (filters, neurons): incoming weights and bias of its own units. (Two
-        // terms per unit with the columns, so the order of the sums does not matter.)
+        // terms per unit with the columns, so the order of the sums does not matter.) A
+        // LeNet5 conv2 feature shares its filter with its channel's other positions: no rows.
         for pl in players {
-            let layer = match pl.source {
-                Source::Dense { head } => format!("fc{}", head + 1),
-                Source::Channels { block } => self.trunk()[block].name.clone(),
-                Source::ConvFeatures { .. } => continue,
-            };
+            if self.units_per_row(pl) > 1 {
+                continue;
+            }
+            let layer = &pl.name;
             let (w, b) = (
                 score(&format!("{layer}.weight")),
                 score(&format!("{layer}.bias")),
@@ -182,72 +179,44 @@ impl Network {
         Ok(out)
     }
 
-    /// Parameters and FLOPs left when only the players with `kept[p]` remain: a dense layer
-    /// keeps the weights between kept inputs and kept outputs (and the kept outputs' biases); a
-    /// LeNet5 conv2 channel is kept while any of its 25 pooled features is, and costs FLOPs for
-    /// the 4 pre-pooling positions of each kept feature. Pooling and ReLU are not counted.
+    /// Parameters and FLOPs left when only the players with `kept[p]` remain: each weighted
+    /// layer keeps the weights between its kept inputs and kept outputs (and the kept outputs'
+    /// biases); a LeNet5 conv2 channel is kept while any of its 25 pooled features is, and
+    /// costs FLOPs for the 4 pre-pooling positions of each kept feature. Pooling and ReLU are
+    /// not counted.
     pub fn cost(&self, kept: &[bool]) -> Cost {
         assert_eq!(kept.len(), self.num_players(), "one flag per player");
-        let kept_in_layer = |pl: usize| {
-            let l = &self.player_layers()[pl];
-            kept[l.offset..l.offset + l.size]
-                .iter()
-                .filter(|&&k| k)
-                .count() as u64
-        };
-        let mut cost = self.trunk_cost(kept);
-        let heads = self.head_dims();
-        for (i, &(fan_out, fan_in)) in heads.iter().enumerate() {
-            let inputs = self.mask_before()[i]
-                .map_or(fan_in as u64, |g| kept_in_layer(g.layer) * g.spread as u64);
-            let outputs = match self.mask_before().get(i + 1) {
-                Some(Some(g)) => kept_in_layer(g.layer),
-                _ => fan_out as u64,
+        let kept_units = |pl: &PlayerLayer| &kept[pl.offset..pl.offset + pl.size];
+        let count = |units: &[bool]| units.iter().filter(|&&k| k).count() as u64;
+        let mut total = Cost::default();
+        for (i, layer, input) in self.weighted_steps() {
+            let w = layer.weights().expect("weighted").0;
+            let inputs = match i.checked_sub(1).and_then(|j| self.gate_at(j)) {
+                Some(g) => count(kept_units(&self.player_layers()[g.players])) * g.spread as u64,
+                None => w.size()[1] as u64,
             };
-            cost.params += inputs * outputs + outputs;
-            cost.flops += 2 * inputs * outputs;
-        }
-        cost
-    }
-
-    /// Parameters and FLOPs of the conv trunk when the players `kept` remain: a LeNet5 conv2
-    /// channel is kept while any of its 25 pooled features is (FLOPs for the 4 pre-pooling
-    /// positions of each kept feature); a conv block whose channels are players keeps the
-    /// filters of its kept channels over its kept input channels.
-    fn trunk_cost(&self, kept: &[bool]) -> Cost {
-        let kept_in_layer = |g: Gate| {
-            let l = &self.player_layers()[g.layer];
-            kept[l.offset..l.offset + l.size]
-                .iter()
-                .filter(|&&k| k)
-                .count() as u64
-        };
-        if self.arch == Arch::Lenet5 {
-            // conv1: 6 filters 1×5×5 over 28×28 positions (padding 2).
-            let conv1 = Cost {
-                params: 6 * 25 + 6,
-                flops: 2 * 6 * 25 * 28 * 28,
+            let outputs = match self.players_of(i) {
+                Some(pl) => {
+                    let per_row = self.units_per_row(pl);
+                    let units = kept_units(pl);
+                    KeptOutputs {
+                        rows: units
+                            .chunks(per_row)
+                            .filter(|c| c.iter().any(|&k| k))
+                            .count() as u64,
+                        positions: (per_row > 1).then(|| count(units)),
+                    }
+                }
+                None => KeptOutputs {
+                    rows: w.size()[0] as u64,
+                    positions: None,
+                },
             };
-            // conv2: 16 channels × 5×5 pooled features; player p = channel·25 + position.
-            let features = &kept[..400];
-            let channels = features.chunks(25).filter(|c| c.iter().any(|&k| k)).count() as u64;
-            let kept_features = features.iter().filter(|&&k| k).count() as u64;
-            return Cost {
-                params: conv1.params + channels * (6 * 25 + 1),
-                flops: conv1.flops + kept_features * 4 * 2 * 6 * 25,
-            };
+            let c = layer.cost(input, inputs, outputs);
+            total.params += c.params;
+            total.flops += c.flops;
         }
-        let mut cost = Cost::default();
-        for (i, (block, side)) in self.trunk().iter().zip(self.trunk_sides()).enumerate() {
-            let (o, c, k, _) = block.weight.size4().expect("a conv weight");
-            let inputs = block.gate_in.map_or(c as u64, kept_in_layer);
-            let outputs = self.channel_gate(i).map_or(o as u64, kept_in_layer);
-            let positions = (block.plan.conv_side(side) as u64).pow(2);
-            let per_filter = inputs * (k * k) as u64;
-            cost.params += outputs * (per_filter + 1);
-            cost.flops += 2 * outputs * per_filter * positions;
-        }
-        cost
+        total
     }
 
     /// Test accuracy after global unstructured pruning: for each fraction, keep the

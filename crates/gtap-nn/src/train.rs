@@ -100,7 +100,7 @@ pub fn train(
     crate::numerics::current();
     let _rng = (cfg.dropout > 0.0).then(|| crate::lock_torch_rng(seed));
     let mut opt = optimizer(net, cfg)?;
-    let image = match (cfg.augment.is_none(), net.arch.image()) {
+    let image = match (cfg.augment.is_none(), net.image()) {
         (true, _) => None,
         (false, Some(image)) => Some(image),
         (false, None) => {

@@ -8,7 +8,7 @@ use tch::Tensor;
 
 use gtap_game::Walk;
 
-use crate::masked::MaskedHead;
+use crate::masked::MaskedSuffix;
 use crate::{Network, NnError};
 
 /// Steps between exact recomputations of the first masked layer's pre-activation: bounds the
@@ -19,7 +19,7 @@ pub const REFRESH: usize = 64;
 /// Per-walk utility totals `[walk][value]` (walk-major, `walk.num_values()` each) of `walks` on
 /// one chunk of examples. `utility_totals` turns logits `[E, K, C]` into `K` sums over examples.
 pub(crate) fn walk_totals(
-    head: &MaskedHead,
+    head: &MaskedSuffix,
     features: &Tensor,
     walks: &[Walk],
     players: usize,

@@ -372,7 +372,7 @@ fn shapes_an_architecture_cannot_take_are_errors() {
 fn mlp_batched_values_equal_one_coalition_at_a_time() {
     let data = bag_of_words(40, 3);
     let net = Network::with_shape(Arch::Mlp3x256, TEXT, Device::Cpu, 4).unwrap();
-    let head = net.masked_head();
+    let head = net.masked_suffix(0);
     let game = MaskedEvaluator::new(&net, &data, Utility::NegativeCrossEntropy, 8);
     let n = game.num_players();
     assert_eq!(n, 768);

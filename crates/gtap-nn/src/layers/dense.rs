@@ -1,0 +1,176 @@
+//! A fully connected layer: `x Wᵀ + b`, then ReLU unless it is the classifier.
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Tensor};
+
+use super::{Coalitions, KeptOutputs, Layer, LayerSpec};
+use crate::Cost;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DenseSpec {
+    /// Checkpoint prefix of its variables (`fc1.weight`, `fc1.bias`).
+    pub name: String,
+    pub inputs: usize,
+    pub outputs: usize,
+    pub relu: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Dense {
+    name: String,
+    weight: Tensor,
+    bias: Option<Tensor>,
+    relu: bool,
+}
+
+impl Dense {
+    pub fn new(root: &nn::Path<'_>, spec: &DenseSpec) -> Dense {
+        let l = nn::linear(
+            root / spec.name.as_str(),
+            spec.inputs as i64,
+            spec.outputs as i64,
+            Default::default(),
+        );
+        Dense {
+            name: spec.name.clone(),
+            weight: l.ws,
+            bias: l.bs,
+            relu: spec.relu,
+        }
+    }
+
+    /// Bias and activation after the product with the weight.
+    pub fn finish(&self, z: Tensor) -> Tensor {
+        let z = match &self.bias {
+            Some(b) => z + b,
+            None => z,
+        };
+        if self.relu {
+            z.relu()
+        } else {
+            z
+        }
+    }
+
+    /// Pre-activation (before the bias) `[E, K, out]` of `K` coalitions from the input `h`
+    /// (`[E, in]`) shared by all of them and their masks `m` (`[K, in]`):
+    /// `(h ⊙ m) Wᵀ = h (W ⊙ m)ᵀ`, the `K` masked matrices stacked as `[in, K·out]`, one GEMM.
+    pub fn folded_preactivation(&self, h: &Tensor, m: &Tensor) -> Tensor {
+        let (k, e) = (m.size()[0], h.size()[0]);
+        let (out_dim, in_dim) = (self.weight.size()[0], self.weight.size()[1]);
+        let wm = (self.weight.unsqueeze(0) * m.unsqueeze(1))
+            .permute([2, 0, 1])
+            .reshape([in_dim, k * out_dim]);
+        h.matmul(&wm).view([e, k, out_dim])
+    }
+
+    /// An exported model's dense layer from its tensors.
+    pub fn from_tensors(name: &str, weight: Tensor, bias: Option<Tensor>, relu: bool) -> Dense {
+        Dense {
+            name: name.to_owned(),
+            weight,
+            bias,
+            relu,
+        }
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+impl Layer for Dense {
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Dense(DenseSpec {
+            name: self.name.clone(),
+            inputs: self.weight.size()[1] as usize,
+            outputs: self.weight.size()[0] as usize,
+            relu: self.relu,
+        })
+    }
+
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+
+    fn weights(&self) -> Option<(&Tensor, Option<&Tensor>)> {
+        Some((&self.weight, self.bias.as_ref()))
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let h = x.linear(&self.weight, self.bias.as_ref());
+        if self.relu {
+            h.relu()
+        } else {
+            h
+        }
+    }
+
+    // The coalition paths multiply and add apart (not `linear`'s fused form): the bytes every
+    // cached power index was computed with.
+    fn forward_coalitions(&self, x: Coalitions) -> Coalitions {
+        match x {
+            Coalitions::Shared {
+                h,
+                pending: None,
+                k,
+            } => Coalitions::Shared {
+                h: self.finish(h.matmul(&self.weight.tr())),
+                pending: None,
+                k,
+            },
+            Coalitions::Shared {
+                h,
+                pending: Some(m),
+                k,
+            } => Coalitions::Each {
+                e: h.size()[0],
+                h: self.finish(self.folded_preactivation(&h, &m)),
+                k,
+            },
+            Coalitions::Each { h, e, k } => Coalitions::Each {
+                h: self.finish(h.matmul(&self.weight.tr())),
+                e,
+                k,
+            },
+        }
+    }
+
+    fn forward_paired(&self, x: &Tensor) -> Tensor {
+        self.finish(x.matmul(&self.weight.tr()))
+    }
+
+    fn output_shape(&self, _input: &[i64]) -> Vec<i64> {
+        vec![self.weight.size()[0]]
+    }
+
+    fn floats_per_pair(&self, _input: &[i64]) -> i64 {
+        self.weight.size()[0].max(self.weight.size()[1])
+    }
+
+    fn cost(&self, _input: &[i64], inputs: u64, outputs: KeptOutputs) -> Cost {
+        let bias = if self.bias.is_some() { outputs.rows } else { 0 };
+        Cost {
+            params: inputs * outputs.rows + bias,
+            flops: 2 * inputs * outputs.rows,
+        }
+    }
+
+    fn slice(&self, inputs: Option<&Tensor>, outputs: Option<&Tensor>) -> Box<dyn Layer> {
+        let (weight, bias) = super::sliced(&self.weight, self.bias.as_ref(), inputs, outputs);
+        Box::new(Dense::from_tensors(&self.name, weight, bias, self.relu))
+    }
+
+    fn shallow_clone(&self) -> Box<dyn Layer> {
+        Box::new(Dense {
+            name: self.name.clone(),
+            weight: self.weight.shallow_clone(),
+            bias: self.bias.as_ref().map(Tensor::shallow_clone),
+            relu: self.relu,
+        })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
