@@ -3,6 +3,7 @@
 mod alexnet;
 mod equilibrium;
 mod export;
+mod layers;
 mod numerics;
 mod retrain;
 mod walks;
