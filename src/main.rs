@@ -258,6 +258,14 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .init();
+    // A thread count that is not one is a typo, not a request for the default.
+    if let Ok(threads) = std::env::var("GTAP_THREADS") {
+        if !threads.trim().parse::<usize>().is_ok_and(|n| n > 0) {
+            let shown: String = threads.chars().take(40).collect();
+            eprintln!("error: GTAP_THREADS must be a positive integer (threads per process), got `{shown}`");
+            return ExitCode::from(2);
+        }
+    }
     // Before any tensor exists: MKL and ATen read these settings once, at their first use.
     let numerics = if cli.fast_math {
         gtap_nn::Numerics::Fast

@@ -201,6 +201,24 @@ fn zero_jobs_is_refused() {
 }
 
 #[test]
+fn a_thread_count_that_is_not_a_positive_integer_is_refused() {
+    let p = Project::new(PIPELINE);
+    for bad in ["0", "two", "-1", ""] {
+        let out = common::gtap_command(p.dir.path(), Path::new("/nonexistent"), &["run", "p.toml"])
+            .env("GTAP_THREADS", bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "GTAP_THREADS={bad:?}");
+        let message = stderr(&out);
+        assert!(
+            message.contains("GTAP_THREADS must be a positive integer")
+                && message.contains(&format!("`{bad}`")),
+            "{message}"
+        );
+    }
+}
+
+#[test]
 fn a_panicking_stage_exits_2_at_once_naming_its_instance() {
     let Some(data) = common::real_data() else {
         return;

@@ -258,7 +258,7 @@ fn conv2d_im2col(
 pub fn workers() -> usize {
     std::env::var("GTAP_THREADS")
         .ok()
-        .and_then(|v| v.parse::<usize>().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
         .filter(|&n| n > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
