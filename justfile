@@ -147,3 +147,7 @@ fmt:
 
 lint: setup
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Do two gtap binaries compute the same bytes on every shipped pipeline? (scripts/same-bytes)
+same-bytes OLD NEW SCALE="ci":
+    scripts/same-bytes {{OLD}} {{NEW}} {{SCALE}}
