@@ -2,7 +2,7 @@
 //! presets: the layer specs each one is built from (the only place that knows an
 //! architecture's layers).
 
-use crate::layers::{ConvSpec, DenseSpec, GateSpec, LayerSpec};
+use crate::layers::{Activation, ConvSpec, DenseSpec, GateSpec, LayerSpec};
 use crate::NnError;
 
 /// The architectures of the paper (more arrive with later datasets).
@@ -107,11 +107,16 @@ const ALEXNET_CONVS: [(usize, usize, usize, usize); 5] = [
 const ALEXNET_POSITIONS: usize = 16;
 
 fn dense(name: &str, inputs: usize, outputs: usize, relu: bool) -> LayerSpec {
+    let activation = if relu {
+        Activation::Relu
+    } else {
+        Activation::None
+    };
     LayerSpec::Dense(DenseSpec {
         name: name.to_owned(),
         inputs,
         outputs,
-        relu,
+        activation,
     })
 }
 

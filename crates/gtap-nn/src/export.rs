@@ -17,7 +17,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use crate::layers::{Conv, ConvSpec, Dense, Flatten, Layer, LayerSpec, Select, Step};
+use crate::layers::{Activation, Conv, ConvSpec, Dense, Flatten, Layer, LayerSpec, Select, Step};
 use crate::{Arch, Network, NnError};
 
 /// The weights of an exported model: safetensors, tensors in name order.
@@ -79,7 +79,7 @@ pub struct PrunedNetwork {
     layout: PrunedLayout,
     /// Shape of one input example.
     input: Vec<i64>,
-    layers: Vec<Box<dyn Layer>>,
+    steps: Vec<Step>,
 }
 
 impl std::fmt::Debug for PrunedNetwork {
@@ -113,11 +113,12 @@ fn shape_of(layer: &dyn Layer) -> LayerShape {
     }
 }
 
-fn parameters(layers: &[Box<dyn Layer>]) -> u64 {
-    layers
+fn parameters(steps: &[Step]) -> u64 {
+    steps
         .iter()
-        .filter_map(|l| l.weights())
-        .map(|(w, b)| (w.numel() + b.map_or(0, Tensor::numel)) as u64)
+        .filter_map(Step::layer)
+        .flat_map(|l| l.variables())
+        .map(|(_, t)| t.numel() as u64)
         .sum()
 }
 
@@ -162,7 +163,7 @@ impl PrunedNetwork {
                                 c * per_row + f % per_row
                             })
                             .collect();
-                        layers.push(Box::new(Select::new(&select, device)) as Box<dyn Layer>);
+                        layers.push(Step::Layer(Box::new(Select::new(&select, device))));
                         gather = Some(select);
                         columns = Some(units.clone());
                     } else {
@@ -196,9 +197,9 @@ impl PrunedNetwork {
                         rows.as_deref().map(|r| index(r, device)).as_ref(),
                     );
                     shapes.push(shape_of(sliced.as_ref()));
-                    layers.push(sliced);
+                    layers.push(Step::Layer(sliced));
                 }
-                Step::Layer(layer) => layers.push(layer.shallow_clone()),
+                step => layers.push(step.shallow_clone()),
             }
         }
         let parameters = parameters(&layers);
@@ -212,7 +213,7 @@ impl PrunedNetwork {
                 parameters,
             },
             input: net.input_shape().to_vec(),
-            layers,
+            steps: layers,
         })
     }
 
@@ -226,8 +227,9 @@ impl PrunedNetwork {
     }
 
     pub fn device(&self) -> Device {
-        self.layers
+        self.steps
             .iter()
+            .filter_map(Step::layer)
             .find_map(|l| l.weights())
             .map_or(Device::Cpu, |(w, _)| w.device())
     }
@@ -237,23 +239,29 @@ impl PrunedNetwork {
         let mut shape = vec![-1i64];
         shape.extend(&self.input);
         let mut h = xs.view(shape.as_slice());
-        for layer in &self.layers {
-            h = layer.forward(&h);
+        let mut saved = Vec::new();
+        for step in &self.steps {
+            h = match step {
+                Step::Layer(layer) => layer.forward(&h),
+                Step::Save => {
+                    saved.push(h.shallow_clone());
+                    h
+                }
+                Step::Add => saved.pop().expect("a block's start") + h,
+                Step::Gate(_) => unreachable!("an exported model has no gates"),
+            };
         }
         h
     }
 
     /// Tensors by checkpoint name (`conv1.bias`, `conv1.weight`, …, `fc3.weight`), in name order.
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut named = Vec::new();
-        for layer in &self.layers {
-            if let (Some(name), Some((w, b))) = (layer.name(), layer.weights()) {
-                named.push((format!("{name}.weight"), w.shallow_clone()));
-                if let Some(b) = b {
-                    named.push((format!("{name}.bias"), b.shallow_clone()));
-                }
-            }
-        }
+        let mut named: Vec<(String, Tensor)> = self
+            .steps
+            .iter()
+            .filter_map(Step::layer)
+            .flat_map(|l| l.variables())
+            .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
         named
     }
@@ -361,12 +369,16 @@ impl PrunedNetwork {
                     }
                     let weight = take(format!("{}.weight", l.name), vec![outputs, inputs])?;
                     let bias = take(format!("{}.bias", l.name), vec![outputs])?;
-                    let relu = i + 1 < convs + dense_count;
+                    let activation = if i + 1 < convs + dense_count {
+                        Activation::Relu
+                    } else {
+                        Activation::None
+                    };
                     layers.push(Box::new(Dense::from_tensors(
                         &l.name,
                         weight,
                         Some(bias),
-                        relu,
+                        activation,
                     )));
                 }
             }
@@ -407,7 +419,8 @@ impl PrunedNetwork {
                 format!("the layers do not form a pruned {}", layout.arch),
             ));
         }
-        let parameters = parameters(&layers);
+        let steps: Vec<Step> = layers.into_iter().map(Step::Layer).collect();
+        let parameters = parameters(&steps);
         if parameters != layout.parameters {
             return Err(failed(
                 &layout_path,
@@ -420,7 +433,7 @@ impl PrunedNetwork {
         Ok(PrunedNetwork {
             layout,
             input,
-            layers,
+            steps,
         })
     }
 }

@@ -48,7 +48,7 @@ pub use eval::{evaluate, evaluate_gated, Evaluation, MaskedEvaluator, Utility};
 pub use export::{
     KeptUnits, LayerShape, PrunedLayout, PrunedNetwork, PRUNED_LAYOUT, PRUNED_WEIGHTS,
 };
-pub use layers::{ConvSpec, DenseSpec, GateSpec, LayerSpec};
+pub use layers::{Activation, ConvSpec, DenseSpec, GateSpec, LayerSpec};
 pub use masked::MaskedSuffix;
 pub use model::{Network, PlayerLayer, UnitId};
 pub use numerics::Numerics;

@@ -3,7 +3,7 @@
 
 use tch::Tensor;
 
-use crate::layers::{Coalitions, Dense, Gate, Step};
+use crate::layers::{Coalitions, Dense, Gate, LayerSpec, Step};
 use crate::model::PlayerLayer;
 use crate::NnError;
 
@@ -56,13 +56,17 @@ impl MaskedSuffix {
         self.start
     }
 
-    /// Whether the suffix holds no convolution (incremental walks update its first dense
-    /// layer; coalition chunks are sized by its player layers).
+    /// Whether the suffix is dense layers and gates only (incremental walks update its first
+    /// dense layer; coalition chunks are sized by its player layers).
     pub(crate) fn dense_only(&self) -> bool {
-        self.steps
-            .iter()
-            .filter_map(Step::layer)
-            .all(|l| l.stride_padding().is_none())
+        self.steps.iter().all(|s| match s {
+            Step::Gate(_) => true,
+            Step::Layer(l) => matches!(
+                l.spec(),
+                LayerSpec::Dense(_) | LayerSpec::Flatten | LayerSpec::Select { .. }
+            ),
+            Step::Save | Step::Add => false,
+        })
     }
 
     pub(crate) fn check_masks(&self, masks: &Tensor) -> Result<(), NnError> {
@@ -97,10 +101,16 @@ impl MaskedSuffix {
 
     /// Runs steps `from..` on `x` under `masks`.
     fn run(&self, from: usize, mut x: Coalitions, masks: &Tensor) -> Coalitions {
+        let mut saved = Vec::new();
         for step in &self.steps[from..] {
             x = match step {
                 Step::Gate(g) => g.coalitions(x, self.gate_mask(g, masks)),
                 Step::Layer(layer) => layer.forward_coalitions(x),
+                Step::Save => {
+                    saved.push(x.shallow_clone());
+                    x
+                }
+                Step::Add => Coalitions::add(saved.pop().expect("a block's start"), x),
             };
         }
         x
@@ -124,10 +134,16 @@ impl MaskedSuffix {
     pub fn paired_logits(&self, features: &Tensor, masks: &Tensor) -> Result<Tensor, NnError> {
         self.check_masks(masks)?;
         let mut h = features.shallow_clone();
+        let mut saved = Vec::new();
         for step in &self.steps {
             h = match step {
                 Step::Gate(g) => g.paired(&h, &self.gate_mask(g, masks)),
                 Step::Layer(layer) => layer.forward_paired(&h),
+                Step::Save => {
+                    saved.push(h.shallow_clone());
+                    h
+                }
+                Step::Add => saved.pop().expect("a block's start") + h,
             };
         }
         Ok(h)
@@ -153,6 +169,7 @@ impl MaskedSuffix {
                     return (h, Some(i));
                 }
                 Step::Layer(layer) => x = layer.forward_coalitions(x),
+                Step::Save | Step::Add => unreachable!("walks run on dense suffixes"),
             }
         }
         let Coalitions::Shared { h, .. } = x else {
@@ -190,8 +207,13 @@ impl MaskedSuffix {
     pub(crate) fn logits_from(&self, gate: usize, z: Tensor, masks: &Tensor) -> Tensor {
         let (e, k) = (z.size()[0], z.size()[1]);
         let h = self.consumer(gate).finish(z);
-        self.run(gate + 2, Coalitions::Each { h, e, k }, masks)
-            .into_logits()
+        let rows = Coalitions::Each {
+            h,
+            e,
+            k,
+            rows: true,
+        };
+        self.run(gate + 2, rows, masks).into_logits()
     }
 
     /// Weight `[out, in]` of the layer consuming gate step `gate` and the player offset of the

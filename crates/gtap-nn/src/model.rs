@@ -20,6 +20,9 @@ pub struct PlayerLayer {
     /// or one of `size / rows` pooled positions of a row (LeNet5's conv2 features, which
     /// share their channel's filter).
     pub(crate) producer: usize,
+    /// Where a game on this layer starts: its gate, or the start of the outermost residual
+    /// block holding it (the block's input is needed to add it back).
+    pub(crate) entry: usize,
 }
 
 /// A stable unit address: layer name and index within the layer.
@@ -54,60 +57,96 @@ impl std::fmt::Debug for Network {
 }
 
 /// Steps, per-step input shapes and player layers of `specs` on inputs of shape `input`,
-/// variables created under `root`.
+/// variables created under `root`. A residual block becomes `Save`, its inner steps, `Add`.
 pub(crate) fn build_steps(
     specs: &[LayerSpec],
     root: &nn::Path<'_>,
     input: &[i64],
 ) -> (Vec<Step>, Vec<Vec<i64>>, Vec<PlayerLayer>) {
-    let mut steps: Vec<Step> = Vec::new();
-    let mut shapes = vec![input.to_vec()];
-    let mut players: Vec<PlayerLayer> = Vec::new();
-    let mut offset = 0;
-    for spec in specs {
-        let here = shapes.last().expect("an input shape").clone();
-        let step = match spec {
-            LayerSpec::Gate(g) => {
-                let producer = (0..steps.len())
-                    .rev()
-                    .find(|&i| steps[i].layer().is_some_and(|l| l.weights().is_some()))
-                    .expect("a gate follows a weighted layer");
-                let layer = steps[producer].layer().expect("a layer");
-                let maps = here.len() == 3;
-                let rows = layer.weights().expect("weighted").0.size()[0] as usize;
-                let size = if maps {
-                    here[0] as usize
-                } else {
-                    here[0] as usize / g.spread
-                };
-                players.push(PlayerLayer {
-                    name: layer
-                        .name()
-                        .expect("a weighted layer has a name")
-                        .to_owned(),
-                    size,
-                    offset,
-                    gate: steps.len(),
-                    producer,
-                });
-                offset += size;
-                let is_conv = layer.stride_padding().is_some();
-                Step::Gate(Gate {
-                    players: players.len() - 1,
-                    spread: if maps { 1 } else { g.spread },
-                    maps: maps || (is_conv && size == rows),
-                })
-            }
-            spec => Step::Layer(layers::build(spec, root)),
-        };
-        let out = match &step {
-            Step::Layer(l) => l.output_shape(&here),
-            Step::Gate(_) => here,
-        };
-        steps.push(step);
-        shapes.push(out);
+    let mut b = Builder {
+        steps: Vec::new(),
+        shapes: vec![input.to_vec()],
+        players: Vec::new(),
+        open: Vec::new(),
+    };
+    b.push_all(specs, root);
+    (b.steps, b.shapes, b.players)
+}
+
+struct Builder {
+    steps: Vec<Step>,
+    shapes: Vec<Vec<i64>>,
+    players: Vec<PlayerLayer>,
+    /// Steps of the `Save`s of the residual blocks open here, outermost first.
+    open: Vec<usize>,
+}
+
+impl Builder {
+    fn push(&mut self, step: Step, out: Vec<i64>) {
+        self.steps.push(step);
+        self.shapes.push(out);
     }
-    (steps, shapes, players)
+
+    fn push_all(&mut self, specs: &[LayerSpec], root: &nn::Path<'_>) {
+        for spec in specs {
+            let here = self.shapes.last().expect("an input shape").clone();
+            match spec {
+                LayerSpec::Residual { inner } => {
+                    self.open.push(self.steps.len());
+                    self.push(Step::Save, here.clone());
+                    self.push_all(inner, root);
+                    let out = self.shapes.last().expect("a shape").clone();
+                    assert_eq!(out, here, "a residual block keeps its input's shape");
+                    self.push(Step::Add, out);
+                    self.open.pop();
+                }
+                LayerSpec::Gate(g) => {
+                    let step = self.gate(g.spread, &here);
+                    self.push(step, here);
+                }
+                spec => {
+                    let layer = layers::build(spec, root);
+                    let out = layer.output_shape(&here);
+                    self.push(Step::Layer(layer), out);
+                }
+            }
+        }
+    }
+
+    /// The gate at the next step and its player layer: the units of the weighted layer
+    /// before it, one per feature map (`[C, H, W]` activations) or per `spread` features.
+    fn gate(&mut self, spread: usize, here: &[i64]) -> Step {
+        let producer = (0..self.steps.len())
+            .rev()
+            .find(|&i| self.steps[i].layer().is_some_and(|l| l.weights().is_some()))
+            .expect("a gate follows a weighted layer");
+        let layer = self.steps[producer].layer().expect("a layer");
+        let maps = here.len() == 3;
+        let size = if maps {
+            here[0] as usize
+        } else {
+            *here.last().expect("a feature axis") as usize / spread
+        };
+        let gate = self.steps.len();
+        let offset = self.players.last().map_or(0, |l| l.offset + l.size);
+        self.players.push(PlayerLayer {
+            name: layer
+                .name()
+                .expect("a weighted layer has a name")
+                .to_owned(),
+            size,
+            offset,
+            gate,
+            producer,
+            entry: self.open.first().copied().unwrap_or(gate),
+        });
+        let is_conv = layer.stride_padding().is_some();
+        Step::Gate(Gate {
+            players: self.players.len() - 1,
+            spread: if maps { 1 } else { spread },
+            maps: maps || (is_conv && size == layer.units()),
+        })
+    }
 }
 
 impl Network {
@@ -248,13 +287,22 @@ impl Network {
 
     /// The network's steps as specs, in forward order (what a `model.json` would store).
     pub fn specs(&self) -> Vec<LayerSpec> {
-        self.steps
-            .iter()
-            .map(|s| match s {
+        let mut levels: Vec<Vec<LayerSpec>> = vec![Vec::new()];
+        for step in &self.steps {
+            let spec = match step {
                 Step::Layer(l) => l.spec(),
                 Step::Gate(g) => LayerSpec::Gate(layers::GateSpec { spread: g.spread }),
-            })
-            .collect()
+                Step::Save => {
+                    levels.push(Vec::new());
+                    continue;
+                }
+                Step::Add => LayerSpec::Residual {
+                    inner: levels.pop().expect("an open block"),
+                },
+            };
+            levels.last_mut().expect("a level").push(spec);
+        }
+        levels.pop().expect("the top level")
     }
 
     pub fn player_layers(&self) -> &[PlayerLayer] {
@@ -304,7 +352,8 @@ impl Network {
     }
 
     /// Runs the network, calling `gate` where each player layer's mask acts and returning
-    /// early with the ungated activations there when it is player layer `stop`'s gate.
+    /// early with the activations at player layer `stop`'s entry (its gate, or its residual
+    /// block's start), every earlier gate left open.
     fn walk(
         &self,
         xs: &Tensor,
@@ -312,11 +361,20 @@ impl Network {
         gate: &mut dyn FnMut(&Gate, Tensor) -> Tensor,
     ) -> Tensor {
         let mut h = self.input_view(xs);
-        for step in &self.steps {
+        let stop = stop.map(|p| self.players[p].entry);
+        let mut saved = Vec::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            if stop == Some(i) {
+                return h;
+            }
             h = match step {
-                Step::Gate(g) if stop == Some(g.players) => return h,
                 Step::Gate(g) => gate(g, h),
                 Step::Layer(layer) => layer.forward(&h),
+                Step::Save => {
+                    saved.push(h.shallow_clone());
+                    h
+                }
+                Step::Add => saved.pop().expect("a block's start") + h,
             };
         }
         h
@@ -380,7 +438,7 @@ impl Network {
     /// Units of player layer `pl` per row of its producer's weight (1, or LeNet5's 25
     /// positions per conv2 channel).
     pub(crate) fn units_per_row(&self, pl: &PlayerLayer) -> usize {
-        pl.size / self.weighted(pl.producer).1.size()[0] as usize
+        pl.size / self.weighted(pl.producer).0.units()
     }
 
     /// The weights that produce each unit's activation, one row per unit of player layer
@@ -389,8 +447,8 @@ impl Network {
     /// "group" θ_i of the equilibrium game.
     pub fn incoming_groups(&self, layer: usize) -> Tensor {
         let pl = &self.players[layer];
-        let (_, w, b) = self.weighted(pl.producer);
-        let rows = layers::rows_with_bias(w, b);
+        let (producer, w, b) = self.weighted(pl.producer);
+        let rows = producer.group(w, b);
         match self.units_per_row(pl) {
             1 if w.dim() == 2 => rows,
             per_row => rows.repeat_interleave_self_int(per_row as i64, Some(0), None),
@@ -407,16 +465,12 @@ impl Network {
         let _guard = tch::no_grad_guard();
         for pl in &self.players {
             let keep = &scale[pl.offset..pl.offset + pl.size];
-            let (_, w, b) = self.weighted(pl.producer);
+            let (producer, w, _) = self.weighted(pl.producer);
             let rows: Vec<f32> = keep
                 .chunks(self.units_per_row(pl))
                 .map(|c| if c.iter().any(|&k| k > 0.0) { 1.0 } else { 0.0 })
                 .collect();
-            let rows = Tensor::from_slice(&rows).to_device(w.device());
-            let _ = w.shallow_clone().g_mul_(&layers::over_outputs(w, &rows));
-            if let Some(b) = b {
-                let _ = b.shallow_clone().g_mul_(&rows);
-            }
+            producer.scale_units(&Tensor::from_slice(&rows).to_device(w.device()));
         }
     }
 
@@ -444,10 +498,13 @@ impl Network {
     /// tensor copies), so an evaluator can own them and move them between threads: evaluates
     /// coalitions from [`Network::activations_at`]`(xs, start)`.
     pub fn masked_suffix(&self, start: usize) -> MaskedSuffix {
-        let gate = self.players[start].gate;
+        let entry = self.players[start].entry;
         MaskedSuffix::new(
-            self.steps[gate..].iter().map(Step::shallow_clone).collect(),
-            self.shapes[gate..].to_vec(),
+            self.steps[entry..]
+                .iter()
+                .map(Step::shallow_clone)
+                .collect(),
+            self.shapes[entry..].to_vec(),
             self.players.clone(),
             start,
         )
@@ -477,6 +534,16 @@ impl Network {
         })
     }
 
+    /// Layers without weight rows (flatten, select, layer norms, positions, embeddings) with
+    /// their input shapes.
+    pub(crate) fn unweighted_layers(&self) -> impl Iterator<Item = (&dyn Layer, &[i64])> {
+        self.steps.iter().enumerate().filter_map(|(i, s)| {
+            s.layer()
+                .filter(|l| l.weights().is_none())
+                .map(|l| (l, self.shapes[i].as_slice()))
+        })
+    }
+
     pub(crate) fn steps(&self) -> &[Step] {
         &self.steps
     }
@@ -500,6 +567,11 @@ impl Network {
             Some(Step::Gate(g)) => Some(g),
             _ => None,
         }
+    }
+
+    /// The weighted layer whose outputs are player layer `pl`'s units.
+    pub(crate) fn producer(&self, pl: &PlayerLayer) -> &dyn Layer {
+        self.weighted(pl.producer).0
     }
 
     /// The player layer whose units are the outputs of step `i`.
@@ -528,7 +600,7 @@ impl Network {
             .map(|(_, l, input)| {
                 let w = l.weights().expect("weighted").0;
                 let full = KeptOutputs {
-                    rows: w.size()[0] as u64,
+                    rows: l.units() as u64,
                     positions: None,
                 };
                 let name = l.name().expect("weighted layers have names").to_owned();

@@ -163,9 +163,7 @@ impl Network {
                 score(&format!("{layer}.weight")),
                 score(&format!("{layer}.bias")),
             );
-            let dims: Vec<i64> = (1..w.dim() as i64).collect();
-            let sums = w.sum_dim_intlist(dims.as_slice(), false, Kind::Double) + b;
-            let fan = (w.numel() as i64 / w.size()[0]) as usize + 1;
+            let (sums, fan) = self.producer(pl).unit_sums(w, b);
             for (u, r) in Vec::<f64>::try_from(sums)?.iter().enumerate() {
                 out[pl.offset + u] += r;
                 owned[pl.offset + u] += fan;
@@ -208,11 +206,24 @@ impl Network {
                     }
                 }
                 None => KeptOutputs {
-                    rows: w.size()[0] as u64,
+                    rows: layer.units() as u64,
                     positions: None,
                 },
             };
             let c = layer.cost(input, inputs, outputs);
+            total.params += c.params;
+            total.flops += c.flops;
+        }
+        // Layers without units (layer norms, positions, patch embeddings) cost what they cost.
+        for (layer, input) in self.unweighted_layers() {
+            let c = layer.cost(
+                input,
+                0,
+                KeptOutputs {
+                    rows: 0,
+                    positions: None,
+                },
+            );
             total.params += c.params;
             total.flops += c.flops;
         }

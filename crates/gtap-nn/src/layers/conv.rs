@@ -47,7 +47,7 @@ impl Conv {
             ..Default::default()
         };
         let c = nn::conv2d(
-            root / spec.name.as_str(),
+            super::sub(root, &spec.name),
             spec.inputs as i64,
             spec.outputs as i64,
             spec.kernel as i64,
@@ -140,6 +140,7 @@ impl Layer for Conv {
                     h: out.view([e * k, o, side_h, side_w]),
                     e,
                     k,
+                    rows: false,
                 }
             }
             Coalitions::Shared {
@@ -151,10 +152,11 @@ impl Layer for Conv {
                 pending: None,
                 k,
             },
-            Coalitions::Each { h, e, k } => Coalitions::Each {
+            Coalitions::Each { h, e, k, rows } => Coalitions::Each {
                 h: self.forward(&h),
                 e,
                 k,
+                rows,
             },
         }
     }

@@ -1,4 +1,6 @@
-//! A fully connected layer: `x Wᵀ + b`, then ReLU unless it is the classifier.
+//! A fully connected layer: `x Wᵀ + b`, then its activation (ReLU in the MLPs and CNNs, GELU in
+//! a transformer's FFN, none for a classifier or a projection). On `[N, T, in]` token rows it
+//! acts on every token.
 
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
@@ -12,7 +14,26 @@ pub struct DenseSpec {
     pub name: String,
     pub inputs: usize,
     pub outputs: usize,
-    pub relu: bool,
+    pub activation: Activation,
+}
+
+/// What follows a dense layer's product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Activation {
+    Relu,
+    Gelu,
+    None,
+}
+
+impl Activation {
+    pub(crate) fn apply(self, h: Tensor) -> Tensor {
+        match self {
+            Activation::Relu => h.relu(),
+            Activation::Gelu => h.gelu("none"),
+            Activation::None => h,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -20,13 +41,13 @@ pub(crate) struct Dense {
     name: String,
     weight: Tensor,
     bias: Option<Tensor>,
-    relu: bool,
+    activation: Activation,
 }
 
 impl Dense {
     pub fn new(root: &nn::Path<'_>, spec: &DenseSpec) -> Dense {
         let l = nn::linear(
-            root / spec.name.as_str(),
+            super::sub(root, &spec.name),
             spec.inputs as i64,
             spec.outputs as i64,
             Default::default(),
@@ -35,7 +56,7 @@ impl Dense {
             name: spec.name.clone(),
             weight: l.ws,
             bias: l.bs,
-            relu: spec.relu,
+            activation: spec.activation,
         }
     }
 
@@ -45,11 +66,7 @@ impl Dense {
             Some(b) => z + b,
             None => z,
         };
-        if self.relu {
-            z.relu()
-        } else {
-            z
-        }
+        self.activation.apply(z)
     }
 
     /// Pre-activation (before the bias) `[E, K, out]` of `K` coalitions from the input `h`
@@ -65,12 +82,17 @@ impl Dense {
     }
 
     /// An exported model's dense layer from its tensors.
-    pub fn from_tensors(name: &str, weight: Tensor, bias: Option<Tensor>, relu: bool) -> Dense {
+    pub fn from_tensors(
+        name: &str,
+        weight: Tensor,
+        bias: Option<Tensor>,
+        activation: Activation,
+    ) -> Dense {
         Dense {
             name: name.to_owned(),
             weight,
             bias,
-            relu,
+            activation,
         }
     }
 
@@ -85,7 +107,7 @@ impl Layer for Dense {
             name: self.name.clone(),
             inputs: self.weight.size()[1] as usize,
             outputs: self.weight.size()[0] as usize,
-            relu: self.relu,
+            activation: self.activation,
         })
     }
 
@@ -98,12 +120,8 @@ impl Layer for Dense {
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
-        let h = x.linear(&self.weight, self.bias.as_ref());
-        if self.relu {
-            h.relu()
-        } else {
-            h
-        }
+        self.activation
+            .apply(x.linear(&self.weight, self.bias.as_ref()))
     }
 
     // The coalition paths multiply and add apart (not `linear`'s fused form): the bytes every
@@ -123,16 +141,27 @@ impl Layer for Dense {
                 h,
                 pending: Some(m),
                 k,
-            } => Coalitions::Each {
+            } if h.dim() == 2 => Coalitions::Each {
                 e: h.size()[0],
                 h: self.finish(self.folded_preactivation(&h, &m)),
                 k,
+                rows: true,
             },
-            Coalitions::Each { h, e, k } => Coalitions::Each {
+            Coalitions::Each { h, e, k, rows } => Coalitions::Each {
                 h: self.finish(h.matmul(&self.weight.tr())),
                 e,
                 k,
+                rows,
             },
+            shared => {
+                let (h, e, k) = shared.expanded();
+                Coalitions::Each {
+                    h: self.finish(h.matmul(&self.weight.tr())),
+                    e,
+                    k,
+                    rows: false,
+                }
+            }
         }
     }
 
@@ -140,25 +169,35 @@ impl Layer for Dense {
         self.finish(x.matmul(&self.weight.tr()))
     }
 
-    fn output_shape(&self, _input: &[i64]) -> Vec<i64> {
-        vec![self.weight.size()[0]]
+    fn output_shape(&self, input: &[i64]) -> Vec<i64> {
+        let mut out = input.to_vec();
+        *out.last_mut().expect("a feature axis") = self.weight.size()[0];
+        out
     }
 
-    fn floats_per_pair(&self, _input: &[i64]) -> i64 {
-        self.weight.size()[0].max(self.weight.size()[1])
+    fn floats_per_pair(&self, input: &[i64]) -> i64 {
+        let tokens: i64 = input[..input.len() - 1].iter().product();
+        tokens * self.weight.size()[0].max(self.weight.size()[1])
     }
 
-    fn cost(&self, _input: &[i64], inputs: u64, outputs: KeptOutputs) -> Cost {
+    /// On token rows `[T, in]`, FLOPs for every token.
+    fn cost(&self, input: &[i64], inputs: u64, outputs: KeptOutputs) -> Cost {
         let bias = if self.bias.is_some() { outputs.rows } else { 0 };
+        let tokens: i64 = input[..input.len() - 1].iter().product();
         Cost {
             params: inputs * outputs.rows + bias,
-            flops: 2 * inputs * outputs.rows,
+            flops: 2 * inputs * outputs.rows * tokens as u64,
         }
     }
 
     fn slice(&self, inputs: Option<&Tensor>, outputs: Option<&Tensor>) -> Box<dyn Layer> {
         let (weight, bias) = super::sliced(&self.weight, self.bias.as_ref(), inputs, outputs);
-        Box::new(Dense::from_tensors(&self.name, weight, bias, self.relu))
+        Box::new(Dense::from_tensors(
+            &self.name,
+            weight,
+            bias,
+            self.activation,
+        ))
     }
 
     fn shallow_clone(&self) -> Box<dyn Layer> {
@@ -166,7 +205,7 @@ impl Layer for Dense {
             name: self.name.clone(),
             weight: self.weight.shallow_clone(),
             bias: self.bias.as_ref().map(Tensor::shallow_clone),
-            relu: self.relu,
+            activation: self.activation,
         })
     }
 

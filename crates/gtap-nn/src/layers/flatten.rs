@@ -29,10 +29,12 @@ impl Layer for Flatten {
                     k,
                 }
             }
-            Coalitions::Each { h, e, k } => Coalitions::Each {
+            // Maps `[E·K, C, H, W]` become rows `[E, K, C·H·W]`.
+            Coalitions::Each { h, e, k, .. } => Coalitions::Each {
                 h: h.view([e, k, -1]),
                 e,
                 k,
+                rows: true,
             },
         }
     }

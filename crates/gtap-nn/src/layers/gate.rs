@@ -55,6 +55,16 @@ impl Gate {
                     .feature_dropout(rate, true)
                     .view([n, units * spread])
             }
+            (false, 3) if self.spread > 1 => {
+                // A head of a token sequence: dropped as a whole, per example.
+                let n = h.size()[0];
+                let (t, units, spread) = (h.size()[1], pl.size as i64, self.spread as i64);
+                h.view([n, t, units, spread])
+                    .permute([0, 2, 1, 3])
+                    .feature_dropout(rate, true)
+                    .permute([0, 2, 1, 3])
+                    .reshape([n, t, units * spread])
+            }
             (false, _) => h.dropout(rate, true),
         }
     }
@@ -86,25 +96,39 @@ impl Gate {
             } => {
                 unreachable!("two gates in a row")
             }
-            Coalitions::Each { h, e, k } => {
-                let h = if h.dim() == 4 {
-                    let size = h.size();
-                    (h.view([e, k, size[1], size[2], size[3]]) * m.view([1, k, size[1], 1, 1]))
-                        .view([e * k, size[1], size[2], size[3]])
-                } else {
-                    h * m.unsqueeze(0)
-                };
-                Coalitions::Each { h, e, k }
+            Coalitions::Each {
+                h,
+                e,
+                k,
+                rows: true,
+            } => Coalitions::Each {
+                h: h * m.unsqueeze(0),
+                e,
+                k,
+                rows: true,
+            },
+            Coalitions::Each { h, e, k, .. } => {
+                let size = h.size();
+                let mut split = vec![e, k];
+                split.extend(&size[1..]);
+                let h = (h.view(split.as_slice()) * super::feature_mask(&m, &split))
+                    .view(size.as_slice());
+                Coalitions::Each {
+                    h,
+                    e,
+                    k,
+                    rows: false,
+                }
             }
         }
     }
 
     /// Pairs: row `j` of `h` under mask row `j` of `m`.
     pub fn paired(&self, h: &Tensor, m: &Tensor) -> Tensor {
-        if h.dim() == 4 {
-            h * m.view([m.size()[0], -1, 1, 1])
-        } else {
-            h * m
+        match h.dim() {
+            4 => h * m.view([m.size()[0], -1, 1, 1]),
+            3 => h * m.unsqueeze(1),
+            _ => h * m,
         }
     }
 }

@@ -8,22 +8,32 @@
 //! Whole-network operations (grouping θ_i, scaling and removing units, unit scores, costs)
 //! are written once over the sequence, using only this interface.
 
+mod attention;
 mod conv;
 mod dense;
 mod flatten;
 mod gate;
+mod norm;
+mod patches;
+mod pool;
+mod position;
 mod select;
 
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
+pub(crate) use attention::Attention;
+pub use attention::AttentionSpec;
 pub(crate) use conv::Conv;
 pub use conv::ConvSpec;
 pub(crate) use dense::Dense;
-pub use dense::DenseSpec;
+pub use dense::{Activation, DenseSpec};
 pub(crate) use flatten::Flatten;
 pub(crate) use gate::Gate;
 pub use gate::GateSpec;
+pub use norm::NormSpec;
+pub use patches::PatchesSpec;
+pub use position::PositionSpec;
 pub(crate) use select::Select;
 
 use crate::Cost;
@@ -44,6 +54,19 @@ pub enum LayerSpec {
     Gate(GateSpec),
     /// Features `index` of `[N, F]`, in that order (an exported model's kept features).
     Select { index: Vec<usize> },
+    /// `x + inner(x)`: a residual block (its gates inside).
+    Residual { inner: Vec<LayerSpec> },
+    /// Layer normalisation over the last axis (learned scale and shift).
+    LayerNorm(NormSpec),
+    /// Multi-head self-attention up to the heads' concatenated outputs (the output
+    /// projection is the dense layer after its gate, whose players are the heads).
+    Attention(AttentionSpec),
+    /// Images to tokens: non-overlapping `patch`×`patch` patches, each linearly embedded.
+    Patches(PatchesSpec),
+    /// Learned position embeddings added to `[N, T, d]` tokens.
+    Position(PositionSpec),
+    /// The mean over tokens: `[N, T, d]` to `[N, d]`.
+    MeanPool,
 }
 
 /// Activations of `K` coalitions on `E` examples, as they flow through a masked suffix.
@@ -56,9 +79,15 @@ pub(crate) enum Coalitions {
         pending: Option<Tensor>,
         k: i64,
     },
-    /// Activations per (example, coalition): rows `[E, K, n]` or feature maps
-    /// `[E·K, C, H, W]`.
-    Each { h: Tensor, e: i64, k: i64 },
+    /// Activations per (example, coalition): rows `[E, K, n]` (after a dense layer's fold,
+    /// `rows`), else example-major `[E·K, …]` (feature maps `[E·K, C, H, W]`, tokens
+    /// `[E·K, T, d]`, features `[E·K, n]`).
+    Each {
+        h: Tensor,
+        e: i64,
+        k: i64,
+        rows: bool,
+    },
 }
 
 impl Coalitions {
@@ -70,9 +99,101 @@ impl Coalitions {
                 let e = h.size()[0];
                 h.unsqueeze(1).expand([e, k, -1], false)
             }
-            Coalitions::Each { h, .. } => h,
+            Coalitions::Each { h, rows: true, .. } => h,
+            Coalitions::Each { h, e, k, .. } => h.view([e, k, -1]),
         }
     }
+
+    pub fn shallow_clone(&self) -> Coalitions {
+        match self {
+            Coalitions::Shared { h, pending, k } => Coalitions::Shared {
+                h: h.shallow_clone(),
+                pending: pending.as_ref().map(Tensor::shallow_clone),
+                k: *k,
+            },
+            Coalitions::Each { h, e, k, rows } => Coalitions::Each {
+                h: h.shallow_clone(),
+                e: *e,
+                k: *k,
+                rows: *rows,
+            },
+        }
+    }
+
+    /// A residual block's end: the activations kept at its start (`saved`) plus its output.
+    pub fn add(saved: Coalitions, x: Coalitions) -> Coalitions {
+        match (saved, x) {
+            (
+                Coalitions::Shared {
+                    h: a,
+                    pending: None,
+                    k,
+                },
+                Coalitions::Shared {
+                    h: b,
+                    pending: None,
+                    ..
+                },
+            ) => Coalitions::Shared {
+                h: a + b,
+                pending: None,
+                k,
+            },
+            (saved, x) => {
+                let (a, e, k) = saved.expanded();
+                let (b, _, _) = x.expanded();
+                Coalitions::Each {
+                    h: a + b,
+                    e,
+                    k,
+                    rows: false,
+                }
+            }
+        }
+    }
+
+    /// Example-major activations `[E·K, …]` of every coalition: shared ones repeated with
+    /// any pending mask applied, rows re-viewed.
+    pub fn expanded(self) -> (Tensor, i64, i64) {
+        match self {
+            Coalitions::Shared { h, pending, k } => {
+                let e = h.size()[0];
+                let mut size = h.size();
+                size.insert(1, k);
+                let mut h = h.unsqueeze(1).expand(size.as_slice(), false);
+                if let Some(m) = pending {
+                    h = h * feature_mask(&m, &size);
+                }
+                size[0] = e * k;
+                size.remove(1);
+                (h.reshape(size.as_slice()), e, k)
+            }
+            Coalitions::Each {
+                h,
+                e,
+                k,
+                rows: true,
+            } => {
+                let width = h.size()[2];
+                (h.view([e * k, width]), e, k)
+            }
+            Coalitions::Each { h, e, k, .. } => (h, e, k),
+        }
+    }
+}
+
+/// Masks `m` (`[K, width]`) shaped to multiply `[E, K, …]` activations of shape `size` on
+/// their feature axis: channels of maps (`[E, K, C, H, W]`), the last axis otherwise.
+pub(crate) fn feature_mask(m: &Tensor, size: &[i64]) -> Tensor {
+    let k = m.size()[0];
+    let mut shape = vec![1i64; size.len()];
+    shape[1] = k;
+    if size.len() == 5 {
+        shape[2] = -1;
+    } else {
+        *shape.last_mut().expect("at least [E, K, n]") = -1;
+    }
+    m.view(shape.as_slice())
 }
 
 /// What every layer kind provides. Layers own shallow handles on tensors of the network's
@@ -90,11 +211,46 @@ pub(crate) trait Layer: Send + std::fmt::Debug {
         None
     }
 
+    /// Its variables by checkpoint name (`fc1.weight`, `fc1.bias`, `norm.weight`, …).
+    fn variables(&self) -> Vec<(String, Tensor)> {
+        match (self.name(), self.weights()) {
+            (Some(name), Some((w, b))) => {
+                let mut out = vec![(format!("{name}.weight"), w.shallow_clone())];
+                out.extend(b.map(|b| (format!("{name}.bias"), b.shallow_clone())));
+                out
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The plain forward pass of examples `[N, …]`.
     fn forward(&self, x: &Tensor) -> Tensor;
 
-    /// The forward pass of `K` coalitions at once.
-    fn forward_coalitions(&self, x: Coalitions) -> Coalitions;
+    /// The forward pass of `K` coalitions at once. By default the plain forward pass: once on
+    /// shared activations, else on the example-major `[E·K, …]` ones (a pending mask applied
+    /// first); layers whose weights can absorb the masks override it.
+    fn forward_coalitions(&self, x: Coalitions) -> Coalitions {
+        match x {
+            Coalitions::Shared {
+                h,
+                pending: None,
+                k,
+            } => Coalitions::Shared {
+                h: self.forward(&h),
+                pending: None,
+                k,
+            },
+            x => {
+                let (h, e, k) = x.expanded();
+                Coalitions::Each {
+                    h: self.forward(&h),
+                    e,
+                    k,
+                    rows: false,
+                }
+            }
+        }
+    }
 
     /// The forward pass of `K` (example, coalition) pairs, row `j` already under mask `j`.
     fn forward_paired(&self, x: &Tensor) -> Tensor {
@@ -115,9 +271,44 @@ pub(crate) trait Layer: Send + std::fmt::Debug {
     }
 
     /// Parameters and FLOPs per example with `inputs` input units (channels or features)
-    /// and `outputs` output units kept; see [`KeptOutputs`].
+    /// and `outputs` output units kept; see [`KeptOutputs`]. For layers without units
+    /// (layer norms, positions), what they cost whatever is kept.
     fn cost(&self, _input: &[i64], _inputs: u64, _outputs: KeptOutputs) -> Cost {
         Cost::default()
+    }
+
+    /// Output units of a weighted layer: what a gate after it makes players (weight rows;
+    /// an attention layer's heads).
+    fn units(&self) -> usize {
+        self.weights().map_or(0, |(w, _)| w.size()[0] as usize)
+    }
+
+    /// Each unit's incoming parameters as one row, from tensors shaped like the weight and
+    /// the bias (the weights themselves: the equilibrium game's groups θ_i).
+    fn group(&self, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
+        rows_with_bias(weight, bias)
+    }
+
+    /// Per unit, the sum of a weight-shaped and a bias-shaped tensor over its incoming
+    /// parameters (`[units]`, in f64), and how many parameters that is.
+    fn unit_sums(&self, weight: &Tensor, bias: &Tensor) -> (Tensor, usize) {
+        let dims: Vec<i64> = (1..weight.dim() as i64).collect();
+        let sums = weight.sum_dim_intlist(dims.as_slice(), false, tch::Kind::Double) + bias;
+        (
+            sums,
+            (weight.numel() as i64 / weight.size()[0]) as usize + 1,
+        )
+    }
+
+    /// Multiplies each unit's output by `keep[unit]` through its own parameters (0 removes
+    /// it): a neuron's or filter's weight row and bias.
+    fn scale_units(&self, keep: &Tensor) {
+        if let Some((w, b)) = self.weights() {
+            let _ = w.shallow_clone().g_mul_(&over_outputs(w, keep));
+            if let Some(b) = b {
+                let _ = b.shallow_clone().g_mul_(keep);
+            }
+        }
     }
 
     /// Stride and padding, for convolutions.
@@ -148,11 +339,14 @@ pub(crate) struct KeptOutputs {
     pub positions: Option<u64>,
 }
 
-/// One step of a network: a layer, or the gate of a player layer.
+/// One step of a network: a layer, the gate of a player layer, or the two ends of a residual
+/// block (`Save` keeps the activations, `Add` adds the kept ones to the block's output).
 #[derive(Debug)]
 pub(crate) enum Step {
     Layer(Box<dyn Layer>),
     Gate(Gate),
+    Save,
+    Add,
 }
 
 impl Step {
@@ -160,13 +354,15 @@ impl Step {
         match self {
             Step::Layer(l) => Step::Layer(l.shallow_clone()),
             Step::Gate(g) => Step::Gate(*g),
+            Step::Save => Step::Save,
+            Step::Add => Step::Add,
         }
     }
 
     pub fn layer(&self) -> Option<&dyn Layer> {
         match self {
             Step::Layer(l) => Some(l.as_ref()),
-            Step::Gate(_) => None,
+            Step::Gate(_) | Step::Save | Step::Add => None,
         }
     }
 }
@@ -179,8 +375,22 @@ pub(crate) fn build(spec: &LayerSpec, root: &nn::Path<'_>) -> Box<dyn Layer> {
         LayerSpec::Conv(s) => Box::new(Conv::new(root, s)),
         LayerSpec::Flatten => Box::new(Flatten),
         LayerSpec::Select { index } => Box::new(Select::new(index, root.device())),
-        LayerSpec::Gate(_) => unreachable!("gates are not layers"),
+        LayerSpec::LayerNorm(s) => Box::new(norm::LayerNorm::new(root, s)),
+        LayerSpec::Attention(s) => Box::new(Attention::new(root, s)),
+        LayerSpec::Patches(s) => Box::new(patches::Patches::new(root, s)),
+        LayerSpec::Position(s) => Box::new(position::Position::new(root, s)),
+        LayerSpec::MeanPool => Box::new(pool::MeanPool),
+        LayerSpec::Gate(_) | LayerSpec::Residual { .. } => {
+            unreachable!("gates and residual blocks are steps, not layers")
+        }
     }
+}
+
+/// The variable path of layer `name` under `root`: `block1.attn` is `root / "block1" / "attn"`.
+pub(crate) fn sub<'a>(root: &nn::Path<'a>, name: &str) -> nn::Path<'a> {
+    let mut parts = name.split('.');
+    let first = parts.next().expect("a layer name");
+    parts.fold(root / first, |path, part| &path / part)
 }
 
 /// `weight` (and `bias`) keeping rows `outputs` and columns `inputs`, copied.

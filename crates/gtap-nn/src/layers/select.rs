@@ -42,10 +42,11 @@ impl Layer for Select {
                     k,
                 }
             }
-            Coalitions::Each { h, e, k } => Coalitions::Each {
-                h: h.index_select(2, &self.tensor),
+            Coalitions::Each { h, e, k, rows } => Coalitions::Each {
+                h: h.index_select(if rows { 2 } else { 1 }, &self.tensor),
                 e,
                 k,
+                rows,
             },
         }
     }

@@ -3,7 +3,7 @@
 //! no preset names (a hand-written MLP) gets players, masked evaluation and costs from the
 //! layer interface alone.
 
-use gtap_nn::{AlexnetWidths, Arch, DenseSpec, GateSpec, LayerSpec, Network, Shape};
+use gtap_nn::{Activation, AlexnetWidths, Arch, DenseSpec, GateSpec, LayerSpec, Network, Shape};
 use tch::{Device, Kind, Tensor};
 
 fn presets() -> Vec<(Arch, Shape, AlexnetWidths)> {
@@ -81,7 +81,11 @@ fn dense(name: &str, inputs: usize, outputs: usize, relu: bool) -> LayerSpec {
         name: name.into(),
         inputs,
         outputs,
-        relu,
+        activation: if relu {
+            Activation::Relu
+        } else {
+            Activation::None
+        },
     })
 }
 
