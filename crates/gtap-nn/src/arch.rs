@@ -2,7 +2,10 @@
 //! presets: the layer specs each one is built from (the only place that knows an
 //! architecture's layers).
 
-use crate::layers::{Activation, ConvSpec, DenseSpec, GateSpec, LayerSpec};
+use crate::layers::{
+    Activation, AttentionSpec, ConvSpec, DenseSpec, GateSpec, LayerSpec, NormSpec, PatchesSpec,
+    PositionSpec,
+};
 use crate::NnError;
 
 /// The architectures of the paper (more arrive with later datasets).
@@ -29,6 +32,101 @@ pub enum Arch {
     /// neurons. Layers `conv1`…`conv5`, `fc1`…`fc3` (AlexNet's fc6, fc7, fc8).
     #[serde(rename = "alexnet")]
     Alexnet,
+    /// A small vision transformer for 28×28 images ([`VIT`]: 7×7 patches, 16 tokens of 64,
+    /// two pre-LN blocks of 4-head attention and a 128-neuron GELU FFN, mean pooling);
+    /// players: every block's heads and FFN neurons (`block1.attn` 4, `block1.ffn` 128,
+    /// `block2.attn` 4, `block2.ffn` 128).
+    #[serde(rename = "vit")]
+    Vit,
+}
+
+/// The geometry of [`Arch::Vit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VitPlan {
+    pub patch: usize,
+    pub dim: usize,
+    pub heads: usize,
+    pub ffn: usize,
+    pub blocks: usize,
+}
+
+pub const VIT: VitPlan = VitPlan {
+    patch: 7,
+    dim: 64,
+    heads: 4,
+    ffn: 128,
+    blocks: 2,
+};
+
+const VIT_PLAYER_LAYERS: [(&str, usize); 4] = [
+    ("block1.attn", VIT.heads),
+    ("block1.ffn", VIT.ffn),
+    ("block2.attn", VIT.heads),
+    ("block2.ffn", VIT.ffn),
+];
+
+/// A pre-LN transformer encoder over `image` (`[C, H, W]`), classes `classes`.
+fn vit(plan: VitPlan, image: [usize; 3], classes: usize) -> Vec<LayerSpec> {
+    let [c, h, w] = image;
+    let tokens = (h / plan.patch) * (w / plan.patch);
+    let d = plan.dim;
+    let mut specs = vec![
+        LayerSpec::Patches(PatchesSpec {
+            name: "embed".into(),
+            channels: c,
+            patch: plan.patch,
+            dim: d,
+        }),
+        LayerSpec::Position(PositionSpec {
+            name: "position".into(),
+            tokens,
+            dim: d,
+        }),
+    ];
+    let norm = |name: String| LayerSpec::LayerNorm(NormSpec { name, dim: d });
+    let layer = |name: String, inputs, outputs, activation| {
+        LayerSpec::Dense(DenseSpec {
+            name,
+            inputs,
+            outputs,
+            activation,
+        })
+    };
+    let head_dim = d / plan.heads;
+    for b in 1..=plan.blocks {
+        specs.push(LayerSpec::Residual {
+            inner: vec![
+                norm(format!("block{b}.norm1")),
+                LayerSpec::Attention(AttentionSpec {
+                    name: format!("block{b}.attn"),
+                    dim: d,
+                    heads: plan.heads,
+                    head_dim,
+                }),
+                gate(head_dim),
+                layer(
+                    format!("block{b}.proj"),
+                    plan.heads * head_dim,
+                    d,
+                    Activation::None,
+                ),
+            ],
+        });
+        specs.push(LayerSpec::Residual {
+            inner: vec![
+                norm(format!("block{b}.norm2")),
+                layer(format!("block{b}.ffn"), d, plan.ffn, Activation::Gelu),
+                gate(1),
+                layer(format!("block{b}.ffn_out"), plan.ffn, d, Activation::None),
+            ],
+        });
+    }
+    specs.extend([
+        norm("norm".into()),
+        LayerSpec::MeanPool,
+        layer("head".into(), d, classes, Activation::None),
+    ]);
+    specs
 }
 
 /// What a network is built for: values per input example and number of classes.
@@ -178,6 +276,7 @@ impl Arch {
                 specs.extend(mlp(400, &[120, 84], 10));
                 specs
             }
+            Arch::Vit => vit(VIT, [1, 28, 28], 10),
             Arch::Alexnet => {
                 let mut specs = Vec::new();
                 let mut inputs = 3;
@@ -215,6 +314,7 @@ impl Arch {
             Arch::Mlp3x256 => 3 * 256,
             Arch::Mlp512x256 => 512 + 256,
             Arch::Alexnet => AlexnetWidths::FULL.num_players(),
+            Arch::Vit => VIT_PLAYER_LAYERS.iter().map(|(_, n)| n).sum(),
         }
     }
 
@@ -228,6 +328,7 @@ impl Arch {
             Arch::Lenet5 => vec![("conv2", 400), ("fc1", 120), ("fc2", 84)],
             Arch::Mlp3x256 => vec![("fc1", 256), ("fc2", 256), ("fc3", 256)],
             Arch::Mlp512x256 => vec![("fc1", 512), ("fc2", 256)],
+            Arch::Vit => VIT_PLAYER_LAYERS.to_vec(),
             Arch::Alexnet => {
                 let convs = ["conv1", "conv2", "conv3", "conv4", "conv5"];
                 let mut out: Vec<(&'static str, usize)> =
@@ -245,6 +346,7 @@ impl Arch {
             Arch::Mlp3x256 => "mlp-3x256",
             Arch::Mlp512x256 => "mlp-512-256",
             Arch::Alexnet => "alexnet",
+            Arch::Vit => "vit",
         }
     }
 
@@ -266,7 +368,7 @@ impl Arch {
     /// `[channels, height, width]` of an input image, for architectures that convolve.
     pub fn image(self) -> Option<[i64; 3]> {
         match self {
-            Arch::Lenet5 => Some([1, 28, 28]),
+            Arch::Lenet5 | Arch::Vit => Some([1, 28, 28]),
             Arch::Alexnet => Some([3, 64, 64]),
             _ => None,
         }
@@ -285,7 +387,7 @@ impl Arch {
             })
         };
         match self {
-            Arch::Lenet300100 | Arch::Lenet5 if shape != Shape::MNIST => {
+            Arch::Lenet300100 | Arch::Lenet5 | Arch::Vit if shape != Shape::MNIST => {
                 fail("it takes 28x28 images (784 inputs) and 10 classes")
             }
             Arch::Alexnet if shape.inputs != 3 * 64 * 64 || shape.classes < 2 => {

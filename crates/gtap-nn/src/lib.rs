@@ -36,7 +36,7 @@ mod prune;
 mod train;
 pub mod walks;
 
-pub use arch::{AlexnetWidths, Arch, Shape};
+pub use arch::{AlexnetWidths, Arch, Shape, VitPlan, VIT};
 pub use data::TensorData;
 pub use device::{device, set_device, DeviceChoice};
 pub use equilibrium::{
@@ -48,7 +48,10 @@ pub use eval::{evaluate, evaluate_gated, Evaluation, MaskedEvaluator, Utility};
 pub use export::{
     KeptUnits, LayerShape, PrunedLayout, PrunedNetwork, PRUNED_LAYOUT, PRUNED_WEIGHTS,
 };
-pub use layers::{Activation, ConvSpec, DenseSpec, GateSpec, LayerSpec};
+pub use layers::{
+    Activation, AttentionSpec, ConvSpec, DenseSpec, GateSpec, LayerSpec, NormSpec, PatchesSpec,
+    PositionSpec,
+};
 pub use masked::MaskedSuffix;
 pub use model::{Network, PlayerLayer, UnitId};
 pub use numerics::Numerics;

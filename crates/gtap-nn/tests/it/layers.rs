@@ -20,6 +20,7 @@ fn presets() -> Vec<(Arch, Shape, AlexnetWidths)> {
             AlexnetWidths::FULL,
         ),
         (Arch::Mlp512x256, Shape::MNIST, AlexnetWidths::FULL),
+        (Arch::Vit, Shape::MNIST, AlexnetWidths::FULL),
         (
             Arch::Alexnet,
             Shape {

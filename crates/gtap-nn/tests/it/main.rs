@@ -6,6 +6,7 @@ mod export;
 mod layers;
 mod numerics;
 mod retrain;
+mod vit;
 mod walks;
 
 use gtap_game::{Coalition, Game};

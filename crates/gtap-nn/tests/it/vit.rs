@@ -1,0 +1,173 @@
+//! The vision transformer preset: its heads and FFN neurons are players, and every operation
+//! the layer interface provides is exact on it: K coalitions at once equal the gated network
+//! one coalition at a time, a layer-wise game inside a residual block agrees with the whole
+//! game, removing units and the exported model compute the masked network, and training is
+//! deterministic with head dropout.
+
+use gtap_game::{Coalition, Game};
+use gtap_nn::{
+    Arch, MaskedEvaluator, Network, Optimizer, PrunedNetwork, TensorData, TrainConfig, Utility,
+    WeightCriterion,
+};
+use tch::{Device, Kind, Tensor};
+
+fn synthetic(n: i64, seed: u64) -> TensorData {
+    gtap_nn::with_torch_rng(seed, || TensorData {
+        inputs: Tensor::randn([n, 784], (Kind::Float, Device::Cpu)),
+        labels: Tensor::randint(10, [n], (Kind::Int64, Device::Cpu)),
+    })
+}
+
+fn masks(rows: &[Vec<bool>]) -> Tensor {
+    let flat: Vec<f32> = rows
+        .iter()
+        .flatten()
+        .map(|&k| f32::from(u8::from(k)))
+        .collect();
+    Network::mask_tensor(&flat, rows[0].len(), Device::Cpu)
+}
+
+/// Pseudo-random coalitions of the 264 players, about half of each layer.
+fn coalitions(count: usize) -> Vec<Vec<bool>> {
+    (0..count)
+        .map(|j| {
+            (0..264)
+                .map(|p| (p * 7919 + j * 104_729) % 13 < 7)
+                .collect()
+        })
+        .collect()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn heads_and_ffn_neurons_are_the_players() {
+    let net = Network::new(Arch::Vit, Device::Cpu, 0);
+    let layers: Vec<(&str, usize, usize)> = net
+        .player_layers()
+        .iter()
+        .map(|l| (l.name.as_str(), l.size, l.offset))
+        .collect();
+    assert_eq!(
+        layers,
+        [
+            ("block1.attn", 4, 0),
+            ("block1.ffn", 128, 4),
+            ("block2.attn", 4, 132),
+            ("block2.ffn", 128, 136)
+        ]
+    );
+    assert_eq!(Arch::Vit.num_players(), 264);
+    // A head's group θ_h: its query, key and value rows with their biases (3 · 16 · 65).
+    assert_eq!(net.incoming_groups(0).size(), [4, 3 * 16 * 65]);
+    assert_eq!(net.incoming_groups(1).size(), [128, 65]);
+    let full = net.cost(&[true; 264]);
+    assert_eq!(full.params, net.num_parameters() as u64);
+}
+
+#[test]
+fn k_coalitions_at_once_equal_the_gated_network_and_the_paired_rows() {
+    let _guard = tch::no_grad_guard();
+    let net = Network::new(Arch::Vit, Device::Cpu, 1);
+    let xs = synthetic(12, 2).inputs;
+    let rows = coalitions(5);
+    let m = masks(&rows);
+    let batched = net.masked_logits(&net.prefix(&xs), &m).unwrap(); // [E, K, C]
+    for (j, _) in rows.iter().enumerate() {
+        let gated = net.forward_gated(&xs, &m.get(j as i64));
+        let diff = max_diff(&batched.select(1, j as i64), &gated);
+        assert!(diff < 1e-5, "coalition {j}: max |diff| {diff}");
+    }
+    // Pairs: example j under coalition j.
+    let pairs = xs.narrow(0, 0, 5);
+    let paired = net.paired_logits(&net.prefix(&pairs), &m).unwrap();
+    for j in 0..5 {
+        let diff = max_diff(&paired.get(j), &batched.get(j).get(j));
+        assert!(diff < 1e-5, "pair {j}: max |diff| {diff}");
+    }
+    // An empty coalition is not the full one: the gates act.
+    let none = masks(&[vec![false; 264]]);
+    let empty = net.masked_logits(&net.prefix(&xs), &none).unwrap();
+    assert!(max_diff(&empty.select(1, 0), &net.forward(&xs)) > 1e-3);
+}
+
+#[test]
+fn a_layer_game_inside_a_residual_block_agrees_with_the_whole_game() {
+    let net = Network::new(Arch::Vit, Device::Cpu, 3);
+    let data = synthetic(40, 4);
+    let whole = MaskedEvaluator::new(&net, &data, Utility::NegativeCrossEntropy, 4);
+    let ffn = MaskedEvaluator::starting_at(&net, &data, Utility::NegativeCrossEntropy, 4, 3);
+    let coalitions: Vec<Coalition> = (0..6)
+        .map(|j| Coalition::from_players(264, (0..264).filter(|&p| p < 136 || (p + j) % 3 != 0)))
+        .collect();
+    let (mut a, mut b) = (vec![0.0; 6], vec![0.0; 6]);
+    whole.values(&coalitions, &mut a);
+    ffn.values(&coalitions, &mut b);
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-6, "{x} vs {y}");
+    }
+    // It refuses a coalition without an earlier layer's unit.
+    let without_head = Coalition::from_players(264, 1..264);
+    let row = masks(&[(0..264).map(|p| without_head.contains(p)).collect()]);
+    assert!(ffn.values_of_masks(&row).is_err());
+}
+
+#[test]
+fn removed_units_and_the_exported_model_compute_the_masked_network() {
+    let _guard = tch::no_grad_guard();
+    let xs = synthetic(10, 6).inputs;
+    for kept in coalitions(3) {
+        let net = Network::new(Arch::Vit, Device::Cpu, 5);
+        let m = masks(std::slice::from_ref(&kept));
+        let masked = net
+            .masked_logits(&net.prefix(&xs), &m)
+            .unwrap()
+            .select(1, 0);
+        let pruned = PrunedNetwork::from_network(&net, &kept).unwrap();
+        assert!(max_diff(&pruned.forward(&xs), &masked) < 1e-5);
+        assert_eq!(pruned.num_parameters(), net.cost(&kept).params);
+        assert!(net.cost(&kept).params < net.num_parameters() as u64);
+        let mut removed = Network::new(Arch::Vit, Device::Cpu, 5);
+        removed.remove_units(&kept);
+        assert!(max_diff(&removed.forward(&xs), &masked) < 1e-5);
+    }
+}
+
+#[test]
+fn training_with_head_dropout_is_deterministic_and_scores_every_unit() {
+    let train = synthetic(200, 7);
+    let probe = synthetic(40, 8);
+    let cfg = TrainConfig {
+        augment: Default::default(),
+        epochs: 1,
+        batch_size: 50,
+        lr: 1e-3,
+        optimizer: Optimizer::Adam,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        dropout: 0.2,
+    };
+    let run = || {
+        let mut net = Network::new(Arch::Vit, Device::Cpu, 9);
+        gtap_nn::train(&mut net, &train, &probe, &cfg, 9, &mut || {}).unwrap();
+        net
+    };
+    let (a, b) = (run(), run());
+    for ((n, x), (_, y)) in a.named_variables().iter().zip(&b.named_variables()) {
+        assert!(x.equal(y), "{n} differs between two seeded trainings");
+    }
+    let scores = a
+        .unit_scores(WeightCriterion::WeightGradient, Some(&probe))
+        .unwrap();
+    assert_eq!(scores.len(), 264);
+    assert!(scores.iter().all(|s| s.is_finite() && *s > 0.0));
+    // A trained network loads back from its checkpoint.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vit.safetensors");
+    a.save(&path).unwrap();
+    let back = Network::load(Arch::Vit, &path, Device::Cpu).unwrap();
+    let _guard = tch::no_grad_guard();
+    assert!(back.forward(&probe.inputs).equal(&a.forward(&probe.inputs)));
+}
