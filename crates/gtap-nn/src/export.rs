@@ -353,6 +353,13 @@ impl PrunedNetwork {
                         padding: l.padding.unwrap_or(0),
                         pool: l.pool.or(known.as_ref().map(|c| c.pool)).unwrap_or(1),
                     };
+                    // A hand-edited layout must not divide by zero in the shape arithmetic.
+                    if spec.kernel == 0 || spec.stride == 0 || spec.pool == 0 {
+                        return Err(mismatch(format!(
+                            "conv layer `{}` needs kernel, stride and pool of at least 1",
+                            l.name
+                        )));
+                    }
                     let weight = take(
                         format!("{}.weight", l.name),
                         vec![outputs, inputs, k as i64, k as i64],

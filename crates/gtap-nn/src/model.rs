@@ -223,6 +223,21 @@ impl Network {
         };
         let mut net =
             Network::from_specs(arch, shape, &specs, device, 0).map_err(|e| fail(e.to_string()))?;
+        // Sizes read from a file must chain: each layer takes what the one before gives.
+        for (_, layer, input) in net.weighted_steps() {
+            let takes = layer.weights().expect("weighted").0.size()[1];
+            let given = if input.len() == 3 {
+                input[0]
+            } else {
+                input[input.len() - 1]
+            };
+            if takes != given {
+                return Err(fail(format!(
+                    "`{}` takes {takes} inputs, the layer before gives {given}",
+                    layer.name().unwrap_or("a layer")
+                )));
+            }
+        }
         net.vs.load(path).map_err(|e| fail(e.to_string()))?;
         Ok(net)
     }

@@ -177,4 +177,12 @@ fn a_kept_set_of_the_wrong_width_and_a_mismatched_file_are_errors() {
             .contains("`conv1.weight` has shape [6, 1, 5, 5], the layout says [5, 1, 5, 5]"),
         "{err}"
     );
+    // A pooling of 0 is an error, not a division by zero.
+    std::fs::write(&layout, text.replacen("\"pool\": 2", "\"pool\": 0", 1)).unwrap();
+    let err = PrunedNetwork::load(dir.path(), Device::Cpu).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("needs kernel, stride and pool of at least 1"),
+        "{err}"
+    );
 }
