@@ -94,6 +94,9 @@ pub enum Estimator {
     /// ([`Game::incremental`]). Samples of one player are independent across sweeps (the
     /// standard error is theirs); players of one sweep are correlated.
     Sweep,
+    /// Every coalition of the free players (2^f evaluations, f ≤ [`crate::MAX_EXACT_FREE`]):
+    /// the index itself, any index, standard error 0; `samples` is not used.
+    Exact,
 }
 
 impl Estimator {
@@ -105,6 +108,7 @@ impl Estimator {
             Estimator::SharedRegression => "SharedRegression",
             Estimator::SharedCrossFit { .. } => "SharedCrossFit",
             Estimator::Sweep => "Sweep",
+            Estimator::Exact => "Exact",
         }
     }
 }
@@ -179,6 +183,7 @@ pub fn evaluations(
         return Ok(Vec::new());
     }
     Ok(match (cfg.estimator, bias) {
+        (Estimator::Exact, _) => crate::exact::exact_values(game, s.free, s.base, part, progress)?,
         (Estimator::Permutation { antithetic }, _) => {
             s.permutation_values(antithetic, part, progress)
         }
@@ -211,6 +216,7 @@ pub fn estimate_from_evaluations(
         Estimator::Permutation { antithetic: false } | Estimator::Sweep => k * (f + 1),
         Estimator::Paired => 2 * f * k,
         Estimator::Shared | Estimator::SharedRegression | Estimator::SharedCrossFit { .. } => k,
+        Estimator::Exact => 1 << f,
     };
     if values.len() != expected {
         return Err(GameError::WrongEvaluationCount {
@@ -219,6 +225,7 @@ pub fn estimate_from_evaluations(
         });
     }
     Ok(match (cfg.estimator, bias) {
+        (Estimator::Exact, bias) => crate::exact::exact_from_values(s.free, bias, values),
         (Estimator::Permutation { antithetic }, _) => s.permutation(antithetic, values),
         (Estimator::Paired, Some(_)) => s.paired(values),
         (Estimator::Shared, Some(d)) => s.shared(d, values),
@@ -252,6 +259,16 @@ fn check(
             None,
         ) => return Err(incompatible("Permutation")),
         _ => {}
+    }
+    if cfg.estimator == Estimator::Exact {
+        let resolved = constraints.resolve(game.num_players())?;
+        if resolved.free.len() > crate::MAX_EXACT_FREE {
+            return Err(GameError::TooManyFreePlayers {
+                free: resolved.free.len(),
+                max: crate::MAX_EXACT_FREE,
+            });
+        }
+        return Ok((resolved, bias));
     }
     if cfg.samples == 0 {
         return Err(GameError::NoSamples);

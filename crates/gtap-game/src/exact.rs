@@ -23,7 +23,19 @@ pub fn exact(
 ) -> Result<Vec<PlayerEstimate>, GameError> {
     let bias = index.bias()?;
     let setup = constraints.resolve(game.num_players())?;
-    let (free, base) = (&setup.free, &setup.base);
+    let vals = exact_values(game, &setup.free, &setup.base, crate::Part::WHOLE, &|_| {})?;
+    Ok(exact_from_values(&setup.free, bias, &vals))
+}
+
+/// ν of every coalition [`exact`] enumerates, for `part` of them: coalition m is
+/// `base ∪ {free[b] : bit b of m}`. Errors past [`MAX_EXACT_FREE`] free players.
+pub(crate) fn exact_values(
+    game: &dyn Game,
+    free: &[usize],
+    base: &Coalition,
+    part: crate::Part,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<f64>, GameError> {
     let f = free.len();
     if f > MAX_EXACT_FREE {
         return Err(GameError::TooManyFreePlayers {
@@ -34,7 +46,6 @@ pub fn exact(
     if f == 0 {
         return Ok(Vec::new());
     }
-    // Evaluation m is the coalition A ∪ {free[b] : bit b of m}.
     let build = |range: std::ops::Range<usize>, out: &mut Vec<Coalition>| {
         for m in range {
             let mut c = base.clone();
@@ -44,7 +55,20 @@ pub fn exact(
             out.push(c);
         }
     };
-    let vals = evaluate(game, 1 << f, crate::Part::WHOLE, build, &|_| {});
+    Ok(evaluate(game, 1 << f, part, build, progress))
+}
+
+/// The power indices from the 2^f values of [`exact_values`] (`bias` d for β_d, `None` for
+/// Shapley).
+pub(crate) fn exact_from_values(
+    free: &[usize],
+    bias: Option<f64>,
+    vals: &[f64],
+) -> Vec<PlayerEstimate> {
+    let f = free.len();
+    if f == 0 {
+        return Vec::new();
+    }
     // weight[s]: weight of a marginal contribution to a coalition of s other free players.
     let weight: Vec<f64> = (0..f)
         .map(|s| match bias {
@@ -52,7 +76,7 @@ pub fn exact(
             Some(d) => d.powi(s as i32) * (1.0 - d).powi((f - 1 - s) as i32),
         })
         .collect();
-    Ok((0..f)
+    (0..f)
         .into_par_iter()
         .map(|b| {
             let bit = 1usize << b;
@@ -67,7 +91,7 @@ pub fn exact(
                 samples: vals.len(),
             }
         })
-        .collect())
+        .collect()
 }
 
 /// C(n, k) as a float; exact for the n ≤ 20 used here.

@@ -45,6 +45,9 @@ pub enum NnError {
     /// An unusable device setting.
     #[error("{0}")]
     Device(String),
+    /// A player layer name the network does not have.
+    #[error("no player layer `{layer}` (the network's player layers: {known})")]
+    UnknownLayer { layer: String, known: String },
     /// An operation that needs examples (gradients) was given none.
     #[error("{0} need examples to compute gradients on")]
     NeedsExamples(&'static str),

@@ -28,6 +28,7 @@ mod equilibrium;
 mod error;
 mod eval;
 mod export;
+mod importance;
 mod layers;
 mod masked;
 mod model;
@@ -56,7 +57,7 @@ pub use masked::MaskedSuffix;
 pub use model::{Network, PlayerLayer, UnitId};
 pub use numerics::Numerics;
 pub use prune::{Cost, UnstructuredPoint, WeightCriterion};
-pub use train::{retrain, train, Augment, EpochMetrics, Optimizer, TrainConfig};
+pub use train::{retrain, train, Augment, Decay, EpochMetrics, Optimizer, Schedule, TrainConfig};
 
 /// Runs `f` with libtorch's global RNG seeded to `seed`, holding a process-wide lock, so that
 /// concurrent callers (test threads, say) cannot interleave draws and break determinism.

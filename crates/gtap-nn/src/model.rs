@@ -302,10 +302,34 @@ impl Network {
 
     /// The network's steps as specs, in forward order (what a `model.json` would store).
     pub fn specs(&self) -> Vec<LayerSpec> {
+        self.specs_with_gates(|_| true)
+    }
+
+    /// The same weights with only the player layers named in `layers` as players: every
+    /// other layer's gate is gone, so its units are always present (a game on a transformer's
+    /// heads with its FFN neurons kept, or the reverse). Global player ids are renumbered in
+    /// forward order over the layers kept. Errors name a layer that is not a player layer.
+    pub fn with_player_layers(&self, layers: &[String]) -> Result<Network, NnError> {
+        let known: Vec<&str> = self.players.iter().map(|l| l.name.as_str()).collect();
+        if let Some(unknown) = layers.iter().find(|n| !known.contains(&n.as_str())) {
+            return Err(NnError::UnknownLayer {
+                layer: unknown.clone(),
+                known: known.join(", "),
+            });
+        }
+        let specs = self.specs_with_gates(|g| layers.contains(&self.players[g.players].name));
+        let mut net = Network::from_specs(self.arch, self.shape, &specs, self.device(), 0)?;
+        net.vs.copy(&self.vs)?;
+        Ok(net)
+    }
+
+    /// [`Self::specs`] without the gates `keep` refuses.
+    fn specs_with_gates(&self, keep: impl Fn(&Gate) -> bool) -> Vec<LayerSpec> {
         let mut levels: Vec<Vec<LayerSpec>> = vec![Vec::new()];
         for step in &self.steps {
             let spec = match step {
                 Step::Layer(l) => l.spec(),
+                Step::Gate(g) if !keep(g) => continue,
                 Step::Gate(g) => LayerSpec::Gate(layers::GateSpec { spread: g.spread }),
                 Step::Save => {
                     levels.push(Vec::new());
@@ -330,15 +354,16 @@ impl Network {
         if self.arch != Arch::Alexnet {
             return AlexnetWidths::FULL;
         }
-        let mut widths = AlexnetWidths::FULL;
-        for (i, layer) in self.players.iter().enumerate() {
-            match i {
-                0..5 => widths.convs[i] = layer.size,
-                5..7 => widths.dense[i - 5] = layer.size,
-                _ => {}
-            }
+        // From the layers' own rows, so that it holds with only some layers as players.
+        let rows = |name: &str| {
+            self.weighted_steps()
+                .find(|(_, l, _)| l.name() == Some(name))
+                .map_or(0, |(_, l, _)| l.units())
+        };
+        AlexnetWidths {
+            convs: std::array::from_fn(|i| rows(&format!("conv{}", i + 1))),
+            dense: [rows("fc1"), rows("fc2")],
         }
-        widths
     }
 
     pub fn num_players(&self) -> usize {
@@ -369,7 +394,7 @@ impl Network {
     /// Runs the network, calling `gate` where each player layer's mask acts and returning
     /// early with the activations at player layer `stop`'s entry (its gate, or its residual
     /// block's start), every earlier gate left open.
-    fn walk(
+    pub(crate) fn walk(
         &self,
         xs: &Tensor,
         stop: Option<usize>,

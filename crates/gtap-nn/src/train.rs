@@ -12,6 +12,54 @@ use crate::{evaluate, Network, NnError, TensorData};
 pub enum Optimizer {
     Adam,
     Sgd,
+    /// Adam with decoupled weight decay (Loshchilov & Hutter 2019), the transformer recipe.
+    Adamw,
+}
+
+/// How the learning rate moves over training: a linear warm-up from lr/steps to lr over the
+/// first `warmup_epochs` (the transformer recipe), then constant or a cosine decay to 0 at
+/// the last step. The default (no warm-up, constant) is plain training.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    #[serde(default)]
+    pub warmup_epochs: f64,
+    #[serde(default)]
+    pub decay: Decay,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decay {
+    #[default]
+    Constant,
+    Cosine,
+}
+
+impl Schedule {
+    pub fn is_constant(&self) -> bool {
+        *self == Schedule::default()
+    }
+
+    /// The multiple of the base learning rate at step `step` (0-based) of `total`, with
+    /// `per_epoch` steps an epoch.
+    pub fn factor(&self, step: usize, total: usize, per_epoch: usize) -> f64 {
+        let warmup = (self.warmup_epochs * per_epoch as f64).round() as usize;
+        let warm = if step < warmup {
+            (step + 1) as f64 / warmup as f64
+        } else {
+            1.0
+        };
+        let decay = match self.decay {
+            Decay::Constant => 1.0,
+            Decay::Cosine if step < warmup || total <= warmup => 1.0,
+            Decay::Cosine => {
+                let t = (step - warmup) as f64 / (total - warmup) as f64;
+                0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        };
+        warm * decay
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +75,8 @@ pub struct TrainConfig {
     pub dropout: f64,
     /// Random flips and shifts of training images (none by default).
     pub augment: Augment,
+    /// Warm-up and decay of the learning rate (constant by default).
+    pub schedule: Schedule,
 }
 
 /// Data augmentation of training images, drawn per example from a ChaCha8 stream seeded with
@@ -110,6 +160,8 @@ pub fn train(
         }
     };
     let n = train.len();
+    let per_epoch = n.div_ceil(cfg.batch_size.max(1));
+    let mut step = 0;
     let mut metrics = Vec::with_capacity(cfg.epochs);
     for epoch in 0..cfg.epochs {
         let order = epoch_order(n, seed, epoch);
@@ -126,6 +178,10 @@ pub fn train(
             let loss = net
                 .forward_train(&inputs, cfg.dropout)
                 .cross_entropy_for_logits(&batch.labels);
+            if !cfg.schedule.is_constant() {
+                opt.set_lr(cfg.lr * cfg.schedule.factor(step, cfg.epochs * per_epoch, per_epoch));
+            }
+            step += 1;
             opt.backward_step(&loss);
             loss_sum += loss.to_kind(Kind::Double).double_value(&[]);
             batches += 1;
@@ -185,6 +241,11 @@ pub(crate) fn optimizer(net: &Network, cfg: &TrainConfig) -> Result<tch::nn::Opt
             ..Default::default()
         }
         .build(&net.vs, cfg.lr)?,
+        Optimizer::Adamw => tch::nn::AdamW {
+            wd: cfg.weight_decay,
+            ..Default::default()
+        }
+        .build(&net.vs, cfg.lr)?,
         Optimizer::Sgd => tch::nn::Sgd {
             momentum: cfg.momentum,
             wd: cfg.weight_decay,
@@ -206,4 +267,33 @@ pub(crate) fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<i64> {
     let mut order: Vec<i64> = (0..n as i64).collect();
     order.shuffle(&mut rng);
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warm_up_rises_linearly_and_cosine_decays_to_zero() {
+        let s = Schedule {
+            warmup_epochs: 1.0,
+            decay: Decay::Cosine,
+        };
+        // 4 steps an epoch, 3 epochs: warm-up over steps 0..4, decay over steps 4..12.
+        let f: Vec<f64> = (0..12).map(|t| s.factor(t, 12, 4)).collect();
+        assert_eq!(&f[..4], &[0.25, 0.5, 0.75, 1.0]);
+        assert_eq!(f[4], 1.0);
+        assert!((f[8] - 0.5).abs() < 1e-12);
+        assert!(f[11] > 0.0 && f[11] < 0.04);
+        assert!(f[4..].windows(2).all(|w| w[1] < w[0]));
+        let constant = Schedule::default();
+        assert!(constant.is_constant());
+        assert!((0..12).all(|t| constant.factor(t, 12, 4) == 1.0));
+        let warm_only = Schedule {
+            warmup_epochs: 0.5,
+            decay: Decay::Constant,
+        };
+        assert_eq!(warm_only.factor(0, 12, 4), 0.5);
+        assert_eq!(warm_only.factor(5, 12, 4), 1.0);
+    }
 }

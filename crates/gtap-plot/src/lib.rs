@@ -36,12 +36,14 @@ use plotters::style::{register_font, FontStyle};
 
 mod colour;
 mod glyphs;
+mod grid;
 mod line;
 mod mcue;
 mod scatter;
 mod table;
 
 pub use colour::{palette, viridis};
+pub use grid::{unit_grid_figure, GridPanel};
 pub use line::{line_figure, summarise, LinePanel, Series};
 pub use mcue::{diagonal_argmax, mcue_figure, Panel, DIAGONAL_TOLERANCE};
 pub use polars::prelude::DataFrame;

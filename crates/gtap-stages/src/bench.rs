@@ -170,6 +170,7 @@ pub fn training(min_seconds: f64) -> anyhow::Result<Vec<TrainingRate>> {
     let (train, probe, test) = (data(1280, 1), data(10, 2), data(10_000, 3));
     let cfg = gtap_nn::TrainConfig {
         augment: Default::default(),
+        schedule: Default::default(),
         epochs: 1,
         batch_size: 128,
         lr: 1e-3,

@@ -27,6 +27,15 @@ pub(crate) fn file_stem(key: &str, name: &str) -> Result<(), Invalid> {
 /// The architecture and player layers of the network a declared `train` or `equilibrium`
 /// stage makes (`None` for stages that do not say).
 pub(crate) fn declared_layers(model: &Declared) -> Option<(Arch, Vec<(&'static str, usize)>)> {
+    if model.kind == "players" {
+        let kept: Vec<String> = model.param("layers")?;
+        let (arch, layers) = declared_layers(model.input("model")?)?;
+        let layers = layers
+            .into_iter()
+            .filter(|(name, _)| kept.iter().any(|k| k == name))
+            .collect();
+        return Some((arch, layers));
+    }
     let arch: Arch = model.param("model")?;
     let widths = model
         .param::<f64>("width")
@@ -140,7 +149,7 @@ pub(crate) fn model_fits_data(inputs: &Inputs) -> Result<(), Invalid> {
     ) else {
         return Ok(());
     };
-    let Some(trained_on) = model.input("data") else {
+    let Some(trained_on) = trained(model).input("data") else {
         return Ok(());
     };
     if trained_on.same_as(data) {
@@ -165,6 +174,14 @@ pub(crate) fn model_fits_data(inputs: &Inputs) -> Result<(), Invalid> {
             ))
         }
         _ => Ok(()),
+    }
+}
+
+/// The stage that trained `model`: itself, or the one a `players` stage re-labels.
+fn trained(model: &Declared) -> &Declared {
+    match (model.kind.as_str(), model.input("model")) {
+        ("players", Some(inner)) => trained(inner),
+        _ => model,
     }
 }
 
@@ -208,7 +225,7 @@ pub(crate) fn rankings(inputs: &Inputs) -> Result<(), Invalid> {
 }
 
 /// Kinds whose output holds a trained network (`model.json` + checkpoint).
-pub(crate) const MODEL_KINDS: [&str; 2] = ["train", "equilibrium"];
+pub(crate) const MODEL_KINDS: [&str; 3] = ["train", "equilibrium", "players"];
 /// Kinds whose output is a dataset's splits.
 pub(crate) const DATASET_KINDS: [&str; 3] = ["mnist", "tiny-imagenet", "text-dataset"];
 

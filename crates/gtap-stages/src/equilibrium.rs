@@ -140,6 +140,7 @@ impl Stage for EquilibriumStage {
         let cfg = EquilibriumConfig {
             train: TrainConfig {
                 augment: Default::default(),
+                schedule: Default::default(),
                 epochs: p.epochs,
                 batch_size: p.batch_size,
                 lr: p.lr,
@@ -171,6 +172,7 @@ impl Stage for EquilibriumStage {
             arch: p.model,
             dataset: info.name.clone(),
             seed,
+            players: None,
         };
         std::fs::write(
             ctx.out_dir().join("model.json"),
@@ -274,6 +276,7 @@ fn optimizer_name(o: Optimizer) -> &'static str {
     match o {
         Optimizer::Adam => "adam",
         Optimizer::Sgd => "sgd",
+        Optimizer::Adamw => "adamw",
     }
 }
 

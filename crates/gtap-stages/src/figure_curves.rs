@@ -464,7 +464,7 @@ fn select_rows(curves: &DataFrame, spec: &PanelSpec) -> anyhow::Result<DataFrame
 }
 
 /// Legend labels: β_d, Shapley, Banzhaf for GTAP (with the strategy when a panel mixes them),
-/// WMP, W·GMP, random for the baselines, the method name otherwise.
+/// WMP, W·GMP, random, Michel et al. for the baselines, the method name otherwise.
 fn labels(rows: &DataFrame, with_strategy: bool) -> anyhow::Result<Vec<String>> {
     let (method, index, strategy) = (
         strings(rows, "method")?,
@@ -480,6 +480,10 @@ fn labels(rows: &DataFrame, with_strategy: bool) -> anyhow::Result<Vec<String>> 
                 ("wmp", _) => "WMP".to_owned(),
                 ("wgmp", _) => "W·GMP".to_owned(),
                 ("random", _) => "random".to_owned(),
+                ("michel", _) if strategy[i] == "iterated-pruning" => {
+                    "Michel et al. (iterative)".to_owned()
+                }
+                ("michel", _) => "Michel et al.".to_owned(),
                 ("equilibrium", _) => "equilibrium (Pruning as a Game)".to_owned(),
                 (other, "") => other.to_owned(),
                 (other, index) => format!("{other} {index}"),

@@ -37,6 +37,9 @@ pub enum EstimatorName {
     /// One walk per sample toggling every player once from a random coalition: an Algorithm 2
     /// difference for every player at n + 1 evaluations (Banzhaf-type).
     Sweep,
+    /// Every coalition of the free players (at most 20 of them): the index itself, for any
+    /// index; no `samples`.
+    Exact,
 }
 
 /// The bias d of β_d: a number in (0, 1), or "mcue" to take d = 1 − argmax of the MCUE diagonal
@@ -56,7 +59,9 @@ pub struct PowerIndexParams {
     #[serde(default)]
     pub d: Option<Bias>,
     pub estimator: EstimatorName,
-    /// Permutations (permutation), coalitions per player (paired) or pool size (shared).
+    /// Permutations (permutation), coalitions per player (paired) or pool size (shared); left
+    /// out for `exact`.
+    #[serde(default)]
     pub samples: usize,
     /// Permutation estimator only: permutations in (π, reversed π) pairs.
     #[serde(default)]
@@ -128,6 +133,39 @@ impl PowerIndexParams {
         let has_bias = inputs.get("bias").is_some_and(|b| !b.is_empty());
         ensure(!wants_bias || has_bias, "inputs.bias", || {
             "d = \"mcue\" needs a `bias` input: an `mcue-bias` stage (inputs = { bias = \"<stage>\" })".into()
+        })?;
+        self.validate_exact(inputs)
+    }
+
+    /// `exact` on a game of at most [`gtap_game::MAX_EXACT_FREE`] free players, where the
+    /// pipeline declares the model's player layers.
+    pub(crate) fn validate_exact(&self, inputs: &Inputs) -> Result<(), Invalid> {
+        if self.estimator != EstimatorName::Exact {
+            return Ok(());
+        }
+        let Some((arch, layers)) = crate::checks::model_layers(inputs) else {
+            return Ok(());
+        };
+        let free = |name: &str| {
+            self.layers
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|n| n == name))
+        };
+        let sizes: Vec<usize> = layers
+            .iter()
+            .filter(|(name, _)| free(name))
+            .map(|(_, units)| *units)
+            .collect();
+        let largest = match self.layer_wise {
+            true => sizes.iter().copied().max().unwrap_or(0),
+            false => sizes.iter().sum(),
+        };
+        let max = gtap_game::MAX_EXACT_FREE;
+        ensure(largest <= max, "estimator", || {
+            format!(
+                "`exact` enumerates 2^players coalitions, at most {max} free players; this game on {arch} has {largest}{}",
+                if self.layer_wise { " in one layer" } else { "" }
+            )
         })
     }
 
@@ -229,6 +267,7 @@ impl PowerIndexParams {
             EstimatorName::Shared
             | EstimatorName::SharedRegression
             | EstimatorName::SharedCrossfit => self.samples,
+            EstimatorName::Exact => 1 << free.min(gtap_game::MAX_EXACT_FREE),
         };
         let cfg = self.config(d, seed);
         if !ctx.parts().is_empty() {
@@ -366,6 +405,7 @@ impl PowerIndexParams {
                 folds: self.folds.unwrap_or(DEFAULT_FOLDS),
             },
             EstimatorName::Sweep => Estimator::Sweep,
+            EstimatorName::Exact => Estimator::Exact,
         }
     }
 }
@@ -406,14 +446,23 @@ impl Stage for PowerIndexStage {
         crate::checks::model_and_data(inputs)?;
         crate::checks::input_kinds(inputs, "bias", &["mcue-bias"])?;
         p.validate_with(inputs)?;
-        match &p.layers {
-            Some(layers) => crate::checks::layer_names("layers", layers, inputs),
-            None => Ok(()),
+        if let Some(layers) = &p.layers {
+            crate::checks::layer_names("layers", layers, inputs)?;
         }
+        Ok(())
     }
 
     fn validate(p: &PowerIndexParams) -> Result<(), Invalid> {
-        ensure(p.samples >= 1, "samples", || "must be at least 1".into())?;
+        if p.estimator == EstimatorName::Exact {
+            ensure(p.samples == 0, "samples", || {
+                "`exact` evaluates every coalition: leave `samples` out".into()
+            })?;
+            ensure(!p.incremental, "incremental", || {
+                "applies to the estimators that walk (permutation, paired, sweep)".into()
+            })?;
+        } else {
+            ensure(p.samples >= 1, "samples", || "must be at least 1".into())?;
+        }
         ensure(p.samples <= u32::MAX as usize, "samples", || {
             format!("must be at most {} (got {})", u32::MAX, p.samples)
         })?;
@@ -425,6 +474,7 @@ impl Stage for PowerIndexStage {
         ensure(p.batch >= 1, "batch", || "must be at least 1".into())?;
         let banzhaf_type = p.index != IndexName::Shapley;
         match p.estimator {
+            EstimatorName::Exact => {}
             EstimatorName::Permutation => ensure(!banzhaf_type, "estimator", || {
                 "`permutation` estimates Shapley values; use `paired`, `sweep`, `shared`, `shared-regression` or `shared-crossfit` for Banzhaf-type indices".into()
             })?,

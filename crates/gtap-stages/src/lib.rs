@@ -14,11 +14,14 @@ mod checks;
 mod curves;
 mod equilibrium;
 mod figure_curves;
+mod figure_grid;
 mod figure_scatter;
 mod indices;
 mod mcue;
 pub mod methods;
 mod mnist;
+mod negative;
+mod players;
 mod progress;
 pub mod ranking;
 mod retrain;
@@ -33,10 +36,13 @@ pub use agreement::EstimatorAgreementStage;
 pub use curves::{size_grid, CurvesStage, UnstructuredStage};
 pub use equilibrium::{EquilibriumStage, FigureEquilibriumStage};
 pub use figure_curves::FigureCurvesStage;
+pub use figure_grid::FigureUnitGridStage;
 pub use figure_scatter::FigureIndexVsWeightStage;
 pub use indices::{PowerIndexStage, RankAgreementStage};
 pub use mcue::{McueBiasStage, McueFigureStage, McueStage};
 pub use mnist::{DatasetInfo, MnistStage};
+pub use negative::RemoveNegativeStage;
+pub use players::PlayersStage;
 pub use retrain::{RetrainFrom, RetrainStage};
 pub use text::TextDatasetStage;
 pub use tiny_imagenet::TinyImagenetStage;
@@ -65,6 +71,8 @@ pub fn registry() -> Registry {
         .register::<TinyImagenetStage>()
         .register::<TrainStage>()
         .register::<EvaluateStage>()
+        .register::<PlayersStage>()
+        .register::<RemoveNegativeStage>()
         .register::<McueStage>()
         .register::<McueBiasStage>()
         .register::<McueFigureStage>()
@@ -75,10 +83,13 @@ pub fn registry() -> Registry {
         .register::<RankerStage<methods::Wmp>>()
         .register::<RankerStage<methods::Wgmp>>()
         .register::<RankerStage<methods::Random>>()
+        .register::<RankerStage<methods::Michel>>()
+        .register::<RankerStage<methods::LeaveOneOut>>()
         .register::<CurvesStage>()
         .register::<UnstructuredStage>()
         .register::<FigureCurvesStage>()
         .register::<FigureIndexVsWeightStage>()
+        .register::<FigureUnitGridStage>()
         .register::<RetrainStage>()
         .register::<EquilibriumStage>()
         .register::<FigureEquilibriumStage>();
@@ -86,9 +97,11 @@ pub fn registry() -> Registry {
 }
 
 /// The kinds registered as [`RankerStage`]s: their entries hold a [`ranking::Ranking`].
-pub const RANKING_KINDS: [&str; 4] = [
+pub const RANKING_KINDS: [&str; 6] = [
     methods::Gtap::METHOD,
     methods::Wmp::METHOD,
     methods::Wgmp::METHOD,
     methods::Random::METHOD,
+    methods::Michel::METHOD,
+    methods::LeaveOneOut::METHOD,
 ];

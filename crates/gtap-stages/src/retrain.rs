@@ -103,6 +103,7 @@ impl Stage for RetrainStage {
         let full = trained.cost(&vec![true; n]);
         let cfg = TrainConfig {
             augment: Default::default(),
+            schedule: Default::default(),
             epochs: p.epochs,
             batch_size: p.batch_size,
             lr: p.lr,

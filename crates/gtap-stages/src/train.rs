@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use gtap_engine::{ensure, Inputs, Invalid, Stage, StageContext, Upstream};
-use gtap_nn::{AlexnetWidths, Arch, Augment, Network, Optimizer, Shape, TensorData, TrainConfig};
+use gtap_nn::{
+    AlexnetWidths, Arch, Augment, Network, Optimizer, Schedule, Shape, TensorData, TrainConfig,
+};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +45,10 @@ pub struct TrainParams {
     /// cache key, so configurations without it keep their keys.
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub dropout: f64,
+    /// Learning-rate warm-up and decay (`{ warmup_epochs = 1, decay = "cosine" }`); constant
+    /// (the default) is left out of the cache key.
+    #[serde(default, skip_serializing_if = "Schedule::is_constant")]
+    pub schedule: Schedule,
     /// Train on the first this many examples of the train split (a quick run, e.g. in tests);
     /// all by default, and then left out of the cache key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,6 +71,10 @@ pub struct ModelInfo {
     pub arch: Arch,
     pub dataset: String,
     pub seed: u64,
+    /// The player layers that are players (a `players` stage's choice); every player layer
+    /// when absent, and then not written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub players: Option<Vec<String>>,
 }
 
 pub const CHECKPOINT: &str = "model.safetensors";
@@ -73,7 +83,10 @@ pub const CHECKPOINT: &str = "model.safetensors";
 pub fn load_model(upstream: &Upstream) -> anyhow::Result<(Network, ModelInfo)> {
     let info: ModelInfo = serde_json::from_slice(&std::fs::read(upstream.path("model.json"))?)?;
     let net = Network::load(info.arch, &upstream.path(CHECKPOINT), gtap_nn::device())?;
-    Ok((net, info))
+    match &info.players {
+        Some(layers) => Ok((net.with_player_layers(layers)?, info)),
+        None => Ok((net, info)),
+    }
 }
 
 /// Loads one split of a dataset stage's output as tensors.
@@ -170,6 +183,17 @@ impl Stage for TrainStage {
         ensure((0.0..1.0).contains(&p.dropout), "dropout", || {
             format!("must be in [0, 1) (got {})", p.dropout)
         })?;
+        let warmup = p.schedule.warmup_epochs;
+        ensure(
+            warmup >= 0.0 && warmup <= p.epochs as f64,
+            "schedule.warmup_epochs",
+            || {
+                format!(
+                    "must be between 0 and the {} epochs (got {warmup})",
+                    p.epochs
+                )
+            },
+        )?;
         if let Some(width) = p.width {
             ensure(p.model == Arch::Alexnet, "width", || {
                 format!(
@@ -233,6 +257,7 @@ impl Stage for TrainStage {
             momentum: p.momentum,
             weight_decay: p.weight_decay,
             dropout: p.dropout,
+            schedule: p.schedule,
         };
         let steps = (p.epochs * train.len().div_ceil(p.batch_size)) as u64;
         let bar = progress::bar(ctx.env.progress, steps, ctx.instance);
@@ -243,6 +268,7 @@ impl Stage for TrainStage {
             arch: p.model,
             dataset: info.name.clone(),
             seed,
+            players: None,
         };
         std::fs::write(
             ctx.out_dir().join("model.json"),

@@ -83,3 +83,52 @@ fn single_player_gets_its_standalone_worth() {
     check(&game, IndexKind::Shapley, &[2.0]);
     check(&game, IndexKind::BiasedBanzhaf { d: 0.2 }, &[2.0]);
 }
+
+/// The `Exact` estimator is `exact` through the estimate interface: the same values for every
+/// index and constraint set, evaluations split in parts concatenating to the whole, and
+/// `samples` unused.
+#[test]
+fn the_exact_estimator_is_exact_enumeration_in_parts() {
+    use gtap_game::{
+        estimate, estimate_from_evaluations, evaluations, EstimateConfig, Estimator, Part,
+    };
+    let game = pairwise10();
+    let constraints = Constraints {
+        always_in: vec![2],
+        ..Constraints::none()
+    };
+    for index in [
+        IndexKind::Shapley,
+        IndexKind::Banzhaf,
+        IndexKind::BiasedBanzhaf { d: 0.3 },
+    ] {
+        let cfg = EstimateConfig {
+            index,
+            estimator: Estimator::Exact,
+            samples: 0,
+            seed: 7,
+        };
+        let want = exact(&game, &index, &constraints).unwrap();
+        let got = estimate(&game, &cfg, &constraints, &|_| {}).unwrap();
+        assert_eq!(got, want);
+        let parts: Vec<f64> = (0..3)
+            .flat_map(|index| {
+                evaluations(&game, &cfg, &constraints, Part { index, of: 3 }, &|_| {}).unwrap()
+            })
+            .collect();
+        assert_eq!(parts.len(), 1 << 9);
+        assert_eq!(
+            estimate_from_evaluations(&game, &cfg, &constraints, &parts).unwrap(),
+            want
+        );
+    }
+    let big = FnGame::new(21, |c| c.len() as f64);
+    let cfg = EstimateConfig {
+        index: IndexKind::Shapley,
+        estimator: Estimator::Exact,
+        samples: 0,
+        seed: 0,
+    };
+    let err = estimate(&big, &cfg, &Constraints::none(), &|_| {}).unwrap_err();
+    assert!(err.to_string().contains("21"), "{err}");
+}

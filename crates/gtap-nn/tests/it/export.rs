@@ -17,6 +17,7 @@ fn trained_ish(arch: Arch) -> Network {
     let mut net = Network::new(arch, Device::Cpu, 21);
     let cfg = TrainConfig {
         augment: Default::default(),
+        schedule: Default::default(),
         epochs: 1,
         batch_size: 32,
         lr: 1e-3,

@@ -3,6 +3,7 @@
 mod alexnet;
 mod equilibrium;
 mod export;
+mod importance;
 mod layers;
 mod numerics;
 mod retrain;
@@ -227,6 +228,7 @@ fn train(dir: &std::path::Path, arch: Arch, name: &str, dropout: f64) -> Vec<u8>
     let mut net = Network::new(arch, Device::Cpu, 42);
     let cfg = TrainConfig {
         augment: Default::default(),
+        schedule: Default::default(),
         epochs: 2,
         batch_size: 64,
         lr: 1e-3,
@@ -420,6 +422,7 @@ fn training_a_tiny_mlp_reduces_the_loss_and_checkpoints_keep_the_shape() {
     let before = gtap_nn::evaluate(&net, &probe);
     let cfg = TrainConfig {
         augment: Default::default(),
+        schedule: Default::default(),
         epochs: 3,
         batch_size: 32,
         lr: 1e-3,

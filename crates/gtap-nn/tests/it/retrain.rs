@@ -9,6 +9,7 @@ use super::{max_abs_diff, synthetic};
 fn config() -> TrainConfig {
     TrainConfig {
         augment: Default::default(),
+        schedule: Default::default(),
         epochs: 2,
         batch_size: 32,
         lr: 1e-2,

@@ -141,6 +141,7 @@ fn training_with_head_dropout_is_deterministic_and_scores_every_unit() {
     let probe = synthetic(40, 8);
     let cfg = TrainConfig {
         augment: Default::default(),
+        schedule: Default::default(),
         epochs: 1,
         batch_size: 50,
         lr: 1e-3,
@@ -170,4 +171,59 @@ fn training_with_head_dropout_is_deterministic_and_scores_every_unit() {
     let back = Network::load(Arch::Vit, &path, Device::Cpu).unwrap();
     let _guard = tch::no_grad_guard();
     assert!(back.forward(&probe.inputs).equal(&a.forward(&probe.inputs)));
+}
+
+#[test]
+fn a_network_with_only_the_heads_as_players_is_the_whole_game_with_every_ffn_neuron_present() {
+    let _guard = tch::no_grad_guard();
+    let net = Network::new(Arch::Vit, Device::Cpu, 3);
+    let heads = net
+        .with_player_layers(&["block1.attn".into(), "block2.attn".into()])
+        .unwrap();
+    let layers: Vec<(&str, usize, usize)> = heads
+        .player_layers()
+        .iter()
+        .map(|l| (l.name.as_str(), l.size, l.offset))
+        .collect();
+    assert_eq!(layers, [("block1.attn", 4, 0), ("block2.attn", 4, 4)]);
+    assert_eq!(heads.num_parameters(), net.num_parameters());
+    let xs = synthetic(10, 4).inputs;
+    assert_eq!(max_diff(&heads.forward(&xs), &net.forward(&xs)), 0.0);
+    // Every coalition of the 8 heads, against the whole game with both FFNs present.
+    let head_rows: Vec<Vec<bool>> = (0..256)
+        .map(|m| (0..8).map(|b| m >> b & 1 == 1).collect())
+        .collect();
+    let whole_rows: Vec<Vec<bool>> = head_rows
+        .iter()
+        .map(|h| {
+            let mut row = vec![true; 264];
+            row[0..4].copy_from_slice(&h[0..4]);
+            row[132..136].copy_from_slice(&h[4..8]);
+            row
+        })
+        .collect();
+    let restricted = heads
+        .masked_logits(&heads.prefix(&xs), &masks(&head_rows))
+        .unwrap();
+    let whole = net
+        .masked_logits(&net.prefix(&xs), &masks(&whole_rows))
+        .unwrap();
+    let diff = max_diff(&restricted, &whole);
+    assert!(diff < 1e-5, "heads-only game differs by {diff}");
+    // Removing heads acts on the attention rows alone.
+    let mut pruned = heads.with_player_layers(&["block1.attn".into()]).unwrap();
+    assert_eq!(pruned.num_players(), 4);
+    pruned.remove_units(&[true, false, true, false]);
+    let mut row = vec![true; 264];
+    row[1] = false;
+    row[3] = false;
+    let expected = net.masked_logits(&net.prefix(&xs), &masks(&[row])).unwrap();
+    let diff = max_diff(&pruned.forward(&xs), &expected.select(1, 0));
+    assert!(diff < 1e-5, "removed heads differ by {diff}");
+
+    let err = net.with_player_layers(&["block3.attn".into()]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no player layer `block3.attn` (the network's player layers: block1.attn, block1.ffn, block2.attn, block2.ffn)"
+    );
 }

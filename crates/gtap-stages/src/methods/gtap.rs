@@ -543,7 +543,7 @@ impl IterationState {
 }
 
 /// Rank of each of `n` players in a random order drawn from (`seed`, `iteration`).
-fn random_ranks(n: usize, seed: u64, iteration: usize) -> Vec<usize> {
+pub(crate) fn random_ranks(n: usize, seed: u64, iteration: usize) -> Vec<usize> {
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
