@@ -111,6 +111,11 @@ reproduce-figure-8 SCALE="default": build
 reproduce-equilibrium SCALE="full": build
     target/debug/gtap run pipelines/equilibrium.toml --scale {{SCALE}}
 
+# A vision transformer's heads and FFN neurons as players, against the head-pruning literature
+# (exact Shapley of the 8 heads, Michel et al., leave-one-out, Held & Yang): just reproduce-transformer [ci|full]
+reproduce-transformer SCALE="default": build
+    target/debug/gtap run pipelines/transformer.toml --scale {{SCALE}}
+
 # Coalition-evaluation throughput next to dense matmul (figures for BENCHMARKS.md)
 bench *ARGS: build
     target/debug/gtap bench coalitions {{ARGS}}

@@ -410,7 +410,7 @@ fn export_of_an_unbuilt_or_non_ranking_stage_exits_2() {
     let stderr = export(&["--ranking", "eval", "--size", "0.5"]);
     assert!(
         stderr.contains(
-            "stage `eval` (kind `evaluate`) is not a ranking stage (ranking kinds: gtap, wmp, wgmp, random)"
+            "stage `eval` (kind `evaluate`) is not a ranking stage (ranking kinds: gtap, wmp, wgmp, random, michel, leave-one-out)"
         ),
         "{stderr}"
     );

@@ -49,6 +49,23 @@ inputs = { model = "train", data = "mnist" }
 strategy = "iterated-pruning"
 step = 100
 estimate = { index = "banzhaf", estimator = "paired", samples = 2 }
+
+[stage.heads]
+kind = "players"
+inputs = { model = "train" }
+layers = ["fc2"]
+
+[stage.heads_indices]
+kind = "power-indices"
+inputs = { model = "heads", data = "mnist" }
+index = "shapley"
+estimator = "permutation"
+samples = 3
+
+[stage.michel]
+kind = "michel"
+inputs = { model = "heads", data = "mnist" }
+step = 5
 "#;
 
 struct Project {
@@ -155,7 +172,7 @@ fn values_a_run_would_fail_on_are_refused_by_status() {
     refused(
         "inputs = { model = \"train\", data = \"mnist\" }\ntrials",
         "inputs = { model = \"mnist\", data = \"mnist\" }\ntrials",
-        "`stage.mcue.inputs.model`: `mnist` is a `mnist` stage; input `model` takes train, equilibrium",
+        "`stage.mcue.inputs.model`: `mnist` is a `mnist` stage; input `model` takes train, equilibrium, players",
     );
     refused(
         "inputs = { grid = \"mcue\" }",
@@ -171,6 +188,31 @@ fn values_a_run_would_fail_on_are_refused_by_status() {
         "trials = 10\n",
         "trials = 10\nstep = 0.0001\n",
         "`stage.mcue.step`",
+    );
+    refused(
+        "layers = [\"fc2\"]",
+        "layers = [\"attn\"]",
+        "`stage.heads.layers[0]`: lenet5 has no player layer `attn` (its player layers: conv2, fc1, fc2)",
+    );
+    refused(
+        "estimator = \"permutation\"\nsamples = 3\n",
+        "estimator = \"exact\"\n",
+        "`stage.heads_indices.estimator`: `exact` enumerates 2^players coalitions, at most 20 free players; this game on lenet5 has 84",
+    );
+    refused(
+        "estimator = \"permutation\"\nsamples = 3\n",
+        "estimator = \"exact\"\nsamples = 3\n",
+        "`stage.heads_indices.samples`: `exact` evaluates every coalition: leave `samples` out",
+    );
+    refused(
+        "step = 5\n",
+        "step = 0\n",
+        "`stage.michel.step`: must be at least 1",
+    );
+    refused(
+        "epochs = 1\n",
+        "epochs = 1\nschedule = { warmup_epochs = 2 }\n",
+        "`stage.train.schedule.warmup_epochs`: must be between 0 and the 1 epochs (got 2)",
     );
     refused(
         "index = \"banzhaf\"\nestimator",

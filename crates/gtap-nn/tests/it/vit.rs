@@ -227,3 +227,81 @@ fn a_network_with_only_the_heads_as_players_is_the_whole_game_with_every_ffn_neu
         "no player layer `block3.attn` (the network's player layers: block1.attn, block1.ffn, block2.attn, block2.ffn)"
     );
 }
+
+/// The 8 heads of a ViT as a game small enough to be exact: `exact` equals the average of
+/// marginal contributions over all 8! orders (brute force from the 256 values), the values
+/// sum to ν(N) − ν(∅), and the Monte-Carlo permutation estimator converges to them.
+#[test]
+fn exact_shapley_of_the_heads_is_brute_force_and_monte_carlo_converges_to_it() {
+    use gtap_game::{estimate, exact, Constraints, EstimateConfig, Estimator, IndexKind};
+    let net = Network::new(Arch::Vit, Device::Cpu, 11)
+        .with_player_layers(&["block1.attn".into(), "block2.attn".into()])
+        .unwrap();
+    let data = synthetic(24, 12);
+    let game = MaskedEvaluator::new(&net, &data, Utility::NegativeCrossEntropy, 64);
+    let n = 8;
+    let all: Vec<Coalition> = (0..1usize << n)
+        .map(|m| Coalition::from_players(n, (0..n).filter(|b| m >> b & 1 == 1)))
+        .collect();
+    let mut values = vec![0.0; all.len()];
+    game.values(&all, &mut values);
+
+    // Brute force: every order of the 8 heads (Heap's algorithm), marginal contributions.
+    let mut brute = [0.0f64; 8];
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut count = 0u32;
+    let mut visit = |order: &[usize]| {
+        let mut mask = 0usize;
+        for &p in order {
+            brute[p] += values[mask | 1 << p] - values[mask];
+            mask |= 1 << p;
+        }
+        count += 1;
+    };
+    let mut c = vec![0usize; n];
+    visit(&order);
+    let mut i = 0;
+    while i < n {
+        if c[i] < i {
+            order.swap(if i % 2 == 0 { 0 } else { c[i] }, i);
+            visit(&order);
+            c[i] += 1;
+            i = 0;
+        } else {
+            c[i] = 0;
+            i += 1;
+        }
+    }
+    assert_eq!(count, 40_320);
+    let exact_values = exact(&game, &IndexKind::Shapley, &Constraints::none()).unwrap();
+    for e in &exact_values {
+        let want = brute[e.player] / 40_320.0;
+        assert!(
+            (e.estimate - want).abs() < 1e-9,
+            "head {}: {} vs {want}",
+            e.player,
+            e.estimate
+        );
+    }
+    let total: f64 = exact_values.iter().map(|e| e.estimate).sum();
+    let efficiency = values[(1 << n) - 1] - values[0];
+    assert!((total - efficiency).abs() < 1e-9, "{total} vs {efficiency}");
+
+    let cfg = EstimateConfig {
+        index: IndexKind::Shapley,
+        estimator: Estimator::Permutation { antithetic: false },
+        samples: 1500,
+        seed: 3,
+    };
+    let mc = estimate(&game, &cfg, &Constraints::none(), &|_| {}).unwrap();
+    for (m, e) in mc.iter().zip(&exact_values) {
+        assert!(
+            (m.estimate - e.estimate).abs() <= 4.0 * m.stderr + 1e-12,
+            "head {}: {} ± {} vs exact {}",
+            m.player,
+            m.estimate,
+            m.stderr,
+            e.estimate
+        );
+    }
+}

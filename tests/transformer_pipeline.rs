@@ -1,0 +1,103 @@
+//! `pipelines/transformer.toml` at ci scale on real MNIST: a ViT's heads and FFN neurons as
+//! two games on one set of weights; exact power indices of the 8 heads, the literature's head
+//! baselines, Held & Yang's negative-head removal, and the heatmap.
+
+mod common;
+
+use common::{f64s, strs, table};
+
+#[test]
+fn transformer_pipeline_at_ci_scale() {
+    let Some(data) = common::real_data() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    common::run_shipped(root, &data, "transformer.toml");
+
+    // Exact values of the 8 heads: every coalition evaluated, no standard error.
+    let indices = table(root, "transformer", "power_indices");
+    assert_eq!(indices.height(), 2 * 8, "{indices}");
+    assert!(strs(&indices, "estimator").iter().all(|e| e == "exact"));
+    assert!(f64s(&indices, "stderr").iter().all(|&s| s == 0.0));
+    let layers = strs(&indices, "layer");
+    assert!(layers.iter().all(|l| l.ends_with(".attn")), "{layers:?}");
+    let samples: Vec<u64> = indices
+        .column("samples")
+        .unwrap()
+        .u64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert!(samples.iter().all(|&s| s == 256));
+
+    // Held & Yang: the heads removed are exactly those of negative Shapley value.
+    let shapley: Vec<f64> = f64s(&indices, "estimate")
+        .into_iter()
+        .zip(strs(&indices, "index"))
+        .filter(|(_, i)| i == "shapley")
+        .map(|(e, _)| e)
+        .collect();
+    let removal = table(root, "transformer", "negative_removal");
+    let negative = removal.column("negative").unwrap().u32().unwrap().get(0);
+    let count = shapley.iter().filter(|&&v| v < 0.0).count() as u32;
+    assert_eq!(negative, Some(count), "{removal}");
+    if count == 0 {
+        assert_eq!(
+            f64s(&removal, "test_accuracy"),
+            f64s(&removal, "test_accuracy_without")
+        );
+    }
+
+    // Heads curves: 11 methods at 1..8 heads; all 8 kept is the trained network.
+    let evaluation = table(root, "transformer", "evaluation");
+    let full = f64s(&evaluation, "test_accuracy")[0];
+    let curves = table(root, "transformer", "curves");
+    let kept: Vec<u32> = curves
+        .column("players_kept")
+        .unwrap()
+        .u32()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    let accuracy = f64s(&curves, "test_accuracy");
+    let heads = kept.iter().filter(|&&k| k <= 8).count();
+    assert!(heads >= 11 * 8, "{curves}");
+    let at_eight: Vec<f64> = kept
+        .iter()
+        .zip(&accuracy)
+        .filter(|(&k, _)| k == 8)
+        .map(|(_, &a)| a)
+        .collect();
+    assert!(at_eight.len() >= 11 && at_eight.iter().all(|&a| a == full));
+    let methods = strs(&curves, "method");
+    for m in ["gtap", "michel", "leave-one-out", "wmp", "random"] {
+        assert!(methods.iter().any(|x| x == m), "no {m} curve");
+    }
+
+    // Michel's importance, normalised per layer: each layer's vector has unit norm (two
+    // michel stages per game, one-shot and iterative, both write it at ξ = 1).
+    let importance = table(root, "transformer", "importance");
+    let (layer, norm) = (strs(&importance, "layer"), f64s(&importance, "normalised"));
+    for name in ["block1.attn", "block2.attn", "block1.ffn", "block2.ffn"] {
+        let sq: f64 = layer
+            .iter()
+            .zip(&norm)
+            .filter(|(l, _)| *l == name)
+            .map(|(_, v)| v * v)
+            .sum();
+        assert!((sq - 2.0).abs() < 1e-9, "{name}: {sq}");
+    }
+    for name in [
+        "transformer-heads",
+        "transformer-ffn",
+        "transformer-head-grid",
+    ] {
+        for ext in ["png", "svg"] {
+            assert!(
+                root.join(format!("figures/{name}.{ext}")).exists(),
+                "{name}.{ext}"
+            );
+        }
+    }
+}
