@@ -76,7 +76,8 @@ pub use mnist::{
 pub use split::{seeded_permutation, Normalisation, Split};
 pub use text::{
     load_text, read_corpus, text_files, Corpus, Holdout, TextConfig, TextData, TextDataset,
-    TextFiles, TextFormat, DEFAULT_TWEETS_PROBE, DEFAULT_VOCAB_SIZE, EMOTION_LABELS, TWEET_TOPICS,
+    TextEncoding, TextFiles, TextFormat, DEFAULT_TWEETS_PROBE, DEFAULT_VOCAB_SIZE, EMOTION_LABELS,
+    TWEET_TOPICS,
 };
 pub use tiny_imagenet::{
     decode_jpeg, load_tiny_imagenet, tiny_imagenet_source, tiny_imagenet_source_or_fetch,
@@ -84,4 +85,6 @@ pub use tiny_imagenet::{
     TINY_IMAGENET_IMAGE_LEN, TINY_IMAGENET_MD5, TINY_IMAGENET_SIDE, TINY_IMAGENET_SIZE,
     TINY_IMAGENET_URL, TINY_IMAGENET_ZIP,
 };
-pub use vocab::{tokenize, Vocabulary};
+pub use vocab::{
+    tokenize, Vocabulary, FIRST_WORD_TOKEN, MAX_TOKEN_VOCABULARY, PAD_TOKEN, UNKNOWN_TOKEN,
+};

@@ -22,7 +22,7 @@ use crate::error::Location;
 use crate::fetch::{download_verified, FetchPolicy};
 use crate::mnist::ensure_slash;
 use crate::split::{seeded_permutation, Normalisation, Split};
-use crate::vocab::Vocabulary;
+use crate::vocab::{Vocabulary, MAX_TOKEN_VOCABULARY};
 use crate::DataError;
 
 /// The topic names of twitter-financial-news-topic, in label-id order (its `classes.txt`).
@@ -648,11 +648,25 @@ pub struct Holdout {
     pub seed: u64,
 }
 
-/// How a text dataset becomes bag-of-words splits.
+/// What a text becomes for a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextEncoding {
+    /// `|V|` values, 1 where the word occurs ([`Vocabulary::encode_into`]).
+    #[default]
+    BagOfWords,
+    /// Its first `length` words as token ids, padded, two bytes each
+    /// ([`Vocabulary::encode_tokens_into`]): `2·length` values.
+    Tokens { length: usize },
+}
+
+/// How a text dataset becomes bag-of-words or token-sequence splits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextConfig {
-    /// At most this many words (features), chosen on the training split only.
+    /// At most this many words (features, or token ids less two), chosen on the training
+    /// split only.
     pub vocab_size: usize,
+    /// Bag of words or token sequences.
+    pub encoding: TextEncoding,
     /// The tweets' probe split, held out of `topic_train.csv`. Must be `None` for CARER,
     /// whose probe split is its `val` file.
     pub holdout: Option<Holdout>,
@@ -666,6 +680,7 @@ impl TextConfig {
     pub fn for_dataset(dataset: TextDataset) -> TextConfig {
         TextConfig {
             vocab_size: DEFAULT_VOCAB_SIZE,
+            encoding: TextEncoding::BagOfWords,
             holdout: match dataset {
                 TextDataset::TweetsTopic => Some(Holdout {
                     size: DEFAULT_TWEETS_PROBE,
@@ -688,8 +703,11 @@ pub struct TextData {
     pub probe: Split,
     /// The test file's examples; the only split accuracy is reported on.
     pub test: Split,
-    /// Feature `j` of every split is whether `vocabulary.words()[j]` occurs in the text.
+    /// Feature `j` of every split is whether `vocabulary.words()[j]` occurs in the text
+    /// (bag of words), or token id `j + 2` is that word (token sequences).
     pub vocabulary: Vocabulary,
+    /// How the splits encode texts.
+    pub encoding: TextEncoding,
 }
 
 impl TextData {
@@ -699,13 +717,14 @@ impl TextData {
     }
 }
 
-/// Loads a text dataset and turns it into binary bag-of-words splits.
+/// Loads a text dataset and turns it into binary bag-of-words (or token-sequence) splits.
 ///
 /// Reads the files ([`read_corpus`]); for the tweets, permutes the training file with
 /// [`seeded_permutation`]`(n, holdout.seed)` and moves the first `holdout.size` to probe (both
 /// splits keep ascending file order); builds the vocabulary from the training split only
 /// ([`Vocabulary::build`]); encodes every text as `|V|` bytes, 1 where the word occurs, with
-/// [`Normalisation::Identity`] (so the model sees 0.0 / 1.0). Example indices are positions in
+/// [`Normalisation::Identity`] (so the model sees 0.0 / 1.0), or, for [`TextEncoding::Tokens`],
+/// as `2·length` bytes of token ids. Example indices are positions in
 /// the source file. Checksums are not re-checked here; [`text_files`] does that.
 pub fn load_text(files: &TextFiles, cfg: &TextConfig) -> Result<TextData, DataError> {
     let dataset = files.dataset;
@@ -715,6 +734,19 @@ pub fn load_text(files: &TextFiles, cfg: &TextConfig) -> Result<TextData, DataEr
     };
     if cfg.vocab_size == 0 {
         return Err(config_err("vocab_size must be at least 1".to_string()));
+    }
+    if let TextEncoding::Tokens { length } = cfg.encoding {
+        if length == 0 {
+            return Err(config_err(
+                "a token sequence needs a length of at least 1".into(),
+            ));
+        }
+        if cfg.vocab_size > MAX_TOKEN_VOCABULARY {
+            return Err(config_err(format!(
+                "token ids take two bytes: at most {MAX_TOKEN_VOCABULARY} words (got {})",
+                cfg.vocab_size
+            )));
+        }
     }
     let read = |path: &Path| read_corpus(dataset, files.format, path);
     let train_file = read(&files.train)?;
@@ -768,10 +800,16 @@ pub fn load_text(files: &TextFiles, cfg: &TextConfig) -> Result<TextData, DataEr
         )));
     }
     let encode = |c: &Corpus, idx: Vec<u32>| {
-        let v = vocabulary.len();
+        let v = match cfg.encoding {
+            TextEncoding::BagOfWords => vocabulary.len(),
+            TextEncoding::Tokens { length } => 2 * length,
+        };
         let mut rows = vec![0u8; c.len() * v];
         for (text, row) in c.texts.iter().zip(rows.chunks_exact_mut(v)) {
-            vocabulary.encode_into(text, row);
+            match cfg.encoding {
+                TextEncoding::BagOfWords => vocabulary.encode_into(text, row),
+                TextEncoding::Tokens { .. } => vocabulary.encode_tokens_into(text, row),
+            }
         }
         Split::from_raw(rows, c.labels.clone(), idx, v, Normalisation::Identity)
     };
@@ -782,6 +820,7 @@ pub fn load_text(files: &TextFiles, cfg: &TextConfig) -> Result<TextData, DataEr
         probe: encode(&probe, probe_idx)?,
         test: encode(&test, test_idx)?,
         vocabulary,
+        encoding: cfg.encoding,
     })
 }
 

@@ -24,6 +24,15 @@ pub fn tokenize(text: &str) -> Vec<String> {
     words
 }
 
+/// Token id of the padding after a text's last word ([`Vocabulary::encode_tokens_into`]).
+pub const PAD_TOKEN: u16 = 0;
+/// Token id of a word outside the vocabulary.
+pub const UNKNOWN_TOKEN: u16 = 1;
+/// Vocabulary word `i` is token id `i + FIRST_WORD_TOKEN`.
+pub const FIRST_WORD_TOKEN: usize = 2;
+/// Most words a vocabulary can hold and still give every token id two bytes.
+pub const MAX_TOKEN_VOCABULARY: usize = u16::MAX as usize + 1 - FIRST_WORD_TOKEN;
+
 /// The words a bag-of-words model sees, in feature order.
 ///
 /// Built from training texts only ([`Vocabulary::build`]): the `size` words that occur in the
@@ -127,6 +136,36 @@ impl Vocabulary {
         let mut row = vec![0; self.len()];
         self.encode_into(text, &mut row);
         row
+    }
+
+    /// Token ids of the sequences [`Vocabulary::encode_tokens_into`] writes: padding,
+    /// unknown, and one per word.
+    pub fn token_ids(&self) -> usize {
+        self.len() + FIRST_WORD_TOKEN
+    }
+
+    /// Writes `text` as a sequence of `row.len() / 2` token ids for a sequence model: its
+    /// words in order ([`tokenize`]), each as its id ([`FIRST_WORD_TOKEN`] + index, or
+    /// [`UNKNOWN_TOKEN`]), cut after `row.len() / 2` words and padded with [`PAD_TOKEN`].
+    /// Each id takes two bytes, low byte first, so a split of token sequences stores
+    /// `2·length` byte values per example (what [`crate::Split`] holds) and a model reads
+    /// id `j` as `row[2j] + 256·row[2j+1]`. The vocabulary must hold at most
+    /// [`MAX_TOKEN_VOCABULARY`] words and `row` an even number of bytes.
+    pub fn encode_tokens_into(&self, text: &str, row: &mut [u8]) {
+        assert!(
+            self.len() <= MAX_TOKEN_VOCABULARY,
+            "{} words do not fit two-byte token ids",
+            self.len()
+        );
+        assert_eq!(row.len() % 2, 0, "two bytes per token");
+        row.fill(0);
+        for (w, id) in tokenize(text).iter().zip(row.chunks_exact_mut(2)) {
+            let token = match self.index.get(w) {
+                Some(&i) => (i + FIRST_WORD_TOKEN) as u16,
+                None => UNKNOWN_TOKEN,
+            };
+            id.copy_from_slice(&token.to_le_bytes());
+        }
     }
 
     /// The words as a JSON list in index order, one per line.

@@ -4,7 +4,7 @@
 
 use crate::layers::{
     Activation, AttentionSpec, ConvSpec, DenseSpec, GateSpec, LayerSpec, NormSpec, PatchesSpec,
-    PositionSpec,
+    PositionSpec, TokensSpec,
 };
 use crate::NnError;
 
@@ -38,6 +38,13 @@ pub enum Arch {
     /// `block2.attn` 4, `block2.ffn` 128).
     #[serde(rename = "vit")]
     Vit,
+    /// A transformer encoder for text: token embeddings (one per token id of the dataset's
+    /// vocabulary, [`Shape::vocabulary`]) and learned positions, then the encoder of `vit`
+    /// ([`VIT`]'s width, heads, FFN and blocks; mean pooling over the sequence, padding
+    /// included) and a classifier; for token-sequence text datasets of any length and class
+    /// count. Players as `vit`'s.
+    #[serde(rename = "text-transformer")]
+    TextTransformer,
 }
 
 /// The geometry of [`Arch::Vit`].
@@ -69,14 +76,32 @@ const VIT_PLAYER_LAYERS: [(&str, usize); 4] = [
 fn vit(plan: VitPlan, image: [usize; 3], classes: usize) -> Vec<LayerSpec> {
     let [c, h, w] = image;
     let tokens = (h / plan.patch) * (w / plan.patch);
+    let embed = LayerSpec::Patches(PatchesSpec {
+        name: "embed".into(),
+        channels: c,
+        patch: plan.patch,
+        dim: plan.dim,
+    });
+    encoder(plan, embed, tokens, classes)
+}
+
+/// `vit`'s encoder over a text of `shape.inputs / 2` token ids out of `shape.vocabulary`.
+fn text_transformer(plan: VitPlan, shape: Shape) -> Vec<LayerSpec> {
+    let embed = LayerSpec::Tokens(TokensSpec {
+        name: "embed".into(),
+        vocabulary: shape.vocabulary,
+        dim: plan.dim,
+    });
+    encoder(plan, embed, shape.inputs / 2, shape.classes)
+}
+
+/// `embed` (to `tokens` vectors of `plan.dim`), learned positions, `plan.blocks` pre-LN
+/// blocks of multi-head self-attention and a GELU FFN, a final norm, mean pooling and the
+/// classifier.
+fn encoder(plan: VitPlan, embed: LayerSpec, tokens: usize, classes: usize) -> Vec<LayerSpec> {
     let d = plan.dim;
     let mut specs = vec![
-        LayerSpec::Patches(PatchesSpec {
-            name: "embed".into(),
-            channels: c,
-            patch: plan.patch,
-            dim: d,
-        }),
+        embed,
         LayerSpec::Position(PositionSpec {
             name: "position".into(),
             tokens,
@@ -129,11 +154,14 @@ fn vit(plan: VitPlan, image: [usize; 3], classes: usize) -> Vec<LayerSpec> {
     specs
 }
 
-/// What a network is built for: values per input example and number of classes.
+/// What a network is built for: values per input example, number of classes and, for
+/// token sequences (two values per token), how many token ids there are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Shape {
     pub inputs: usize,
     pub classes: usize,
+    /// Token ids of a token-sequence dataset (padding, unknown, words); 0 for features.
+    pub vocabulary: usize,
 }
 
 impl Shape {
@@ -141,12 +169,29 @@ impl Shape {
     pub const MNIST: Shape = Shape {
         inputs: 784,
         classes: 10,
+        vocabulary: 0,
     };
     /// 3×64×64 images, 200 classes: AlexNet's default.
     pub const TINY_IMAGENET: Shape = Shape {
         inputs: 3 * 64 * 64,
         classes: 200,
+        vocabulary: 0,
     };
+    /// CARER emotions as 48 tokens of a 5,000-word vocabulary: the text transformer's default.
+    pub const EMOTION_TOKENS: Shape = Shape {
+        inputs: 2 * 48,
+        classes: 6,
+        vocabulary: 5002,
+    };
+
+    /// Real-valued features (no token ids): `inputs` values, `classes` classes.
+    pub const fn features(inputs: usize, classes: usize) -> Shape {
+        Shape {
+            inputs,
+            classes,
+            vocabulary: 0,
+        }
+    }
 }
 
 /// Layer widths of an AlexNet: output channels of conv1…conv5 and neurons of fc1, fc2.
@@ -277,6 +322,7 @@ impl Arch {
                 specs
             }
             Arch::Vit => vit(VIT, [1, 28, 28], 10),
+            Arch::TextTransformer => text_transformer(VIT, shape),
             Arch::Alexnet => {
                 let mut specs = Vec::new();
                 let mut inputs = 3;
@@ -314,7 +360,7 @@ impl Arch {
             Arch::Mlp3x256 => 3 * 256,
             Arch::Mlp512x256 => 512 + 256,
             Arch::Alexnet => AlexnetWidths::FULL.num_players(),
-            Arch::Vit => VIT_PLAYER_LAYERS.iter().map(|(_, n)| n).sum(),
+            Arch::Vit | Arch::TextTransformer => VIT_PLAYER_LAYERS.iter().map(|(_, n)| n).sum(),
         }
     }
 
@@ -328,7 +374,7 @@ impl Arch {
             Arch::Lenet5 => vec![("conv2", 400), ("fc1", 120), ("fc2", 84)],
             Arch::Mlp3x256 => vec![("fc1", 256), ("fc2", 256), ("fc3", 256)],
             Arch::Mlp512x256 => vec![("fc1", 512), ("fc2", 256)],
-            Arch::Vit => VIT_PLAYER_LAYERS.to_vec(),
+            Arch::Vit | Arch::TextTransformer => VIT_PLAYER_LAYERS.to_vec(),
             Arch::Alexnet => {
                 let convs = ["conv1", "conv2", "conv3", "conv4", "conv5"];
                 let mut out: Vec<(&'static str, usize)> =
@@ -347,6 +393,7 @@ impl Arch {
             Arch::Mlp512x256 => "mlp-512-256",
             Arch::Alexnet => "alexnet",
             Arch::Vit => "vit",
+            Arch::TextTransformer => "text-transformer",
         }
     }
 
@@ -361,6 +408,7 @@ impl Arch {
     pub fn default_shape(self) -> Shape {
         match self {
             Arch::Alexnet => Shape::TINY_IMAGENET,
+            Arch::TextTransformer => Shape::EMOTION_TOKENS,
             _ => Shape::MNIST,
         }
     }
@@ -376,7 +424,7 @@ impl Arch {
 
     /// Whether the architecture can be built for `shape`: the LeNets only for MNIST's, AlexNet
     /// for 3×64×64 images and at least two classes, the MLPs for any input width and at least
-    /// two classes.
+    /// two classes, the text transformer for token sequences only (and the others never).
     pub fn check_shape(self, shape: Shape) -> Result<(), NnError> {
         let fail = |reason: &str| {
             Err(NnError::Shape {
@@ -395,6 +443,23 @@ impl Arch {
             }
             Arch::Mlp3x256 | Arch::Mlp512x256 if shape.inputs == 0 || shape.classes < 2 => {
                 fail("it needs at least 1 input and 2 classes")
+            }
+            Arch::Mlp3x256 | Arch::Mlp512x256 | Arch::Alexnet if shape.vocabulary > 0 => {
+                fail("it takes features, not token sequences (leave out `sequence_length`)")
+            }
+            Arch::TextTransformer if shape.vocabulary == 0 => fail(
+                "it takes token sequences (a text dataset with `sequence_length`), not features",
+            ),
+            Arch::TextTransformer
+                if shape.inputs < 2
+                    || shape.inputs % 2 == 1
+                    || shape.classes < 2
+                    || shape.vocabulary < 3 =>
+            {
+                fail(
+                    "it needs at least one token (two values each), 2 classes and 3 token ids \
+                     (padding, unknown, a word)",
+                )
             }
             _ => Ok(()),
         }

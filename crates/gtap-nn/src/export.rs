@@ -399,6 +399,7 @@ impl PrunedNetwork {
         let input = layout.arch.input_shape(crate::Shape {
             inputs: layout.layers.first().map_or(0, |l| l.inputs),
             classes: 0,
+            vocabulary: 0,
         });
         // The layers must chain: every layer takes what the one before gives.
         let mut ok = dense_count > 0 && (layout.gather.is_some() == layout.channels.is_some());

@@ -1,11 +1,11 @@
 //! Networks on libtorch (tch) whose prunable units are players of a cooperative game.
 //!
 //! Main types: [`Arch`] (which network: LeNet-300-100, LeNet5, the text MLP `mlp-3x256`,
-//! "Pruning as a Game"'s `mlp-512-256`),
-//! [`Shape`] (input width and classes it is built for: MNIST's for the LeNets, a dataset's
-//! vocabulary size and classes for the MLP), [`Network`] (its weights in a `VarStore`, a
-//! convolutional *prefix* that is never pruned, and a dense *head* whose hidden units are the
-//! players), [`PlayerLayer`] (a named group of players with stable unit ids),
+//! "Pruning as a Game"'s `mlp-512-256`, AlexNet, the transformers `vit` and
+//! `text-transformer`; each a preset of layer specs),
+//! [`Shape`] (input width, classes and token ids it is built for: MNIST's for the LeNets, a
+//! dataset's for the others), [`Network`] (its weights in a `VarStore` and a sequence of
+//! layers, [`LayerSpec`], with gates where player layers' masks act), [`PlayerLayer`] (a named group of players with stable unit ids),
 //! [`train()`] (seeded, deterministic training) and [`MaskedEvaluator`] (ν(C) for a batch of
 //! coalitions), [`PrunedNetwork`] (the network physically sliced to a kept set, for export),
 //! and [`numerics`] (portable floating-point code paths: the same bytes on any x86-64 CPU).
@@ -51,7 +51,7 @@ pub use export::{
 };
 pub use layers::{
     Activation, AttentionSpec, ConvSpec, DenseSpec, GateSpec, LayerSpec, NormSpec, PatchesSpec,
-    PositionSpec,
+    PositionSpec, TokensSpec,
 };
 pub use masked::MaskedSuffix;
 pub use model::{Network, PlayerLayer, UnitId};

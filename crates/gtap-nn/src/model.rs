@@ -199,10 +199,22 @@ impl Network {
                 .ok_or_else(|| fail(format!("no weight `{name}.weight` for {arch}")))
         };
         let mut specs = arch.specs(arch.default_shape(), AlexnetWidths::FULL);
+        // A text model's token ids and sequence length: its table's rows and its positions'.
+        let (mut vocabulary, mut tokens) = (0, None);
         for spec in &mut specs {
             let (name, inputs, outputs) = match spec {
                 LayerSpec::Dense(d) => (&d.name, &mut d.inputs, &mut d.outputs),
                 LayerSpec::Conv(c) => (&c.name, &mut c.inputs, &mut c.outputs),
+                LayerSpec::Tokens(t) => {
+                    (_, t.vocabulary) = size(&t.name)?;
+                    vocabulary = t.vocabulary;
+                    continue;
+                }
+                LayerSpec::Position(p) if vocabulary > 0 => {
+                    (_, p.tokens) = size(&p.name)?;
+                    tokens = Some(p.tokens);
+                    continue;
+                }
                 _ => continue,
             };
             (*inputs, *outputs) = size(name)?;
@@ -215,11 +227,13 @@ impl Network {
             if first { all.next() } else { all.last() }.expect("every preset ends in dense layers")
         };
         let shape = Shape {
-            inputs: match arch.image() {
-                Some(image) => image.iter().product::<i64>() as usize,
-                None => dense(true).inputs,
+            inputs: match (arch.image(), tokens) {
+                (Some(image), _) => image.iter().product::<i64>() as usize,
+                (None, Some(tokens)) => 2 * tokens,
+                (None, None) => dense(true).inputs,
             },
             classes: dense(false).outputs,
+            vocabulary,
         };
         let mut net =
             Network::from_specs(arch, shape, &specs, device, 0).map_err(|e| fail(e.to_string()))?;

@@ -87,6 +87,8 @@ pub(crate) struct DataShape {
     pub classes: usize,
     /// Side of the square images, for image datasets.
     pub side: Option<usize>,
+    /// For token sequences: at most how many token ids (the vocabulary may come out smaller).
+    pub token_ids: Option<usize>,
 }
 
 pub(crate) fn data_shape(data: &Declared) -> Option<DataShape> {
@@ -96,6 +98,7 @@ pub(crate) fn data_shape(data: &Declared) -> Option<DataShape> {
             features: Some(784),
             classes: 10,
             side: Some(28),
+            token_ids: None,
         }),
         "tiny-imagenet" => {
             let p: crate::tiny_imagenet::TinyImagenetParams =
@@ -104,14 +107,18 @@ pub(crate) fn data_shape(data: &Declared) -> Option<DataShape> {
                 features: Some(3 * 64 * 64),
                 classes: p.classes.unwrap_or(200),
                 side: Some(64),
+                token_ids: None,
             })
         }
         "text-dataset" => {
             let p: crate::text::TextDatasetParams = serde_json::from_value(params()).ok()?;
             Some(DataShape {
-                features: None,
+                features: p.sequence_length().map(|length| 2 * length),
                 classes: p.dataset().num_classes(),
                 side: None,
+                token_ids: p
+                    .sequence_length()
+                    .map(|_| p.vocab_size() + gtap_data::FIRST_WORD_TOKEN),
             })
         }
         _ => None,
@@ -128,6 +135,7 @@ pub(crate) fn arch_takes(arch: Arch, data: &Declared) -> Result<(), Invalid> {
         arch.check_shape(gtap_nn::Shape {
             inputs: features,
             classes: shape.classes,
+            vocabulary: shape.token_ids.unwrap_or(0),
         })
     };
     // Unknown text features: any count of at least one fits an MLP, none an image model.

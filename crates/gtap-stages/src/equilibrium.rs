@@ -135,6 +135,7 @@ impl Stage for EquilibriumStage {
         let shape = Shape {
             inputs: info.features,
             classes: info.num_classes,
+            vocabulary: info.token_ids.unwrap_or(0),
         };
         let mut net = Network::with_shape(p.model, shape, train.inputs.device(), seed)?;
         let cfg = EquilibriumConfig {

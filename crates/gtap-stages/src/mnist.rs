@@ -61,7 +61,11 @@ pub struct DatasetInfo {
     /// `mnist`, or `mnist[0,1]` when filtered.
     pub name: String,
     pub num_classes: usize,
+    /// Values per example (for token sequences, two per token).
     pub features: usize,
+    /// For token sequences: how many token ids there are (padding, unknown, the words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_ids: Option<usize>,
     pub train: usize,
     pub probe: usize,
     pub test: usize,
@@ -156,6 +160,7 @@ impl Stage for MnistStage {
             name,
             num_classes: 10,
             features: 784,
+            token_ids: None,
             train: data.train.len(),
             probe: data.probe.len(),
             test: data.test.len(),

@@ -1,11 +1,14 @@
 //! `text-dataset`: financial-tweet topics or CARER emotions as binary bag-of-words splits, in
 //! the layout of `mnist`'s output (so `train`, `evaluate`, `mcue`, `power-indices` read it
-//! unchanged), plus the vocabulary that defines the features.
+//! unchanged), plus the vocabulary that defines the features. With `sequence_length`, token
+//! sequences instead (two bytes per token id, for the `text-transformer`): the tokenizer is
+//! the vocabulary stored beside the splits, built from the training split only.
 
 use std::path::PathBuf;
 
 use gtap_data::{
-    FetchPolicy, Holdout, TextConfig, TextDataset, DEFAULT_TWEETS_PROBE, DEFAULT_VOCAB_SIZE,
+    FetchPolicy, Holdout, TextConfig, TextDataset, TextEncoding, DEFAULT_TWEETS_PROBE,
+    DEFAULT_VOCAB_SIZE,
 };
 use gtap_engine::{ensure, Env, Invalid, Stage, StageContext};
 use serde::{Deserialize, Serialize};
@@ -31,6 +34,9 @@ pub enum TextDatasetParams {
         /// Seed of the train / probe split; independent of the pipeline seeds.
         #[serde(default)]
         split_seed: u64,
+        /// Token sequences of this length instead of bags of words (see [`TextEncoding`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sequence_length: Option<usize>,
     },
     /// CARER emotions: 6 classes; `val.txt` is the probe split, `test.txt` the test split.
     #[serde(rename = "emotion")]
@@ -38,6 +44,9 @@ pub enum TextDatasetParams {
         /// Bag-of-words features: the most frequent words (by document frequency) of train.
         #[serde(default = "default_vocab")]
         vocab_size: usize,
+        /// Token sequences of this length instead of bags of words (see [`TextEncoding`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sequence_length: Option<usize>,
     },
 }
 
@@ -50,6 +59,8 @@ fn default_probe() -> usize {
 
 /// Most words a vocabulary may hold (the tweets have 41,911 distinct words, CARER 15,212).
 const MAX_VOCAB: usize = 50_000;
+/// Longest token sequence (CARER's longest text has 66 words, the tweets' 70).
+const MAX_SEQUENCE: usize = 512;
 /// Rows of `topic_train.csv`.
 const TWEETS_TRAIN_ROWS: usize = 16_990;
 
@@ -61,16 +72,32 @@ impl TextDatasetParams {
         }
     }
 
-    fn vocab_size(&self) -> usize {
+    pub(crate) fn vocab_size(&self) -> usize {
         match *self {
             TextDatasetParams::TweetsTopic { vocab_size, .. }
-            | TextDatasetParams::Emotion { vocab_size } => vocab_size,
+            | TextDatasetParams::Emotion { vocab_size, .. } => vocab_size,
+        }
+    }
+
+    /// Length of the token sequences, when the texts are encoded as tokens.
+    pub(crate) fn sequence_length(&self) -> Option<usize> {
+        match *self {
+            TextDatasetParams::TweetsTopic {
+                sequence_length, ..
+            }
+            | TextDatasetParams::Emotion {
+                sequence_length, ..
+            } => sequence_length,
         }
     }
 
     pub fn config(&self) -> TextConfig {
         TextConfig {
             vocab_size: self.vocab_size(),
+            encoding: match self.sequence_length() {
+                None => TextEncoding::BagOfWords,
+                Some(length) => TextEncoding::Tokens { length },
+            },
             holdout: match *self {
                 TextDatasetParams::TweetsTopic {
                     probe_size,
@@ -97,13 +124,20 @@ impl Stage for TextDatasetStage {
     const SEEDED: bool = false;
     const INPUTS: &'static [&'static str] = &[];
     const ABOUT: &'static str =
-        "tweet topics or CARER emotions as binary bag-of-words train / probe / test splits";
+        "tweet topics or CARER emotions as binary bag-of-words (or token-sequence) train / probe / test splits";
 
     fn validate(p: &TextDatasetParams) -> Result<(), Invalid> {
         let v = p.vocab_size();
         ensure((1..=MAX_VOCAB).contains(&v), "vocab_size", || {
             format!("must be between 1 and {MAX_VOCAB} (got {v})")
         })?;
+        if let Some(length) = p.sequence_length() {
+            ensure(
+                (1..=MAX_SEQUENCE).contains(&length),
+                "sequence_length",
+                || format!("must be between 1 and {MAX_SEQUENCE} tokens (got {length})"),
+            )?;
+        }
         if let TextDatasetParams::TweetsTopic { probe_size, .. } = *p {
             ensure(
                 (1..TWEETS_TRAIN_ROWS).contains(&probe_size),
@@ -146,10 +180,12 @@ impl Stage for TextDatasetStage {
             split.write_to(&ctx.out_dir().join(split_file(name)))?;
         }
         data.vocabulary.write_to(&ctx.out_dir().join(VOCABULARY))?;
+        let sequences = p.sequence_length().is_some();
         let info = DatasetInfo {
             name: p.dataset().name().to_owned(),
             num_classes: data.num_classes(),
-            features: data.vocabulary.len(),
+            features: data.train.image_len(),
+            token_ids: sequences.then(|| data.vocabulary.token_ids()),
             train: data.train.len(),
             probe: data.probe.len(),
             test: data.test.len(),
@@ -161,7 +197,7 @@ impl Stage for TextDatasetStage {
         tracing::info!(
             "{}: {} words, {} / {} / {} examples",
             ctx.instance,
-            info.features,
+            data.vocabulary.len(),
             info.train,
             info.probe,
             info.test
@@ -193,6 +229,11 @@ mod tests {
             resolve("dataset = \"emotion\"\nvocab_size = 300").unwrap(),
             serde_json::json!({"dataset": "emotion", "vocab_size": 300})
         );
+        // Token sequences are asked for; bags of words keep the keys they had.
+        assert_eq!(
+            resolve("dataset = \"emotion\"\nsequence_length = 48").unwrap(),
+            serde_json::json!({"dataset": "emotion", "vocab_size": 5000, "sequence_length": 48})
+        );
     }
 
     #[test]
@@ -218,6 +259,10 @@ mod tests {
         check(
             "dataset = \"emotion\"\nvocab_size = 0",
             "vocab_size: must be between 1",
+        );
+        check(
+            "dataset = \"emotion\"\nsequence_length = 0",
+            "sequence_length: must be between 1 and 512",
         );
     }
 }

@@ -125,6 +125,7 @@ impl Stage for TinyImagenetStage {
             name,
             num_classes: data.wnids.len(),
             features: gtap_data::TINY_IMAGENET_IMAGE_LEN,
+            token_ids: None,
             train: data.train.len(),
             probe: data.probe.len(),
             test: data.test.len(),

@@ -245,6 +245,7 @@ impl Stage for TrainStage {
         let shape = Shape {
             inputs: info.features,
             classes: info.num_classes,
+            vocabulary: info.token_ids.unwrap_or(0),
         };
         let widths = AlexnetWidths::scaled(p.width.unwrap_or(1.0));
         let mut net = Network::with_widths(p.model, shape, widths, train.inputs.device(), seed)?;

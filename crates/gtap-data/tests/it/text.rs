@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use gtap_data::{
     load_text, read_corpus, text_files, Corpus, DataError, FetchPolicy, Holdout, Location,
-    Normalisation, Split, TextConfig, TextData, TextDataset, TextFiles, TextFormat,
+    Normalisation, Split, TextConfig, TextData, TextDataset, TextEncoding, TextFiles, TextFormat,
 };
 use polars::prelude::*;
 
@@ -129,6 +129,7 @@ fn emotion_parquet(dir: &Path, n: [usize; 3]) -> TextFiles {
 fn tweets_cfg(size: usize, seed: u64, vocab_size: usize) -> TextConfig {
     TextConfig {
         vocab_size,
+        encoding: TextEncoding::BagOfWords,
         holdout: Some(Holdout { size, seed }),
     }
 }
@@ -158,6 +159,7 @@ fn defaults_per_dataset() {
         TextConfig::for_dataset(EMOTION),
         TextConfig {
             vocab_size: 5000,
+            encoding: TextEncoding::BagOfWords,
             holdout: None
         }
     );
@@ -255,6 +257,44 @@ fn vocab_size_caps_the_features() {
 }
 
 #[test]
+fn token_encoding_gives_each_text_its_word_ids_with_the_same_splits() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = emotion_txt(dir.path(), [30, 8, 6]);
+    let bags = load_text(&files, &TextConfig::for_dataset(EMOTION)).unwrap();
+    let cfg = TextConfig {
+        encoding: TextEncoding::Tokens { length: 5 },
+        ..TextConfig::for_dataset(EMOTION)
+    };
+    let data = load_text(&files, &cfg).unwrap();
+    assert_eq!(
+        data.vocabulary, bags.vocabulary,
+        "the vocabulary does not depend on it"
+    );
+    assert_eq!(data.encoding, TextEncoding::Tokens { length: 5 });
+    let test = read_corpus(EMOTION, TextFormat::Lines, &files.test).unwrap();
+    assert_eq!(data.test.image_len(), 10);
+    assert_eq!(data.test.labels(), bags.test.labels());
+    assert_eq!(data.train.indices(), bags.train.indices());
+    for (k, text) in test.texts.iter().enumerate() {
+        let mut row = vec![0u8; 10];
+        data.vocabulary.encode_tokens_into(text, &mut row);
+        assert_eq!(&data.test.pixels()[k * 10..(k + 1) * 10], &row[..]);
+    }
+    let too_big = TextConfig {
+        vocab_size: gtap_data::MAX_TOKEN_VOCABULARY + 1,
+        ..cfg.clone()
+    };
+    let err = load_text(&files, &too_big).unwrap_err().to_string();
+    assert!(err.contains("token ids take two bytes"), "{err}");
+    let empty = TextConfig {
+        encoding: TextEncoding::Tokens { length: 0 },
+        ..cfg
+    };
+    let err = load_text(&files, &empty).unwrap_err().to_string();
+    assert!(err.contains("length of at least 1"), "{err}");
+}
+
+#[test]
 fn emotion_uses_val_as_probe() {
     let dir = tempfile::tempdir().unwrap();
     let files = emotion_txt(dir.path(), [30, 8, 6]);
@@ -315,6 +355,7 @@ fn config_errors_say_what_is_allowed() {
             &tw,
             &TextConfig {
                 vocab_size: 5,
+                encoding: TextEncoding::BagOfWords,
                 holdout: None,
             },
         ),

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use gtap_data::{tokenize, DataError, Vocabulary};
+use gtap_data::{tokenize, DataError, Vocabulary, FIRST_WORD_TOKEN, PAD_TOKEN, UNKNOWN_TOKEN};
 
 #[track_caller]
 fn check(text: &str, expected: &[&str]) {
@@ -68,6 +68,36 @@ fn encoding_is_binary_term_presence() {
     assert_eq!(v.encode("B; b. b!"), [0, 1, 0]);
     assert_eq!(v.index_of("b"), Some(1));
     assert_eq!(v.index_of("z"), None);
+}
+
+#[test]
+fn token_sequences_are_two_byte_ids_in_word_order_cut_and_padded() {
+    let v = Vocabulary::build(&["a b c", "a b", "a"], 3); // a, b, c: ids 2, 3, 4
+    assert_eq!(v.token_ids(), 3 + FIRST_WORD_TOKEN);
+    let tokens = |text: &str, length: usize| {
+        let mut row = vec![0xAA; 2 * length]; // stale bytes must be overwritten
+        v.encode_tokens_into(text, &mut row);
+        row.chunks_exact(2)
+            .map(|p| u16::from_le_bytes([p[0], p[1]]))
+            .collect::<Vec<u16>>()
+    };
+    assert_eq!(
+        tokens("C a zzz B", 6),
+        [4, 2, UNKNOWN_TOKEN, 3, PAD_TOKEN, PAD_TOKEN]
+    );
+    assert_eq!(tokens("c c c a b", 2), [4, 4], "cut after `length` words");
+    assert_eq!(tokens("", 3), [PAD_TOKEN; 3]);
+    // Ids above 255 use the high byte: word 300 of a larger vocabulary is id 302.
+    let words: Vec<String> = (0..400).map(|i| format!("w{i:03}")).collect();
+    let texts: Vec<String> = words
+        .iter()
+        .map(|w| format!("{w} {}", words.join(" ")))
+        .collect();
+    let big = Vocabulary::build(&texts, 400);
+    let mut row = [0u8; 2];
+    big.encode_tokens_into(big.words()[300].as_str(), &mut row);
+    assert_eq!(u16::from_le_bytes(row), 302);
+    assert_eq!(row, [302 % 256, 1].map(|b| b as u8));
 }
 
 #[test]

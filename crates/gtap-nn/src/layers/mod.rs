@@ -18,6 +18,7 @@ mod patches;
 mod pool;
 mod position;
 mod select;
+mod tokens;
 
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
@@ -35,6 +36,7 @@ pub use norm::NormSpec;
 pub use patches::PatchesSpec;
 pub use position::PositionSpec;
 pub(crate) use select::Select;
+pub use tokens::TokensSpec;
 
 use crate::Cost;
 
@@ -63,6 +65,8 @@ pub enum LayerSpec {
     Attention(AttentionSpec),
     /// Images to tokens: non-overlapping `patch`×`patch` patches, each linearly embedded.
     Patches(PatchesSpec),
+    /// Token ids (two values each) to learned vectors: a text's tokens.
+    Tokens(TokensSpec),
     /// Learned position embeddings added to `[N, T, d]` tokens.
     Position(PositionSpec),
     /// The mean over tokens: `[N, T, d]` to `[N, d]`.
@@ -379,6 +383,7 @@ pub(crate) fn build(spec: &LayerSpec, root: &nn::Path<'_>) -> Box<dyn Layer> {
         LayerSpec::Attention(s) => Box::new(Attention::new(root, s)),
         LayerSpec::Patches(s) => Box::new(patches::Patches::new(root, s)),
         LayerSpec::Position(s) => Box::new(position::Position::new(root, s)),
+        LayerSpec::Tokens(s) => Box::new(tokens::Tokens::new(root, s)),
         LayerSpec::MeanPool => Box::new(pool::MeanPool),
         LayerSpec::Gate(_) | LayerSpec::Residual { .. } => {
             unreachable!("gates and residual blocks are steps, not layers")

@@ -7,10 +7,7 @@ use gtap_nn::{
 };
 use tch::{Device, Kind, Tensor};
 
-const SHAPE: Shape = Shape {
-    inputs: 3 * 64 * 64,
-    classes: 10,
-};
+const SHAPE: Shape = Shape::features(3 * 64 * 64, 10);
 
 /// A small AlexNet (width 1/8: channels 8-24-48-32-32, dense 512-512), quick to evaluate.
 fn small(seed: u64) -> Network {

@@ -112,10 +112,7 @@ fn a_participation_step_matches_the_hand_computed_one() {
 /// A 2-input MLP where fc1 unit 0 (x₀ → class) and fc2 unit 0 carry the whole decision, fc1
 /// unit 1 reads noise into fc2 unit 1, which the output ignores, and every other unit is dead.
 fn one_useful_path() -> (Network, TensorData) {
-    let shape = Shape {
-        inputs: 2,
-        classes: 2,
-    };
+    let shape = Shape::features(2, 2);
     let net = Network::with_shape(Arch::Mlp512x256, shape, Device::Cpu, 0).unwrap();
     {
         let _guard = tch::no_grad_guard();

@@ -11,24 +11,19 @@ fn presets() -> Vec<(Arch, Shape, AlexnetWidths)> {
     vec![
         (Arch::Lenet300100, Shape::MNIST, AlexnetWidths::FULL),
         (Arch::Lenet5, Shape::MNIST, AlexnetWidths::FULL),
-        (
-            Arch::Mlp3x256,
-            Shape {
-                inputs: 50,
-                classes: 4,
-            },
-            AlexnetWidths::FULL,
-        ),
+        (Arch::Mlp3x256, Shape::features(50, 4), AlexnetWidths::FULL),
         (Arch::Mlp512x256, Shape::MNIST, AlexnetWidths::FULL),
         (Arch::Vit, Shape::MNIST, AlexnetWidths::FULL),
         (
-            Arch::Alexnet,
+            Arch::TextTransformer,
             Shape {
-                inputs: 3 * 64 * 64,
-                classes: 7,
+                inputs: 2 * 10,
+                classes: 4,
+                vocabulary: 30,
             },
-            small,
+            AlexnetWidths::FULL,
         ),
+        (Arch::Alexnet, Shape::features(3 * 64 * 64, 7), small),
     ]
 }
 
@@ -100,10 +95,7 @@ fn a_sequence_no_preset_names_gets_players_masks_and_costs_from_its_layers() {
         gate(),
         dense("c", 5, 3, false),
     ];
-    let shape = Shape {
-        inputs: 20,
-        classes: 3,
-    };
+    let shape = Shape::features(20, 3);
     let net = Network::from_specs(Arch::Mlp512x256, shape, &specs, Device::Cpu, 1).unwrap();
     let layers: Vec<(&str, usize, usize)> = net
         .player_layers()

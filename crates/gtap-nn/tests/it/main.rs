@@ -7,6 +7,7 @@ mod importance;
 mod layers;
 mod numerics;
 mod retrain;
+mod text_transformer;
 mod vit;
 mod walks;
 
@@ -285,10 +286,7 @@ fn loading_a_checkpoint_of_the_wrong_architecture_fails_with_its_path() {
 }
 
 /// The MLP's bag-of-words shape in these tests: a 50-word vocabulary, 6 classes.
-const TEXT: Shape = Shape {
-    inputs: 50,
-    classes: 6,
-};
+const TEXT: Shape = Shape::features(50, 6);
 
 /// Binary bag-of-words examples whose class is decided by which of six word groups occurs:
 /// class `c` switches on words `8c..8c+4` (plus random noise words 48, 49).
@@ -360,10 +358,7 @@ fn shapes_an_architecture_cannot_take_are_errors() {
         "lenet5 cannot be built for 50 inputs and 6 classes: it takes 28x28 images (784 inputs) \
          and 10 classes"
     );
-    let bad = Shape {
-        inputs: 10,
-        classes: 1,
-    };
+    let bad = Shape::features(10, 1);
     assert!(Network::with_shape(Arch::Mlp3x256, bad, Device::Cpu, 0).is_err());
     // The default shape gives the same weights as `Network::new`.
     let a = Network::with_shape(Arch::Lenet300100, Shape::MNIST, Device::Cpu, 5).unwrap();
