@@ -88,6 +88,62 @@ fn transformer_pipeline_at_ci_scale() {
             .sum();
         assert!((sq - 2.0).abs() < 1e-9, "{name}: {sq}");
     }
+    // The pruned ViT exported: half of the heads cut out of the Q/K/V projections and the
+    // output projection's columns; it predicts what the masked network predicts, and its
+    // layout holds the layer sequence a loader builds.
+    let pipeline =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/transformer.toml");
+    let out_dir = root.join("pruned");
+    let export = common::gtap_command(
+        root,
+        &data,
+        &[
+            "export",
+            pipeline.to_str().unwrap(),
+            "--scale",
+            "ci",
+            "--ranking",
+            "shapley_ip_heads",
+            "--size",
+            "0.5",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&export.stdout);
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    assert!(stdout.contains("players kept   4 of 8"), "{stdout}");
+    assert!(stdout.contains("agree on 10000 of 10000"), "{stdout}");
+    let layout: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("model.json")).unwrap()).unwrap();
+    let kinds: Vec<&str> = layout["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "patches",
+            "position",
+            "residual",
+            "residual",
+            "residual",
+            "residual",
+            "layer-norm",
+            "mean-pool",
+            "dense"
+        ],
+        "{layout}"
+    );
+
     for name in [
         "transformer-heads",
         "transformer-ffn",

@@ -48,6 +48,9 @@ pub enum NnError {
     /// A player layer name the network does not have.
     #[error("no player layer `{layer}` (the network's player layers: {known})")]
     UnknownLayer { layer: String, known: String },
+    /// Layer sizes (read from a file) that do not chain.
+    #[error("the layers do not chain: {0}")]
+    Chain(String),
     /// An operation that needs examples (gradients) was given none.
     #[error("{0} need examples to compute gradients on")]
     NeedsExamples(&'static str),

@@ -17,7 +17,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use crate::layers::{Activation, Conv, ConvSpec, Dense, Flatten, Layer, LayerSpec, Select, Step};
+use crate::layers::{
+    self, Activation, Conv, ConvSpec, Dense, Flatten, Layer, LayerSpec, Select, Step,
+};
 use crate::{Arch, Network, NnError};
 
 /// The weights of an exported model: safetensors, tensors in name order.
@@ -71,6 +73,15 @@ pub struct PrunedLayout {
     pub gather: Option<Vec<usize>>,
     /// Weights and biases of the pruned network; equals `Network::cost(kept).params`.
     pub parameters: u64,
+    /// Shape of one input example. With `steps`, absent in files written before the layer
+    /// sequence was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Vec<i64>>,
+    /// The pruned network as its sequence of layer specs (residual blocks, layer norms,
+    /// attention, … as well as conv and dense layers): what loading builds. Files without it
+    /// are read as conv blocks then dense layers from `layers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<LayerSpec>>,
 }
 
 /// A network with its non-kept players physically removed. Weights live on one device; `save`
@@ -211,6 +222,8 @@ impl PrunedNetwork {
                 channels,
                 gather,
                 parameters,
+                input: Some(net.input_shape().to_vec()),
+                steps: Some(crate::build::specs_of(&layers, |_| false)),
             },
             input: net.input_shape().to_vec(),
             steps: layers,
@@ -298,10 +311,129 @@ impl PrunedNetwork {
         let layout: PrunedLayout =
             serde_json::from_slice(&bytes).map_err(|e| failed(&layout_path, e.to_string()))?;
         let weights_path = dir.join(PRUNED_WEIGHTS);
-        let mut tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(&weights_path)
+        let tensors: BTreeMap<String, Tensor> = Tensor::read_safetensors(&weights_path)
             .map_err(|e| failed(&weights_path, e.to_string()))?
             .into_iter()
             .collect();
+        match (&layout.steps, &layout.input) {
+            (Some(_), Some(_)) => {
+                Self::from_steps(layout, tensors, device).map_err(|(in_weights, message)| {
+                    failed(
+                        if in_weights {
+                            &weights_path
+                        } else {
+                            &layout_path
+                        },
+                        message,
+                    )
+                })
+            }
+            (None, None) => Self::from_layers(layout, tensors, device, &layout_path, &weights_path),
+            _ => Err(failed(
+                &layout_path,
+                "`steps` and `input` come together".into(),
+            )),
+        }
+    }
+
+    /// A layout with its layer sequence: every tensor checked against the specs' variables
+    /// before anything is allocated, the layers built (an error where their sizes do not
+    /// chain), then the tensors copied in. Errors: whether the weights file is at fault, and
+    /// what is wrong.
+    fn from_steps(
+        layout: PrunedLayout,
+        mut tensors: BTreeMap<String, Tensor>,
+        device: Device,
+    ) -> Result<PrunedNetwork, (bool, String)> {
+        let specs = layout.steps.clone().expect("steps");
+        let input = layout.input.clone().expect("an input shape");
+        // Sides of images or token rows: a hand-edited shape must not allocate unbounded.
+        let plausible = (1..=3).contains(&input.len())
+            && input.iter().all(|&d| (1..=1 << 20).contains(&d))
+            && input.iter().product::<i64>() <= 1 << 24;
+        if !plausible {
+            return Err((false, format!("input shape {input:?} is not one example's")));
+        }
+        fn gated(specs: &[LayerSpec]) -> bool {
+            specs.iter().any(|s| match s {
+                LayerSpec::Gate(_) => true,
+                LayerSpec::Residual { inner } => gated(inner),
+                _ => false,
+            })
+        }
+        if gated(&specs) {
+            return Err((false, "an exported model has no gates".into()));
+        }
+        let expected: Vec<(String, Vec<i64>)> =
+            specs.iter().flat_map(LayerSpec::variables).collect();
+        for (i, (name, shape)) in expected.iter().enumerate() {
+            if expected[..i].iter().any(|(n, _)| n == name) {
+                return Err((false, format!("two layers hold `{name}`")));
+            }
+            match tensors.get(name) {
+                None => return Err((true, format!("no tensor `{name}`"))),
+                Some(t) if t.size() != *shape => {
+                    return Err((
+                        true,
+                        format!(
+                            "`{name}` has shape {:?}, the layout says {shape:?}",
+                            t.size()
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(extra) = tensors
+            .keys()
+            .find(|k| !expected.iter().any(|(n, _)| n == *k))
+        {
+            return Err((true, format!("tensor `{extra}` is not in the layout")));
+        }
+        let mut restore = |spec: &LayerSpec| {
+            let vars = spec
+                .variables()
+                .into_iter()
+                .map(|(name, _)| {
+                    let t = tensors.remove(&name).expect("checked above");
+                    t.to_device(device)
+                })
+                .collect();
+            layers::restore(spec, vars, device)
+        };
+        let (steps, _, _) = crate::build::try_build_steps(&specs, &mut restore, &input)
+            .map_err(|e| (false, format!("the layers do not chain: {e}")))?;
+        let parameters = parameters(&steps);
+        if parameters != layout.parameters {
+            return Err((
+                false,
+                format!(
+                    "the layout counts {} parameters, the tensors hold {parameters}",
+                    layout.parameters
+                ),
+            ));
+        }
+        Ok(PrunedNetwork {
+            layout,
+            input,
+            steps,
+        })
+    }
+
+    /// A layout written before the layer sequence was recorded: conv blocks, flattening and
+    /// the gather when there are convolutions, then dense layers.
+    fn from_layers(
+        layout: PrunedLayout,
+        mut tensors: BTreeMap<String, Tensor>,
+        device: Device,
+        layout_path: &Path,
+        weights_path: &Path,
+    ) -> Result<PrunedNetwork, NnError> {
+        let (layout_path, weights_path) = (layout_path.to_owned(), weights_path.to_owned());
+        let failed = |path: &Path, message: String| NnError::PrunedModel {
+            path: path.to_owned(),
+            message,
+        };
         let mut take = |name: String, shape: Vec<i64>| {
             let t = tensors
                 .remove(&name)

@@ -22,6 +22,7 @@
 //! ```
 
 mod arch;
+mod build;
 mod data;
 mod device;
 mod equilibrium;

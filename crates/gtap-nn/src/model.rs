@@ -3,6 +3,7 @@ use std::path::Path;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
+use crate::build::{specs_of, try_build_steps};
 use crate::layers::{self, Gate, KeptOutputs, Layer, LayerSpec, Step};
 use crate::masked::MaskedSuffix;
 use crate::{AlexnetWidths, Arch, NnError, Shape};
@@ -53,99 +54,6 @@ impl std::fmt::Debug for Network {
             .field("arch", &self.arch)
             .field("players", &self.players)
             .finish()
-    }
-}
-
-/// Steps, per-step input shapes and player layers of `specs` on inputs of shape `input`,
-/// variables created under `root`. A residual block becomes `Save`, its inner steps, `Add`.
-pub(crate) fn build_steps(
-    specs: &[LayerSpec],
-    root: &nn::Path<'_>,
-    input: &[i64],
-) -> (Vec<Step>, Vec<Vec<i64>>, Vec<PlayerLayer>) {
-    let mut b = Builder {
-        steps: Vec::new(),
-        shapes: vec![input.to_vec()],
-        players: Vec::new(),
-        open: Vec::new(),
-    };
-    b.push_all(specs, root);
-    (b.steps, b.shapes, b.players)
-}
-
-struct Builder {
-    steps: Vec<Step>,
-    shapes: Vec<Vec<i64>>,
-    players: Vec<PlayerLayer>,
-    /// Steps of the `Save`s of the residual blocks open here, outermost first.
-    open: Vec<usize>,
-}
-
-impl Builder {
-    fn push(&mut self, step: Step, out: Vec<i64>) {
-        self.steps.push(step);
-        self.shapes.push(out);
-    }
-
-    fn push_all(&mut self, specs: &[LayerSpec], root: &nn::Path<'_>) {
-        for spec in specs {
-            let here = self.shapes.last().expect("an input shape").clone();
-            match spec {
-                LayerSpec::Residual { inner } => {
-                    self.open.push(self.steps.len());
-                    self.push(Step::Save, here.clone());
-                    self.push_all(inner, root);
-                    let out = self.shapes.last().expect("a shape").clone();
-                    assert_eq!(out, here, "a residual block keeps its input's shape");
-                    self.push(Step::Add, out);
-                    self.open.pop();
-                }
-                LayerSpec::Gate(g) => {
-                    let step = self.gate(g.spread, &here);
-                    self.push(step, here);
-                }
-                spec => {
-                    let layer = layers::build(spec, root);
-                    let out = layer.output_shape(&here);
-                    self.push(Step::Layer(layer), out);
-                }
-            }
-        }
-    }
-
-    /// The gate at the next step and its player layer: the units of the weighted layer
-    /// before it, one per feature map (`[C, H, W]` activations) or per `spread` features.
-    fn gate(&mut self, spread: usize, here: &[i64]) -> Step {
-        let producer = (0..self.steps.len())
-            .rev()
-            .find(|&i| self.steps[i].layer().is_some_and(|l| l.weights().is_some()))
-            .expect("a gate follows a weighted layer");
-        let layer = self.steps[producer].layer().expect("a layer");
-        let maps = here.len() == 3;
-        let size = if maps {
-            here[0] as usize
-        } else {
-            *here.last().expect("a feature axis") as usize / spread
-        };
-        let gate = self.steps.len();
-        let offset = self.players.last().map_or(0, |l| l.offset + l.size);
-        self.players.push(PlayerLayer {
-            name: layer
-                .name()
-                .expect("a weighted layer has a name")
-                .to_owned(),
-            size,
-            offset,
-            gate,
-            producer,
-            entry: self.open.first().copied().unwrap_or(gate),
-        });
-        let is_conv = layer.stride_padding().is_some();
-        Step::Gate(Gate {
-            players: self.players.len() - 1,
-            spread: if maps { 1 } else { spread },
-            maps: maps || (is_conv && size == layer.units()),
-        })
     }
 }
 
@@ -235,23 +143,10 @@ impl Network {
             classes: dense(false).outputs,
             vocabulary,
         };
+        // Sizes read from a file must chain: from_specs refuses a layer that does not take
+        // what the one before gives.
         let mut net =
             Network::from_specs(arch, shape, &specs, device, 0).map_err(|e| fail(e.to_string()))?;
-        // Sizes read from a file must chain: each layer takes what the one before gives.
-        for (_, layer, input) in net.weighted_steps() {
-            let takes = layer.weights().expect("weighted").0.size()[1];
-            let given = if input.len() == 3 {
-                input[0]
-            } else {
-                input[input.len() - 1]
-            };
-            if takes != given {
-                return Err(fail(format!(
-                    "`{}` takes {takes} inputs, the layer before gives {given}",
-                    layer.name().unwrap_or("a layer")
-                )));
-            }
-        }
         net.vs.load(path).map_err(|e| fail(e.to_string()))?;
         Ok(net)
     }
@@ -266,18 +161,24 @@ impl Network {
         seed: u64,
     ) -> Result<Network, NnError> {
         arch.check_shape(shape)?;
-        Ok(crate::with_torch_rng(seed, || {
+        crate::with_torch_rng(seed, || {
             let vs = nn::VarStore::new(device);
-            let (steps, shapes, players) = build_steps(specs, &vs.root(), &arch.input_shape(shape));
-            Network {
+            let root = vs.root();
+            let (steps, shapes, players) = try_build_steps(
+                specs,
+                &mut |s| layers::build(s, &root),
+                &arch.input_shape(shape),
+            )
+            .map_err(NnError::Chain)?;
+            Ok(Network {
                 arch,
                 vs,
                 shape,
                 steps,
                 shapes,
                 players,
-            }
-        }))
+            })
+        })
     }
 
     /// Writes the weights as safetensors, tensors in name order (so equal weights give equal bytes).
@@ -339,23 +240,7 @@ impl Network {
 
     /// [`Self::specs`] without the gates `keep` refuses.
     fn specs_with_gates(&self, keep: impl Fn(&Gate) -> bool) -> Vec<LayerSpec> {
-        let mut levels: Vec<Vec<LayerSpec>> = vec![Vec::new()];
-        for step in &self.steps {
-            let spec = match step {
-                Step::Layer(l) => l.spec(),
-                Step::Gate(g) if !keep(g) => continue,
-                Step::Gate(g) => LayerSpec::Gate(layers::GateSpec { spread: g.spread }),
-                Step::Save => {
-                    levels.push(Vec::new());
-                    continue;
-                }
-                Step::Add => LayerSpec::Residual {
-                    inner: levels.pop().expect("an open block"),
-                },
-            };
-            levels.last_mut().expect("a level").push(spec);
-        }
-        levels.pop().expect("the top level")
+        specs_of(&self.steps, keep)
     }
 
     pub fn player_layers(&self) -> &[PlayerLayer] {

@@ -28,6 +28,13 @@ pub(crate) struct Attention {
     bias: Tensor,
 }
 
+impl AttentionSpec {
+    pub(crate) fn variables(&self) -> Vec<(String, Vec<i64>)> {
+        let width = (3 * self.heads * self.head_dim) as i64;
+        super::weight_and_bias(&self.name, vec![width, self.dim as i64], width)
+    }
+}
+
 impl Attention {
     pub fn new(root: &nn::Path<'_>, spec: &AttentionSpec) -> Attention {
         let width = 3 * spec.heads * spec.head_dim;
@@ -41,6 +48,14 @@ impl Attention {
             spec: spec.clone(),
             weight: l.ws,
             bias: l.bs.expect("a biased projection"),
+        }
+    }
+
+    pub fn from_tensors(spec: &AttentionSpec, weight: Tensor, bias: Tensor) -> Attention {
+        Attention {
+            spec: spec.clone(),
+            weight,
+            bias,
         }
     }
 
@@ -96,6 +111,10 @@ impl Layer for Attention {
             .matmul(&v) // [N, H, T, dh]
             .transpose(1, 2)
             .reshape([n, t, h * dh])
+    }
+
+    fn takes(&self, input: &[i64]) -> bool {
+        matches!(input, [_, d] if *d == self.spec.dim as i64)
     }
 
     fn output_shape(&self, input: &[i64]) -> Vec<i64> {

@@ -21,6 +21,11 @@ pub struct ConvSpec {
 }
 
 impl ConvSpec {
+    pub(crate) fn variables(&self) -> Vec<(String, Vec<i64>)> {
+        let (i, o, k) = (self.inputs as i64, self.outputs as i64, self.kernel as i64);
+        super::weight_and_bias(&self.name, vec![o, i, k, k], o)
+    }
+
     /// Output side of a square input of side `side` after convolution and pooling.
     pub fn output_side(&self, side: i64) -> i64 {
         self.conv_side(side) / self.pool as i64
@@ -159,6 +164,16 @@ impl Layer for Conv {
                 rows,
             },
         }
+    }
+
+    /// Square maps of its input channels, large enough for a kernel and a pooling window.
+    fn takes(&self, input: &[i64]) -> bool {
+        let s = &self.spec;
+        let sizes = s.kernel >= 1 && s.stride >= 1 && s.pool >= 1;
+        matches!(input, [c, h, w] if *c == self.weight.size()[1] && h == w)
+            && sizes
+            && input[1] + 2 * s.padding as i64 >= s.kernel as i64
+            && s.conv_side(input[1]) >= s.pool as i64
     }
 
     fn output_shape(&self, input: &[i64]) -> Vec<i64> {

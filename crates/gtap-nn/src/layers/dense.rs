@@ -26,6 +26,13 @@ pub enum Activation {
     None,
 }
 
+impl DenseSpec {
+    pub(crate) fn variables(&self) -> Vec<(String, Vec<i64>)> {
+        let (i, o) = (self.inputs as i64, self.outputs as i64);
+        super::weight_and_bias(&self.name, vec![o, i], o)
+    }
+}
+
 impl Activation {
     pub(crate) fn apply(self, h: Tensor) -> Tensor {
         match self {

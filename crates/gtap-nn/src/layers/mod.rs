@@ -73,6 +73,36 @@ pub enum LayerSpec {
     MeanPool,
 }
 
+impl LayerSpec {
+    /// The variables a layer of this spec holds, by checkpoint name, with their shapes (a
+    /// residual block's inner layers' too): what a file's tensors are checked against
+    /// before any is allocated.
+    pub fn variables(&self) -> Vec<(String, Vec<i64>)> {
+        match self {
+            LayerSpec::Dense(s) => s.variables(),
+            LayerSpec::Conv(s) => s.variables(),
+            LayerSpec::LayerNorm(s) => s.variables(),
+            LayerSpec::Attention(s) => s.variables(),
+            LayerSpec::Patches(s) => s.variables(),
+            LayerSpec::Tokens(s) => s.variables(),
+            LayerSpec::Position(s) => s.variables(),
+            LayerSpec::Residual { inner } => inner.iter().flat_map(LayerSpec::variables).collect(),
+            LayerSpec::Flatten
+            | LayerSpec::Gate(_)
+            | LayerSpec::Select { .. }
+            | LayerSpec::MeanPool => Vec::new(),
+        }
+    }
+}
+
+/// A weight and bias by checkpoint name.
+pub(crate) fn weight_and_bias(name: &str, weight: Vec<i64>, bias: i64) -> Vec<(String, Vec<i64>)> {
+    vec![
+        (format!("{name}.weight"), weight),
+        (format!("{name}.bias"), vec![bias]),
+    ]
+}
+
 /// Activations of `K` coalitions on `E` examples, as they flow through a masked suffix.
 #[derive(Debug)]
 pub(crate) enum Coalitions {
@@ -264,6 +294,17 @@ pub(crate) trait Layer: Send + std::fmt::Debug {
     /// Output shape of one example of input shape `input` (no batch dimension).
     fn output_shape(&self, input: &[i64]) -> Vec<i64>;
 
+    /// Whether one example of shape `input` fits this layer. Sizes read from a file must
+    /// chain (a mismatch would only show as libtorch's panic in the first forward pass);
+    /// asked before [`Layer::output_shape`], which may divide by the spec's sizes. By
+    /// default a weighted layer takes its weight's columns on the last axis.
+    fn takes(&self, input: &[i64]) -> bool {
+        match self.weights() {
+            Some((w, _)) => input.last() == Some(&w.size()[1]),
+            None => true,
+        }
+    }
+
     /// Floats one (example, coalition) pair occupies at this layer's widest buffer.
     fn floats_per_pair(&self, _input: &[i64]) -> i64 {
         0
@@ -384,6 +425,34 @@ pub(crate) fn build(spec: &LayerSpec, root: &nn::Path<'_>) -> Box<dyn Layer> {
         LayerSpec::Patches(s) => Box::new(patches::Patches::new(root, s)),
         LayerSpec::Position(s) => Box::new(position::Position::new(root, s)),
         LayerSpec::Tokens(s) => Box::new(tokens::Tokens::new(root, s)),
+        LayerSpec::MeanPool => Box::new(pool::MeanPool),
+        LayerSpec::Gate(_) | LayerSpec::Residual { .. } => {
+            unreachable!("gates and residual blocks are steps, not layers")
+        }
+    }
+}
+
+/// A layer of `spec` holding `vars`: tensors shaped as [`LayerSpec::variables`] lists them,
+/// in that order (an exported model's, read from its file); index tensors on `device`.
+pub(crate) fn restore(spec: &LayerSpec, vars: Vec<Tensor>, device: tch::Device) -> Box<dyn Layer> {
+    let mut vars = vars.into_iter();
+    let mut next = || vars.next().expect("one tensor per variable of the spec");
+    match spec {
+        LayerSpec::Dense(s) => {
+            let (w, b) = (next(), next());
+            Box::new(Dense::from_tensors(&s.name, w, Some(b), s.activation))
+        }
+        LayerSpec::Conv(s) => {
+            let (w, b) = (next(), next());
+            Box::new(Conv::from_tensors(s, w, Some(b)))
+        }
+        LayerSpec::LayerNorm(s) => Box::new(norm::LayerNorm::from_tensors(s, next(), next())),
+        LayerSpec::Attention(s) => Box::new(Attention::from_tensors(s, next(), next())),
+        LayerSpec::Patches(s) => Box::new(patches::Patches::from_tensors(s, next(), next())),
+        LayerSpec::Position(s) => Box::new(position::Position::from_tensors(s, next())),
+        LayerSpec::Tokens(s) => Box::new(tokens::Tokens::from_tensors(s, next())),
+        LayerSpec::Flatten => Box::new(Flatten),
+        LayerSpec::Select { index } => Box::new(Select::new(index, device)),
         LayerSpec::MeanPool => Box::new(pool::MeanPool),
         LayerSpec::Gate(_) | LayerSpec::Residual { .. } => {
             unreachable!("gates and residual blocks are steps, not layers")

@@ -12,6 +12,12 @@ pub struct NormSpec {
     pub dim: usize,
 }
 
+impl NormSpec {
+    pub(crate) fn variables(&self) -> Vec<(String, Vec<i64>)> {
+        super::weight_and_bias(&self.name, vec![self.dim as i64], self.dim as i64)
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct LayerNorm {
     spec: NormSpec,
@@ -30,6 +36,16 @@ impl LayerNorm {
             spec: spec.clone(),
             weight: n.ws.expect("an affine layer norm"),
             bias: n.bs.expect("an affine layer norm"),
+        }
+    }
+}
+
+impl LayerNorm {
+    pub fn from_tensors(spec: &NormSpec, weight: Tensor, bias: Tensor) -> LayerNorm {
+        LayerNorm {
+            spec: spec.clone(),
+            weight,
+            bias,
         }
     }
 }
@@ -55,6 +71,10 @@ impl Layer for LayerNorm {
             1e-5,
             false,
         )
+    }
+
+    fn takes(&self, input: &[i64]) -> bool {
+        input.last() == Some(&(self.spec.dim as i64))
     }
 
     fn output_shape(&self, input: &[i64]) -> Vec<i64> {

@@ -16,6 +16,13 @@ pub struct PatchesSpec {
     pub dim: usize,
 }
 
+impl PatchesSpec {
+    pub(crate) fn variables(&self) -> Vec<(String, Vec<i64>)> {
+        let (c, p, d) = (self.channels as i64, self.patch as i64, self.dim as i64);
+        super::weight_and_bias(&self.name, vec![d, c, p, p], d)
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Patches {
     spec: PatchesSpec,
@@ -44,6 +51,16 @@ impl Patches {
     }
 }
 
+impl Patches {
+    pub fn from_tensors(spec: &PatchesSpec, weight: Tensor, bias: Tensor) -> Patches {
+        Patches {
+            spec: spec.clone(),
+            weight,
+            bias,
+        }
+    }
+}
+
 impl Layer for Patches {
     fn spec(&self) -> LayerSpec {
         LayerSpec::Patches(self.spec.clone())
@@ -62,6 +79,11 @@ impl Layer for Patches {
         crate::numerics::conv2d_strided(x, &self.weight, Some(&self.bias), p, 0)
             .flatten(2, -1)
             .transpose(1, 2)
+    }
+
+    fn takes(&self, input: &[i64]) -> bool {
+        let p = self.spec.patch as i64;
+        matches!(input, [c, h, w] if *c == self.spec.channels as i64 && p >= 1 && *h >= p && *w >= p)
     }
 
     fn output_shape(&self, input: &[i64]) -> Vec<i64> {

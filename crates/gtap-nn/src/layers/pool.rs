@@ -16,6 +16,10 @@ impl Layer for MeanPool {
         x.mean_dim(1, false, Kind::Float)
     }
 
+    fn takes(&self, input: &[i64]) -> bool {
+        input.len() == 2
+    }
+
     fn output_shape(&self, input: &[i64]) -> Vec<i64> {
         input[1..].to_vec()
     }

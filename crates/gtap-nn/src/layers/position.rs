@@ -13,6 +13,13 @@ pub struct PositionSpec {
     pub dim: usize,
 }
 
+impl PositionSpec {
+    pub(crate) fn variables(&self) -> Vec<(String, Vec<i64>)> {
+        let shape = vec![self.tokens as i64, self.dim as i64];
+        vec![(format!("{}.weight", self.name), shape)]
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Position {
     spec: PositionSpec,
@@ -37,6 +44,15 @@ impl Position {
     }
 }
 
+impl Position {
+    pub fn from_tensors(spec: &PositionSpec, weight: Tensor) -> Position {
+        Position {
+            spec: spec.clone(),
+            weight,
+        }
+    }
+}
+
 impl Layer for Position {
     fn spec(&self) -> LayerSpec {
         LayerSpec::Position(self.spec.clone())
@@ -51,6 +67,10 @@ impl Layer for Position {
 
     fn forward(&self, x: &Tensor) -> Tensor {
         x + &self.weight
+    }
+
+    fn takes(&self, input: &[i64]) -> bool {
+        input == [self.spec.tokens as i64, self.spec.dim as i64]
     }
 
     fn output_shape(&self, input: &[i64]) -> Vec<i64> {

@@ -51,6 +51,10 @@ impl Layer for Select {
         }
     }
 
+    fn takes(&self, input: &[i64]) -> bool {
+        matches!(input, [n] if self.index.iter().all(|&i| (i as i64) < *n))
+    }
+
     fn output_shape(&self, _input: &[i64]) -> Vec<i64> {
         vec![self.index.len() as i64]
     }

@@ -22,6 +22,13 @@ pub struct TokensSpec {
 /// The token id that stands in for any id outside the table (`gtap_data::UNKNOWN_TOKEN`):
 /// an input that does not come from the table's vocabulary reads as unknown words instead
 /// of indexing past the table.
+impl TokensSpec {
+    pub(crate) fn variables(&self) -> Vec<(String, Vec<i64>)> {
+        let shape = vec![self.vocabulary as i64, self.dim as i64];
+        vec![(format!("{}.weight", self.name), shape)]
+    }
+}
+
 const UNKNOWN: i64 = 1;
 
 #[derive(Debug)]
@@ -48,6 +55,13 @@ impl Tokens {
     }
 
     /// The token ids `[N, T]` of inputs `[N, 2T]`.
+    pub fn from_tensors(spec: &TokensSpec, weight: Tensor) -> Tokens {
+        Tokens {
+            spec: spec.clone(),
+            weight,
+        }
+    }
+
     fn ids(&self, x: &Tensor) -> Tensor {
         let n = x.size()[0];
         let pairs = x.view([n, -1, 2]);
@@ -71,6 +85,11 @@ impl Layer for Tokens {
 
     fn forward(&self, x: &Tensor) -> Tensor {
         Tensor::embedding(&self.weight, &self.ids(x), -1, false, false)
+    }
+
+    /// Two values per token id.
+    fn takes(&self, input: &[i64]) -> bool {
+        matches!(input, [n] if n % 2 == 0)
     }
 
     fn output_shape(&self, input: &[i64]) -> Vec<i64> {

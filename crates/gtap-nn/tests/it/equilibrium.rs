@@ -173,7 +173,9 @@ fn a_useless_unit_collapses_and_an_essential_one_stays() {
 
 #[test]
 fn the_pruned_network_is_the_gated_one_with_removed_gates_at_zero() {
-    for arch in [Arch::Lenet300100, Arch::Lenet5, Arch::Mlp512x256] {
+    // The ViT's players are its heads (a head's participation scales its value rows) and FFN
+    // neurons.
+    for arch in [Arch::Lenet300100, Arch::Lenet5, Arch::Mlp512x256, Arch::Vit] {
         let net = Network::new(arch, Device::Cpu, 2);
         let players = net.num_players();
         let participation: Vec<f32> = (0..players)
@@ -241,4 +243,41 @@ fn equilibrium_training_is_deterministic() {
     assert_eq!(a, b);
     assert_eq!(wa, wb);
     assert_eq!(a.epochs.len(), 2);
+}
+
+/// A participation per attention head: the equilibrium game played by a ViT's 8 heads alone
+/// (FFN neurons always present) trains, is deterministic, and its folded network is the gated
+/// one.
+#[test]
+fn a_vit_s_heads_play_the_equilibrium_game() {
+    let heads = ["block1.attn".to_owned(), "block2.attn".to_owned()];
+    let data = synthetic(64, 3);
+    let run = || {
+        let mut net = Network::new(Arch::Vit, Device::Cpu, 1)
+            .with_player_layers(&heads)
+            .unwrap();
+        let mut cfg = config(1.0, 0.5, 0.05, 0.01, 0.5);
+        cfg.train.lr = 1e-3;
+        cfg.train.optimizer = Optimizer::Adam;
+        cfg.train.batch_size = 32;
+        let eq = train_equilibrium(&mut net, &data, &data, &cfg, 4, &mut || ()).unwrap();
+        (net, eq)
+    };
+    let (net, a) = run();
+    let (_, b) = run();
+    assert_eq!(a.participation, b.participation);
+    assert_eq!(a.participation.len(), 8);
+    assert!(a.participation.iter().all(|s| (0.0..=1.0).contains(s)));
+    assert!(
+        a.participation.iter().any(|&s| s < 1.0),
+        "the cost terms move every head off 1: {:?}",
+        a.participation
+    );
+    let scale = a.fold_scale();
+    let xs = synthetic(16, 9).inputs;
+    let gated = net.forward_gated(&xs, &Tensor::from_slice(&scale));
+    let mut folded = net.with_player_layers(&heads).unwrap();
+    folded.scale_outgoing(&scale);
+    let diff = max_abs_diff(&gated, &folded.forward(&xs));
+    assert!(diff < 1e-5, "folded vs gated logits differ by {diff}");
 }

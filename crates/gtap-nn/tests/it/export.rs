@@ -167,23 +167,63 @@ fn a_kept_set_of_the_wrong_width_and_a_mismatched_file_are_errors() {
     pruned.save(dir.path()).unwrap();
     let layout = dir.path().join(gtap_nn::PRUNED_LAYOUT);
     let text = std::fs::read_to_string(&layout).unwrap();
-    std::fs::write(
-        &layout,
-        text.replacen("\"outputs\": 6", "\"outputs\": 5", 1),
-    )
-    .unwrap();
-    let err = PrunedNetwork::load(dir.path(), Device::Cpu).unwrap_err();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let load_edited = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut edited = json.clone();
+        edit(&mut edited);
+        std::fs::write(&layout, serde_json::to_vec(&edited).unwrap()).unwrap();
+        PrunedNetwork::load(dir.path(), Device::Cpu)
+            .unwrap_err()
+            .to_string()
+    };
+    // Today's files: the layer sequence is what loading builds.
+    let err = load_edited(&|j| j["steps"][0]["outputs"] = 5.into());
     assert!(
-        err.to_string()
-            .contains("`conv1.weight` has shape [6, 1, 5, 5], the layout says [5, 1, 5, 5]"),
+        err.contains("`conv1.weight` has shape [6, 1, 5, 5], the layout says [5, 1, 5, 5]"),
         "{err}"
     );
     // A pooling of 0 is an error, not a division by zero.
-    std::fs::write(&layout, text.replacen("\"pool\": 2", "\"pool\": 0", 1)).unwrap();
-    let err = PrunedNetwork::load(dir.path(), Device::Cpu).unwrap_err();
+    let err = load_edited(&|j| j["steps"][0]["pool"] = 0.into());
     assert!(
-        err.to_string()
-            .contains("needs kernel, stride and pool of at least 1"),
+        err.contains(
+            "the layers do not chain: layer 0 (conv1) does not take inputs of shape [1, 28, 28]"
+        ),
         "{err}"
     );
+    let err = load_edited(&|j| j["input"] = serde_json::json!([1, 28]));
+    assert!(
+        err.contains("does not take inputs of shape [1, 28]"),
+        "{err}"
+    );
+    let err = load_edited(&|j| j["input"] = serde_json::json!([1, 1 << 30, 28]));
+    assert!(err.contains("is not one example's"), "{err}");
+    // Files written before the sequence was recorded are read from `layers`.
+    let legacy = |j: &mut serde_json::Value| {
+        let o = j.as_object_mut().unwrap();
+        o.remove("steps");
+        o.remove("input");
+    };
+    let err = load_edited(&|j| {
+        legacy(j);
+        j["layers"][0]["outputs"] = 5.into();
+    });
+    assert!(
+        err.contains("`conv1.weight` has shape [6, 1, 5, 5], the layout says [5, 1, 5, 5]"),
+        "{err}"
+    );
+    let err = load_edited(&|j| {
+        legacy(j);
+        j["layers"][0]["pool"] = 0.into();
+    });
+    assert!(
+        err.contains("needs kernel, stride and pool of at least 1"),
+        "{err}"
+    );
+    // And a sound legacy file still loads.
+    let mut old = json.clone();
+    legacy(&mut old);
+    std::fs::write(&layout, serde_json::to_vec(&old).unwrap()).unwrap();
+    let loaded = PrunedNetwork::load(dir.path(), Device::Cpu).unwrap();
+    let xs = Tensor::randn([3, 1, 28, 28], (tch::Kind::Float, Device::Cpu));
+    assert!(loaded.forward(&xs).equal(&pruned.forward(&xs)));
 }

@@ -89,6 +89,13 @@ fn coalitions_at_once_and_the_exported_model_equal_the_gated_network() {
         let pruned = PrunedNetwork::from_network(&net, kept).unwrap();
         let diff = max_diff(&pruned.forward(&xs), &gated);
         assert!(diff < 1e-5, "exported {j}: max |diff| {diff}");
+        let dir = tempfile::tempdir().unwrap();
+        pruned.save(dir.path()).unwrap();
+        let loaded = PrunedNetwork::load(dir.path(), Device::Cpu).unwrap();
+        assert!(
+            loaded.forward(&xs).equal(&pruned.forward(&xs)),
+            "loaded {j}"
+        );
         assert_eq!(pruned.num_parameters(), net.cost(kept).params);
     }
 }

@@ -118,7 +118,10 @@ fn a_layer_game_inside_a_residual_block_agrees_with_the_whole_game() {
 fn removed_units_and_the_exported_model_compute_the_masked_network() {
     let _guard = tch::no_grad_guard();
     let xs = synthetic(10, 6).inputs;
-    for kept in coalitions(3) {
+    // Half of each layer, and block 1 without heads and block 2 without FFN neurons.
+    let mut kept_sets = coalitions(3);
+    kept_sets.push((0..264).map(|p| !(0..4).contains(&p) && p < 136).collect());
+    for kept in kept_sets {
         let net = Network::new(Arch::Vit, Device::Cpu, 5);
         let m = masks(std::slice::from_ref(&kept));
         let masked = net
@@ -127,6 +130,12 @@ fn removed_units_and_the_exported_model_compute_the_masked_network() {
             .select(1, 0);
         let pruned = PrunedNetwork::from_network(&net, &kept).unwrap();
         assert!(max_diff(&pruned.forward(&xs), &masked) < 1e-5);
+        // Saved and loaded back, it is the same network: the layer sequence is in the file.
+        let dir = tempfile::tempdir().unwrap();
+        pruned.save(dir.path()).unwrap();
+        let loaded = PrunedNetwork::load(dir.path(), Device::Cpu).unwrap();
+        assert!(loaded.forward(&xs).equal(&pruned.forward(&xs)));
+        assert_eq!(loaded.layout(), pruned.layout());
         assert_eq!(pruned.num_parameters(), net.cost(&kept).params);
         assert!(net.cost(&kept).params < net.num_parameters() as u64);
         let mut removed = Network::new(Arch::Vit, Device::Cpu, 5);
