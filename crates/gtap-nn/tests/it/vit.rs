@@ -314,3 +314,42 @@ fn exact_shapley_of_the_heads_is_brute_force_and_monte_carlo_converges_to_it() {
         );
     }
 }
+
+/// Michel et al.'s head mask, written out by hand: a head absent from the coalition is the
+/// plain network with that head's columns of the output projection zeroed (its slice of the
+/// concatenated head outputs never reaches the residual stream). Tolerance 1e-5 on logits of
+/// order 1 (f32 sums in another order).
+#[test]
+fn a_head_coalition_is_the_plain_network_with_those_heads_projection_columns_zeroed() {
+    let _guard = tch::no_grad_guard();
+    let xs = synthetic(12, 4).inputs;
+    let heads = ["block1.attn".to_owned(), "block2.attn".to_owned()];
+    let net = Network::new(Arch::Vit, Device::Cpu, 3)
+        .with_player_layers(&heads)
+        .unwrap();
+    assert_eq!(net.num_players(), 8);
+    let head_dim = 64 / 4;
+    for code in [0b1010_0110u32, 0b0000_0001, 0b1111_0000, 0] {
+        let kept: Vec<bool> = (0..8).map(|h| code >> h & 1 == 1).collect();
+        let masked = net
+            .masked_logits(&net.prefix(&xs), &masks(std::slice::from_ref(&kept)))
+            .unwrap()
+            .select(1, 0);
+        let zeroed = net.with_player_layers(&heads).unwrap();
+        let vars = zeroed.named_variables();
+        for (h, _) in kept.iter().enumerate().filter(|(_, &k)| !k) {
+            let (block, head) = (h / 4 + 1, (h % 4) as i64);
+            let proj = &vars
+                .iter()
+                .find(|(n, _)| *n == format!("block{block}.proj.weight"))
+                .unwrap()
+                .1;
+            let _ = proj.narrow(1, head * head_dim, head_dim).zero_();
+        }
+        let diff = max_diff(&zeroed.forward(&xs), &masked);
+        assert!(diff < 1e-5, "heads {code:08b}: max |diff| {diff}");
+        if code != 0b1111_1111 {
+            assert!(max_diff(&net.forward(&xs), &masked) > 1e-4, "the mask acts");
+        }
+    }
+}
