@@ -122,14 +122,20 @@ impl Builder {
     }
 }
 
-/// `steps` as specs, residual blocks nested again; gates where `keep` says so.
-pub(crate) fn specs_of(steps: &[Step], keep: impl Fn(&Gate) -> bool) -> Vec<LayerSpec> {
+/// `steps` as specs, residual blocks nested again; each gate (at step `i`) as `gate(i, g)`
+/// says: its spec, or none to leave it out.
+pub(crate) fn specs_of(
+    steps: &[Step],
+    gate: impl Fn(usize, &Gate) -> Option<layers::GateSpec>,
+) -> Vec<LayerSpec> {
     let mut levels: Vec<Vec<LayerSpec>> = vec![Vec::new()];
-    for step in steps {
+    for (i, step) in steps.iter().enumerate() {
         let spec = match step {
             Step::Layer(l) => l.spec(),
-            Step::Gate(g) if !keep(g) => continue,
-            Step::Gate(g) => LayerSpec::Gate(layers::GateSpec { spread: g.spread }),
+            Step::Gate(g) => match gate(i, g) {
+                Some(spec) => LayerSpec::Gate(spec),
+                None => continue,
+            },
             Step::Save => {
                 levels.push(Vec::new());
                 continue;

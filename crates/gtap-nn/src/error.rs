@@ -48,6 +48,9 @@ pub enum NnError {
     /// A player layer name the network does not have.
     #[error("no player layer `{layer}` (the network's player layers: {known})")]
     UnknownLayer { layer: String, known: String },
+    /// A layer of feature maps asked to play as one player.
+    #[error("layer `{layer}` gates feature maps: its channels cannot play as one player")]
+    WholeMaps { layer: String },
     /// Layer sizes (read from a file) that do not chain.
     #[error("the layers do not chain: {0}")]
     Chain(String),

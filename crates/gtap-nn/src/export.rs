@@ -188,17 +188,14 @@ impl PrunedNetwork {
                 }
                 Step::Layer(layer) if layer.weights().is_some() => {
                     let rows = net.players_of(i).map(|pl| {
-                        let per_row = net.units_per_row(pl);
-                        let mut rows: Vec<usize> = kept_units
+                        let units = &kept[pl.offset..pl.offset + pl.size];
+                        let rows: Vec<usize> = net
+                            .kept_rows(pl, units)
                             .iter()
-                            .find(|k| k.layer == pl.name)
-                            .expect("kept units of every player layer")
-                            .units
-                            .iter()
-                            .map(|u| u / per_row)
+                            .enumerate()
+                            .filter_map(|(r, &k)| k.then_some(r))
                             .collect();
-                        rows.dedup();
-                        if per_row > 1 {
+                        if net.units_per_row(pl) > 1 {
                             channels = Some(rows.clone());
                         }
                         rows
@@ -223,7 +220,7 @@ impl PrunedNetwork {
                 gather,
                 parameters,
                 input: Some(net.input_shape().to_vec()),
-                steps: Some(crate::build::specs_of(&layers, |_| false)),
+                steps: Some(crate::build::specs_of(&layers, |_, _| None)),
             },
             input: net.input_shape().to_vec(),
             steps: layers,

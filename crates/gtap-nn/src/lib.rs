@@ -55,7 +55,7 @@ pub use layers::{
     PositionSpec, TokensSpec,
 };
 pub use masked::MaskedSuffix;
-pub use model::{Network, PlayerLayer, UnitId};
+pub use model::{Granularity, Network, PlayerLayer, UnitId};
 pub use numerics::Numerics;
 pub use prune::{Cost, UnstructuredPoint, WeightCriterion};
 pub use train::{retrain, train, Augment, Decay, EpochMetrics, Optimizer, Schedule, TrainConfig};

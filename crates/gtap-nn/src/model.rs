@@ -4,7 +4,7 @@ use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 use crate::build::{specs_of, try_build_steps};
-use crate::layers::{self, Gate, KeptOutputs, Layer, LayerSpec, Step};
+use crate::layers::{self, Gate, GateSpec, KeptOutputs, Layer, LayerSpec, Step};
 use crate::masked::MaskedSuffix;
 use crate::{AlexnetWidths, Arch, NnError, Shape};
 
@@ -24,6 +24,18 @@ pub struct PlayerLayer {
     /// Where a game on this layer starts: its gate, or the start of the outermost residual
     /// block holding it (the block's input is needed to add it back).
     pub(crate) entry: usize,
+}
+
+/// What a player is when a network's player layers are chosen
+/// ([`Network::with_player_layers_as`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Granularity {
+    /// Each unit: a neuron, a conv channel or feature, an attention head.
+    #[default]
+    Units,
+    /// Each player layer as a whole (a transformer's whole attention or FFN sublayer).
+    Layers,
 }
 
 /// A stable unit address: layer name and index within the layer.
@@ -217,7 +229,7 @@ impl Network {
 
     /// The network's steps as specs, in forward order (what a `model.json` would store).
     pub fn specs(&self) -> Vec<LayerSpec> {
-        self.specs_with_gates(|_| true)
+        specs_of(&self.steps, |_, g| Some(GateSpec { spread: g.spread }))
     }
 
     /// The same weights with only the player layers named in `layers` as players: every
@@ -225,6 +237,18 @@ impl Network {
     /// heads with its FFN neurons kept, or the reverse). Global player ids are renumbered in
     /// forward order over the layers kept. Errors name a layer that is not a player layer.
     pub fn with_player_layers(&self, layers: &[String]) -> Result<Network, NnError> {
+        self.with_player_layers_as(layers, Granularity::Units)
+    }
+
+    /// [`Self::with_player_layers`] at a granularity: each unit a player, or each named layer
+    /// one player (a whole sublayer: every head of an attention layer, every neuron of an FFN,
+    /// present or absent together; its gate spreads over the layer's whole width). Feature
+    /// maps (conv channels gated as maps) cannot be one player: an error naming the layer.
+    pub fn with_player_layers_as(
+        &self,
+        layers: &[String],
+        granularity: Granularity,
+    ) -> Result<Network, NnError> {
         let known: Vec<&str> = self.players.iter().map(|l| l.name.as_str()).collect();
         if let Some(unknown) = layers.iter().find(|n| !known.contains(&n.as_str())) {
             return Err(NnError::UnknownLayer {
@@ -232,15 +256,29 @@ impl Network {
                 known: known.join(", "),
             });
         }
-        let specs = self.specs_with_gates(|g| layers.contains(&self.players[g.players].name));
+        let whole = granularity == Granularity::Layers;
+        if let Some(g) = self.steps.iter().find_map(|s| match s {
+            Step::Gate(g) if whole && g.maps && layers.contains(&self.players[g.players].name) => {
+                Some(g)
+            }
+            _ => None,
+        }) {
+            return Err(NnError::WholeMaps {
+                layer: self.players[g.players].name.clone(),
+            });
+        }
+        let specs = specs_of(&self.steps, |i, g| {
+            let pl = &self.players[g.players];
+            let spread = match whole {
+                // Every feature at the gate: the width of its (token) rows.
+                true => *self.shapes[i].last().expect("a feature axis") as usize,
+                false => g.spread,
+            };
+            layers.contains(&pl.name).then_some(GateSpec { spread })
+        });
         let mut net = Network::from_specs(self.arch, self.shape, &specs, self.device(), 0)?;
         net.vs.copy(&self.vs)?;
         Ok(net)
-    }
-
-    /// [`Self::specs`] without the gates `keep` refuses.
-    fn specs_with_gates(&self, keep: impl Fn(&Gate) -> bool) -> Vec<LayerSpec> {
-        specs_of(&self.steps, keep)
     }
 
     pub fn player_layers(&self) -> &[PlayerLayer] {
@@ -377,7 +415,24 @@ impl Network {
     /// Units of player layer `pl` per row of its producer's weight (1, or LeNet5's 25
     /// positions per conv2 channel).
     pub(crate) fn units_per_row(&self, pl: &PlayerLayer) -> usize {
-        pl.size / self.weighted(pl.producer).0.units()
+        (pl.size / self.weighted(pl.producer).0.units()).max(1)
+    }
+
+    /// Rows of player layer `pl`'s producer each unit covers: 1, or every row when the layer
+    /// plays as one player ([`Granularity::Layers`]).
+    pub(crate) fn rows_per_unit(&self, pl: &PlayerLayer) -> usize {
+        (self.weighted(pl.producer).0.units() / pl.size).max(1)
+    }
+
+    /// Per row of `pl`'s producer, whether it stays: a row is kept while any unit on it is
+    /// (LeNet5's conv2 positions), and a unit covering several rows keeps all of them.
+    pub(crate) fn kept_rows(&self, pl: &PlayerLayer, units: &[bool]) -> Vec<bool> {
+        let rows_per_unit = self.rows_per_unit(pl);
+        units
+            .chunks(self.units_per_row(pl))
+            .map(|c| c.iter().any(|&k| k))
+            .flat_map(|k| std::iter::repeat_n(k, rows_per_unit))
+            .collect()
     }
 
     /// The weights that produce each unit's activation, one row per unit of player layer
@@ -388,9 +443,11 @@ impl Network {
         let pl = &self.players[layer];
         let (producer, w, b) = self.weighted(pl.producer);
         let rows = producer.group(w, b);
-        match self.units_per_row(pl) {
-            1 if w.dim() == 2 => rows,
-            per_row => rows.repeat_interleave_self_int(per_row as i64, Some(0), None),
+        match (self.units_per_row(pl), self.rows_per_unit(pl)) {
+            (1, 1) if w.dim() == 2 => rows,
+            // A whole layer: all its rows' parameters are one group.
+            (1, rows_per_unit) if rows_per_unit > 1 => rows.reshape([pl.size as i64, -1]),
+            (per_row, _) => rows.repeat_interleave_self_int(per_row as i64, Some(0), None),
         }
     }
 
@@ -405,9 +462,11 @@ impl Network {
         for pl in &self.players {
             let keep = &scale[pl.offset..pl.offset + pl.size];
             let (producer, w, _) = self.weighted(pl.producer);
-            let rows: Vec<f32> = keep
-                .chunks(self.units_per_row(pl))
-                .map(|c| if c.iter().any(|&k| k > 0.0) { 1.0 } else { 0.0 })
+            let units: Vec<bool> = keep.iter().map(|&k| k > 0.0).collect();
+            let rows: Vec<f32> = self
+                .kept_rows(pl, &units)
+                .into_iter()
+                .map(|k| f32::from(u8::from(k)))
                 .collect();
             producer.scale_units(&Tensor::from_slice(&rows).to_device(w.device()));
         }

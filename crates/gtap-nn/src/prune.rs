@@ -164,9 +164,11 @@ impl Network {
                 score(&format!("{layer}.bias")),
             );
             let (sums, fan) = self.producer(pl).unit_sums(w, b);
-            for (u, r) in Vec::<f64>::try_from(sums)?.iter().enumerate() {
-                out[pl.offset + u] += r;
-                owned[pl.offset + u] += fan;
+            // A whole layer as one player owns every row.
+            let rows_per_unit = self.rows_per_unit(pl);
+            for (row, r) in Vec::<f64>::try_from(sums)?.iter().enumerate() {
+                out[pl.offset + row / rows_per_unit] += r;
+                owned[pl.offset + row / rows_per_unit] += fan;
             }
         }
         if criterion == WeightCriterion::Magnitude {
@@ -195,14 +197,10 @@ impl Network {
             };
             let outputs = match self.players_of(i) {
                 Some(pl) => {
-                    let per_row = self.units_per_row(pl);
                     let units = kept_units(pl);
                     KeptOutputs {
-                        rows: units
-                            .chunks(per_row)
-                            .filter(|c| c.iter().any(|&k| k))
-                            .count() as u64,
-                        positions: (per_row > 1).then(|| count(units)),
+                        rows: count(&self.kept_rows(pl, units)),
+                        positions: (self.units_per_row(pl) > 1).then(|| count(units)),
                     }
                 }
                 None => KeptOutputs {

@@ -174,6 +174,7 @@ impl Stage for EquilibriumStage {
             dataset: info.name.clone(),
             seed,
             players: None,
+            granularity: Default::default(),
         };
         std::fs::write(
             ctx.out_dir().join("model.json"),

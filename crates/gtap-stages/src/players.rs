@@ -4,6 +4,7 @@
 //! evaluates on those players unchanged.
 
 use gtap_engine::{ensure, Inputs, Invalid, Stage, StageContext};
+use gtap_nn::Granularity;
 use serde::{Deserialize, Serialize};
 
 use crate::checks;
@@ -16,6 +17,15 @@ pub struct PlayersStage;
 pub struct PlayersParams {
     /// The player layers that stay players, by name (`block1.attn`, `fc2`); at least one.
     pub layers: Vec<String>,
+    /// `units` (default: each head, neuron or channel a player) or `layers` (each named layer
+    /// one player: a whole attention or FFN sublayer). Not written when `units`, so earlier
+    /// stages keep their keys.
+    #[serde(default, skip_serializing_if = "is_units")]
+    pub granularity: Granularity,
+}
+
+fn is_units(g: &Granularity) -> bool {
+    *g == Granularity::Units
 }
 
 impl Stage for PlayersStage {
@@ -43,10 +53,11 @@ impl Stage for PlayersStage {
         let upstream = ctx.input("model")?;
         let (net, info) = load_model(upstream)?;
         // Fails here, naming the layer, when a checkpoint's network lacks one.
-        let kept = net.with_player_layers(&p.layers)?;
+        let kept = net.with_player_layers_as(&p.layers, p.granularity)?;
         std::fs::copy(upstream.path(CHECKPOINT), ctx.out_dir().join(CHECKPOINT))?;
         let info = ModelInfo {
             players: Some(p.layers.clone()),
+            granularity: p.granularity,
             ..info
         };
         std::fs::write(
@@ -54,9 +65,10 @@ impl Stage for PlayersStage {
             serde_json::to_vec_pretty(&info)?,
         )?;
         tracing::info!(
-            "{}: {} players in {}",
+            "{}: {} players ({:?}) in {}",
             ctx.instance,
             kept.num_players(),
+            p.granularity,
             p.layers.join(", ")
         );
         Ok(())

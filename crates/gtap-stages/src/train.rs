@@ -75,6 +75,14 @@ pub struct ModelInfo {
     /// when absent, and then not written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub players: Option<Vec<String>>,
+    /// Whether those layers play unit by unit or each as one player; written only for
+    /// whole layers.
+    #[serde(default, skip_serializing_if = "is_units")]
+    pub granularity: gtap_nn::Granularity,
+}
+
+fn is_units(g: &gtap_nn::Granularity) -> bool {
+    *g == gtap_nn::Granularity::Units
 }
 
 pub const CHECKPOINT: &str = "model.safetensors";
@@ -84,7 +92,7 @@ pub fn load_model(upstream: &Upstream) -> anyhow::Result<(Network, ModelInfo)> {
     let info: ModelInfo = serde_json::from_slice(&std::fs::read(upstream.path("model.json"))?)?;
     let net = Network::load(info.arch, &upstream.path(CHECKPOINT), gtap_nn::device())?;
     match &info.players {
-        Some(layers) => Ok((net.with_player_layers(layers)?, info)),
+        Some(layers) => Ok((net.with_player_layers_as(layers, info.granularity)?, info)),
         None => Ok((net, info)),
     }
 }
@@ -270,6 +278,7 @@ impl Stage for TrainStage {
             dataset: info.name.clone(),
             seed,
             players: None,
+            granularity: Default::default(),
         };
         std::fs::write(
             ctx.out_dir().join("model.json"),

@@ -16,6 +16,44 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// training or evaluation), bump `numerics::PORTABLE_VERSION` or the stage versions and update
 /// the hashes. If it fails on another machine with no change at all, portable numerics do not
 /// hold there: report the CPU (`lscpu`) with the hashes it computed.
+///
+/// Measured so far: every AMD EPYC (AVX2, no AVX-512) of the earlier sessions computed the
+/// first set; an Intel Xeon (family 6 model 207, AVX-512 and AMX; 2026-12-07) computes the
+/// second, for the same binary and libtorch. So the pins hold per CPU vendor as far as
+/// measured, not across vendors (README, "Reproducibility"); the cause is not isolated (not
+/// glibc's ifuncs, not MKL's instruction set: MKL reports `CNR:COMPATIBLE` and its results do
+/// not move under `MKL_ENABLE_INSTRUCTIONS`; no oneDNN primitive runs). An unknown vendor fails.
+const PINNED: &[(&str, [&str; 3])] = &[
+    (
+        "AuthenticAMD",
+        [
+            "f9dbaee1c2da7dc141c4ca4e449b23fb1ea7505fda31dd7eb7202c509b34c484",
+            "5eae9e143246eaef58db2e6a375e83eaafb05b6f16411f5251ca31e11facbc7b",
+            "eeb05064c2507d6d7c877f298b5c0d3926c8c92403f692913ea5fda4fd91e62e",
+        ],
+    ),
+    (
+        "GenuineIntel",
+        [
+            "f37ce61edbaeaeb937b290c9718bed8353a04910090c6174fe3263b95d5b748a",
+            "5c4451748fb6f06895987fa0449dc42c9f292c39881678b2088b93d82e6b8db7",
+            "1f6895917eabae62e8e58ad5cfd3841fec065fb4f8e58f0551cc1622f4b7a9ed",
+        ],
+    ),
+];
+
+/// This CPU's vendor string (`/proc/cpuinfo`'s `vendor_id`).
+fn cpu_vendor() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("vendor_id"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn a_small_training_run_and_its_coalition_values_have_the_pinned_bytes() {
     assert_eq!(
@@ -48,15 +86,13 @@ fn a_small_training_run_and_its_coalition_values_have_the_pinned_bytes() {
         sha256_hex(&lenet300),
         sha256_hex(&value_bytes),
     ];
-    assert_eq!(
-        got,
-        [
-            "f9dbaee1c2da7dc141c4ca4e449b23fb1ea7505fda31dd7eb7202c509b34c484",
-            "5eae9e143246eaef58db2e6a375e83eaafb05b6f16411f5251ca31e11facbc7b",
-            "eeb05064c2507d6d7c877f298b5c0d3926c8c92403f692913ea5fda4fd91e62e",
-        ],
-        "values {values:?}"
-    );
+    let vendor = cpu_vendor();
+    let expected = PINNED
+        .iter()
+        .find(|(v, _)| *v == vendor)
+        .map(|(_, hashes)| hashes)
+        .unwrap_or_else(|| panic!("no pinned bytes for CPU vendor `{vendor}`: {got:?}"));
+    assert_eq!(&got, expected, "{vendor}: values {values:?}");
 }
 
 #[test]

@@ -353,3 +353,108 @@ fn a_head_coalition_is_the_plain_network_with_those_heads_projection_columns_zer
         }
     }
 }
+
+/// Whole sublayers as players (the third granularity): the ViT's two attention and two FFN
+/// sublayers are 4 players, and each of their 16 coalitions is the unit game's coalition with
+/// every head or neuron of the absent sublayers masked; removal, export (saved and loaded),
+/// costs, weight scores and the equilibrium's groups treat a sublayer as all of its units.
+#[test]
+fn whole_sublayers_are_players_and_play_as_all_their_units() {
+    use gtap_nn::Granularity;
+    let _guard = tch::no_grad_guard();
+    let layers: Vec<String> = ["block1.attn", "block1.ffn", "block2.attn", "block2.ffn"]
+        .map(String::from)
+        .to_vec();
+    let base = Network::new(Arch::Vit, Device::Cpu, 8);
+    let whole = base
+        .with_player_layers_as(&layers, Granularity::Layers)
+        .unwrap();
+    let shape: Vec<(&str, usize, usize)> = whole
+        .player_layers()
+        .iter()
+        .map(|l| (l.name.as_str(), l.size, l.offset))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("block1.attn", 1, 0),
+            ("block1.ffn", 1, 1),
+            ("block2.attn", 1, 2),
+            ("block2.ffn", 1, 3)
+        ]
+    );
+    let sizes = [4, 128, 4, 128];
+    let expand = |kept: &[bool]| -> Vec<bool> {
+        kept.iter()
+            .zip(sizes)
+            .flat_map(|(&k, n)| std::iter::repeat_n(k, n))
+            .collect()
+    };
+    let xs = synthetic(10, 2).inputs;
+    let rows: Vec<Vec<bool>> = (0..16u32)
+        .map(|m| (0..4).map(|b| m >> b & 1 == 1).collect())
+        .collect();
+    let unit_rows: Vec<Vec<bool>> = rows.iter().map(|r| expand(r)).collect();
+    let batched = whole
+        .masked_logits(&whole.prefix(&xs), &masks(&rows))
+        .unwrap();
+    let units = base
+        .masked_logits(&base.prefix(&xs), &masks(&unit_rows))
+        .unwrap();
+    assert!(max_diff(&batched, &units) < 1e-5);
+
+    let scores = whole.unit_scores(WeightCriterion::Magnitude, None).unwrap();
+    let unit_scores = base.unit_scores(WeightCriterion::Magnitude, None).unwrap();
+    assert_eq!(scores.len(), 4);
+    assert!(
+        scores.iter().all(|s| s.is_finite() && *s > 0.0),
+        "{scores:?}"
+    );
+    assert!(
+        scores != unit_scores[..4],
+        "a sublayer's score is over all its units"
+    );
+    assert_eq!(whole.incoming_groups(0).size(), [1, 4 * 3 * 16 * 65]);
+    assert_eq!(whole.incoming_groups(1).size(), [1, 128 * 65]);
+
+    for (kept, unit_kept) in rows.iter().zip(&unit_rows).skip(5).step_by(3) {
+        let masked = units.select(1, expand_index(&unit_rows, unit_kept));
+        assert_eq!(whole.cost(kept), base.cost(unit_kept));
+        let pruned = PrunedNetwork::from_network(&whole, kept).unwrap();
+        assert!(max_diff(&pruned.forward(&xs), &masked) < 1e-5, "{kept:?}");
+        assert_eq!(pruned.num_parameters(), whole.cost(kept).params);
+        let dir = tempfile::tempdir().unwrap();
+        pruned.save(dir.path()).unwrap();
+        let loaded = PrunedNetwork::load(dir.path(), Device::Cpu).unwrap();
+        assert!(loaded.forward(&xs).equal(&pruned.forward(&xs)));
+        let mut removed = base
+            .with_player_layers_as(&layers, Granularity::Layers)
+            .unwrap();
+        removed.remove_units(kept);
+        assert!(max_diff(&removed.forward(&xs), &masked) < 1e-5, "{kept:?}");
+    }
+
+    // Feature maps cannot play as one player.
+    let alexnet = Network::with_widths(
+        Arch::Alexnet,
+        gtap_nn::Shape::TINY_IMAGENET,
+        gtap_nn::AlexnetWidths {
+            convs: [4, 4, 4, 4, 4],
+            dense: [8, 8],
+        },
+        Device::Cpu,
+        0,
+    )
+    .unwrap();
+    let err = alexnet
+        .with_player_layers_as(&["conv1".into()], Granularity::Layers)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "layer `conv1` gates feature maps: its channels cannot play as one player"
+    );
+}
+
+fn expand_index(all: &[Vec<bool>], row: &[bool]) -> i64 {
+    all.iter().position(|r| r == row).unwrap() as i64
+}
