@@ -27,15 +27,33 @@ fn text_transformer_pipeline_at_ci_scale() {
         "{accuracy:?}"
     );
 
+    // The 8 heads, then the 4 sublayers as whole players: exact values, no standard error.
     let indices = table(root, "text-transformer", "power_indices");
-    assert_eq!(indices.height(), 8, "{indices}");
+    assert_eq!(indices.height(), 8 + 4, "{indices}");
     assert!(strs(&indices, "estimator").iter().all(|e| e == "exact"));
+    let mut layers = strs(&indices, "layer");
+    layers.sort();
+    layers.dedup();
+    assert_eq!(
+        layers,
+        ["block1.attn", "block1.ffn", "block2.attn", "block2.ffn"],
+        "{indices}"
+    );
+    // Efficiency on the sublayer game: its 4 Shapley values sum to ν(N) − ν(∅), which is
+    // at most 1 in magnitude (accuracies).
+    let sublayer_sum: f64 = f64s(&indices, "estimate")
+        .iter()
+        .zip(strs(&indices, "layer"))
+        .filter(|(_, l)| l.ends_with(".ffn"))
+        .map(|(v, _)| v)
+        .sum();
+    assert!(sublayer_sum.abs() <= 1.0, "{indices}");
     let removal = table(root, "text-transformer", "negative_removal");
-    assert_eq!(removal.height(), 1, "{removal}");
+    assert_eq!(removal.height(), 2, "{removal}");
 
     let curves = table(root, "text-transformer", "curves");
     let methods = strs(&curves, "method");
-    for m in ["gtap", "michel", "random"] {
+    for m in ["gtap", "michel", "random", "leave-one-out", "wmp"] {
         assert!(methods.iter().any(|x| x == m), "{m} missing: {methods:?}");
     }
     assert!(f64s(&curves, "test_accuracy")

@@ -29,10 +29,14 @@ pub(crate) fn file_stem(key: &str, name: &str) -> Result<(), Invalid> {
 pub(crate) fn declared_layers(model: &Declared) -> Option<(Arch, Vec<(&'static str, usize)>)> {
     if model.kind == "players" {
         let kept: Vec<String> = model.param("layers")?;
+        // Each layer one player at `granularity = "layers"`.
+        let whole = model.param::<gtap_nn::Granularity>("granularity")
+            == Some(gtap_nn::Granularity::Layers);
         let (arch, layers) = declared_layers(model.input("model")?)?;
         let layers = layers
             .into_iter()
             .filter(|(name, _)| kept.iter().any(|k| k == name))
+            .map(|(name, units)| (name, if whole { 1 } else { units }))
             .collect();
         return Some((arch, layers));
     }
