@@ -157,3 +157,40 @@ fn transformer_pipeline_at_ci_scale() {
         }
     }
 }
+
+/// `pipelines/estimators-exact.toml` at ci scale: every estimator against the exact power
+/// indices of the ViT's 8 heads. The exact stage is both references, so the split-half
+/// agreement is 1 and no correction applies.
+#[test]
+fn estimators_against_an_exact_game_at_ci_scale() {
+    let Some(data) = common::real_data() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    common::run_shipped(root, &data, "estimators-exact.toml");
+
+    let agreement = table(root, "estimators-exact", "agreement");
+    assert_eq!(agreement.height(), 9 + 3, "{agreement}");
+    assert!(f64s(&agreement, "reference_split_half")
+        .iter()
+        .all(|&r| r == 1.0));
+    assert_eq!(
+        f64s(&agreement, "spearman"),
+        f64s(&agreement, "spearman_corrected")
+    );
+    assert!(f64s(&agreement, "spearman")
+        .iter()
+        .all(|r| (-1.0..=1.0).contains(r)));
+    let indices = table(root, "estimators-exact", "power_indices");
+    let exact: Vec<f64> = f64s(&indices, "stderr")
+        .into_iter()
+        .zip(strs(&indices, "estimator"))
+        .filter(|(_, e)| e == "exact")
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(exact, vec![0.0; 2 * 8]);
+    for name in ["estimators-exact-banzhaf-ci", "estimators-exact-shapley-ci"] {
+        assert!(root.join(format!("figures/{name}.png")).exists(), "{name}");
+    }
+}
