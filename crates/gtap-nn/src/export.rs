@@ -400,14 +400,20 @@ impl PrunedNetwork {
         };
         let (steps, _, _) = crate::build::try_build_steps(&specs, &mut restore, &input)
             .map_err(|e| (false, format!("the layers do not chain: {e}")))?;
+        Self::assemble(layout, input, steps).map_err(|m| (false, m))
+    }
+
+    /// The network of `steps`, once its parameters are the layout's count.
+    fn assemble(
+        layout: PrunedLayout,
+        input: Vec<i64>,
+        steps: Vec<Step>,
+    ) -> Result<PrunedNetwork, String> {
         let parameters = parameters(&steps);
         if parameters != layout.parameters {
-            return Err((
-                false,
-                format!(
-                    "the layout counts {} parameters, the tensors hold {parameters}",
-                    layout.parameters
-                ),
+            return Err(format!(
+                "the layout counts {} parameters, the tensors hold {parameters}",
+                layout.parameters
             ));
         }
         Ok(PrunedNetwork {
@@ -557,21 +563,7 @@ impl PrunedNetwork {
             ));
         }
         let steps: Vec<Step> = layers.into_iter().map(Step::Layer).collect();
-        let parameters = parameters(&steps);
-        if parameters != layout.parameters {
-            return Err(failed(
-                &layout_path,
-                format!(
-                    "the layout counts {} parameters, the tensors hold {parameters}",
-                    layout.parameters
-                ),
-            ));
-        }
-        Ok(PrunedNetwork {
-            layout,
-            input,
-            steps,
-        })
+        Self::assemble(layout, input, steps).map_err(|m| failed(&layout_path, m))
     }
 }
 
