@@ -117,3 +117,57 @@ fn retraining_is_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+/// Retraining works on a transformer's players unchanged: the ViT's heads (4 of 8 kept) and
+/// its sublayers as whole players (block 1's FFN removed). The retrained plain network is the
+/// masked one, a removed head's output-projection columns are zero, kept weights moved.
+#[test]
+fn a_retrained_vit_keeps_its_removed_heads_and_sublayers_removed() {
+    use gtap_nn::Granularity;
+    let layers: Vec<String> = ["block1.attn", "block1.ffn", "block2.attn", "block2.ffn"]
+        .map(String::from)
+        .to_vec();
+    let heads = layers[..1]
+        .iter()
+        .chain(&layers[2..3])
+        .cloned()
+        .collect::<Vec<_>>();
+    let cases = [
+        (
+            heads,
+            Granularity::Units,
+            vec![true, false, true, false, false, true, false, true],
+        ),
+        (layers, Granularity::Layers, vec![true, false, true, true]),
+    ];
+    for (names, granularity, kept) in cases {
+        let mut net = Network::new(Arch::Vit, Device::Cpu, 1)
+            .with_player_layers_as(&names, granularity)
+            .unwrap();
+        let before = var(&net, "block2.proj.weight");
+        let mut cfg = config();
+        cfg.epochs = 1;
+        retrain(&mut net, &kept, &synthetic(64, 3), &cfg, 0, &mut || ()).unwrap();
+        let xs = synthetic(8, 4).inputs;
+        let mask: Vec<f32> = kept.iter().map(|&k| f32::from(u8::from(k))).collect();
+        let masked = net
+            .masked_logits(&net.prefix(&xs), &Tensor::from_slice(&mask).unsqueeze(0))
+            .unwrap()
+            .squeeze_dim(1);
+        assert!(
+            max_abs_diff(&masked, &net.forward(&xs)) < 1e-5,
+            "{granularity:?}"
+        );
+        let proj = var(&net, "block1.proj.weight");
+        if granularity == Granularity::Units {
+            // Head 1 of block 1 is out: its 16 columns of the projection are zero.
+            let columns = proj.narrow(1, 16, 16).abs().sum(Kind::Double);
+            assert_eq!(columns.double_value(&[]), 0.0);
+        } else {
+            let ffn_out = var(&net, "block1.ffn_out.weight");
+            assert_eq!(ffn_out.abs().sum(Kind::Double).double_value(&[]), 0.0);
+        }
+        let moved = max_abs_diff(&var(&net, "block2.proj.weight"), &before);
+        assert!(moved > 0.0, "{granularity:?}: kept weights never moved");
+    }
+}
