@@ -71,7 +71,7 @@ impl Builder {
                         return Err(format!(
                             "layer {} ({}) does not take inputs of shape {here:?}",
                             self.steps.len(),
-                            layer.name().unwrap_or(spec_kind(spec)),
+                            layer.name().map_or_else(|| spec_kind(spec), str::to_owned),
                         ));
                     }
                     let out = layer.output_shape(&here);
@@ -149,20 +149,10 @@ pub(crate) fn specs_of(
     levels.pop().expect("the top level")
 }
 
-/// A layer kind's name in messages.
-fn spec_kind(spec: &LayerSpec) -> &'static str {
-    match spec {
-        LayerSpec::Dense(_) => "dense",
-        LayerSpec::Conv(_) => "conv",
-        LayerSpec::Flatten => "flatten",
-        LayerSpec::Gate(_) => "gate",
-        LayerSpec::Select { .. } => "select",
-        LayerSpec::Residual { .. } => "residual",
-        LayerSpec::LayerNorm(_) => "layer-norm",
-        LayerSpec::Attention(_) => "attention",
-        LayerSpec::Patches(_) => "patches",
-        LayerSpec::Tokens(_) => "tokens",
-        LayerSpec::Position(_) => "position",
-        LayerSpec::MeanPool => "mean-pool",
-    }
+/// A layer kind's name in messages: its spec's `kind` tag, as `model.json` spells it.
+fn spec_kind(spec: &LayerSpec) -> String {
+    serde_json::to_value(spec)
+        .ok()
+        .and_then(|v| v["kind"].as_str().map(str::to_owned))
+        .unwrap_or_default()
 }

@@ -38,6 +38,13 @@ pub enum Granularity {
     Layers,
 }
 
+impl Granularity {
+    /// The default: what a file leaves out, so that keys written before it existed hold.
+    pub fn is_units(&self) -> bool {
+        *self == Granularity::Units
+    }
+}
+
 /// A stable unit address: layer name and index within the layer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UnitId {
@@ -257,24 +264,23 @@ impl Network {
             });
         }
         let whole = granularity == Granularity::Layers;
-        if let Some(g) = self.steps.iter().find_map(|s| match s {
-            Step::Gate(g) if whole && g.maps && layers.contains(&self.players[g.players].name) => {
-                Some(g)
-            }
+        let named = |g: &Gate| layers.contains(&self.players[g.players].name);
+        let maps = self.steps.iter().find_map(|s| match s {
+            Step::Gate(g) if whole && g.maps && named(g) => Some(g),
             _ => None,
-        }) {
+        });
+        if let Some(g) = maps {
             return Err(NnError::WholeMaps {
                 layer: self.players[g.players].name.clone(),
             });
         }
         let specs = specs_of(&self.steps, |i, g| {
-            let pl = &self.players[g.players];
             let spread = match whole {
                 // Every feature at the gate: the width of its (token) rows.
                 true => *self.shapes[i].last().expect("a feature axis") as usize,
                 false => g.spread,
             };
-            layers.contains(&pl.name).then_some(GateSpec { spread })
+            named(g).then_some(GateSpec { spread })
         });
         let mut net = Network::from_specs(self.arch, self.shape, &specs, self.device(), 0)?;
         net.vs.copy(&self.vs)?;

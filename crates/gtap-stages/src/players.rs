@@ -20,12 +20,8 @@ pub struct PlayersParams {
     /// `units` (default: each head, neuron or channel a player) or `layers` (each named layer
     /// one player: a whole attention or FFN sublayer). Not written when `units`, so earlier
     /// stages keep their keys.
-    #[serde(default, skip_serializing_if = "is_units")]
+    #[serde(default, skip_serializing_if = "Granularity::is_units")]
     pub granularity: Granularity,
-}
-
-fn is_units(g: &Granularity) -> bool {
-    *g == Granularity::Units
 }
 
 impl Stage for PlayersStage {
@@ -65,10 +61,12 @@ impl Stage for PlayersStage {
             serde_json::to_vec_pretty(&info)?,
         )?;
         tracing::info!(
-            "{}: {} players ({:?}) in {}",
+            "{}: {} players ({}) in {}",
             ctx.instance,
             kept.num_players(),
-            p.granularity,
+            serde_json::to_value(p.granularity)?
+                .as_str()
+                .unwrap_or_default(),
             p.layers.join(", ")
         );
         Ok(())

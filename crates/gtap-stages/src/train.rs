@@ -77,12 +77,8 @@ pub struct ModelInfo {
     pub players: Option<Vec<String>>,
     /// Whether those layers play unit by unit or each as one player; written only for
     /// whole layers.
-    #[serde(default, skip_serializing_if = "is_units")]
+    #[serde(default, skip_serializing_if = "gtap_nn::Granularity::is_units")]
     pub granularity: gtap_nn::Granularity,
-}
-
-fn is_units(g: &gtap_nn::Granularity) -> bool {
-    *g == gtap_nn::Granularity::Units
 }
 
 pub const CHECKPOINT: &str = "model.safetensors";
