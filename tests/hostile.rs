@@ -221,6 +221,66 @@ fn values_a_run_would_fail_on_are_refused_by_status() {
     );
 }
 
+/// An `equilibrium` stage's `layers` are checked against its architecture, and the stages
+/// below it see only those layers as players.
+#[test]
+fn an_equilibrium_stage_s_player_layers_are_checked() {
+    let pipeline = r#"
+[pipeline]
+name = "eq"
+seeds = [0]
+
+[stage.mnist]
+kind = "mnist"
+
+[stage.eq]
+kind = "equilibrium"
+inputs = { data = "mnist" }
+model = "vit"
+epochs = 1
+beta = 0.01
+layers = ["block1.attn", "block2.attn"]
+
+[stage.indices]
+kind = "power-indices"
+inputs = { model = "eq", data = "mnist" }
+index = "banzhaf"
+estimator = "exact"
+layers = ["block1.attn"]
+"#;
+    let status = |text: &str| {
+        let p = Project::new(text);
+        let out = p.gtap(Path::new("/nonexistent"), &["status"]);
+        (out.status.code(), stderr(&out))
+    };
+    for (from, to, expected) in [
+        (
+            "\"block2.attn\"]",
+            "\"block3.attn\"]",
+            "`stage.eq.layers[1]`: vit has no player layer `block3.attn` (its player layers: block1.attn, block1.ffn, block2.attn, block2.ffn)",
+        ),
+        (
+            "layers = [\"block1.attn\"]",
+            "layers = [\"block1.ffn\"]",
+            "`stage.indices.layers[0]`: vit has no player layer `block1.ffn` (its player layers: block1.attn, block2.attn)",
+        ),
+        (
+            "layers = [\"block1.attn\", \"block2.attn\"]",
+            "granularity = \"layers\"",
+            "`stage.eq.granularity`: needs `layers`",
+        ),
+    ] {
+        assert!(pipeline.contains(from), "{from}");
+        let (code, message) = status(&pipeline.replacen(from, to, 1));
+        assert_eq!(code, Some(2), "{to}: {message}");
+        assert!(message.contains(expected), "{to}: {message:?} lacks {expected:?}");
+    }
+    // As written, the heads are players below the equilibrium stage: nothing is refused
+    // (status then stops at the missing data).
+    let (_, message) = status(pipeline);
+    assert!(message.contains("MNIST files missing"), "{message}");
+}
+
 #[test]
 fn a_malformed_pipeline_is_quoted_in_a_bounded_snippet() {
     let p = Project::new(&format!(

@@ -75,6 +75,20 @@ fn transformer_pipeline_at_ci_scale() {
         assert!(methods.iter().any(|x| x == m), "no {m} curve");
     }
 
+    // Equilibrium with a participation per head: the 8 heads are the only players, the
+    // summary counts the participations at or above ε, and each run is a point on the figure.
+    let participation = table(root, "transformer", "participation");
+    assert_eq!(participation.height(), 3 * 8, "{participation}");
+    assert!(strs(&participation, "layer").iter().all(|l| l.ends_with(".attn")));
+    let runs = table(root, "transformer", "equilibrium");
+    let u64s = |c: &str| -> Vec<u64> {
+        runs.column(c).unwrap().u64().unwrap().into_no_null_iter().collect()
+    };
+    assert_eq!(u64s("players"), [8; 3], "{runs}");
+    let shares = f64s(&participation, "participation");
+    let above = shares.iter().filter(|&&s| s >= 0.01).count() as u64;
+    assert_eq!(u64s("players_kept").iter().sum::<u64>(), above, "{runs}");
+
     // Michel's importance, normalised per layer: each layer's vector has unit norm (two
     // michel stages per game, one-shot and iterative, both write it at ξ = 1).
     let importance = table(root, "transformer", "importance");

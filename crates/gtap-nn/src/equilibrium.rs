@@ -35,7 +35,8 @@ pub enum Benefit {
 /// The game's coefficients and the participation update.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EquilibriumConfig {
-    /// Weight training: epochs, mini-batches, optimiser (dropout is not used).
+    /// Weight training: epochs, mini-batches, optimiser, learning-rate schedule (dropout is
+    /// not used).
     pub train: TrainConfig,
     /// Benefit weight α.
     pub alpha: f64,
@@ -182,10 +183,21 @@ pub fn train_equilibrium(
     let mut trainer = ParticipationTrainer::new(net, cfg)?;
     let n = train.len();
     let mut epochs = Vec::with_capacity(cfg.train.epochs);
+    let (per_epoch, mut step) = (n.div_ceil(cfg.train.batch_size), 0);
     for epoch in 0..cfg.train.epochs {
         let order = epoch_order(n, seed, epoch);
         let (mut loss_sum, mut batches) = (0.0, 0usize);
         for chunk in order.chunks(cfg.train.batch_size) {
+            // The weights' learning rate follows the schedule as in `train` (the
+            // participations' step stays constant); a constant schedule sets nothing.
+            let schedule = &cfg.train.schedule;
+            if !schedule.is_constant() {
+                let total = cfg.train.epochs * per_epoch;
+                trainer
+                    .opt
+                    .set_lr(cfg.train.lr * schedule.factor(step, total, per_epoch));
+            }
+            step += 1;
             let index = Tensor::from_slice(chunk).to_device(net.device());
             loss_sum += trainer.step(net, &train.select(&index));
             batches += 1;

@@ -40,9 +40,19 @@ const OKABE_ITO: [RGBColor; 8] = [
     RGBColor(240, 228, 66),  // yellow
 ];
 
-/// The colour of the `i`-th distinct series label in a figure (the palette repeats after eight).
+/// The colour of the `i`-th distinct series label in a figure: the eight Okabe–Ito colours,
+/// then the same eight darkened (black becomes grey), alternating, so that a ninth series is
+/// not drawn in the first one's colour.
 pub fn palette(i: usize) -> RGBColor {
-    OKABE_ITO[i % OKABE_ITO.len()]
+    let RGBColor(r, g, b) = OKABE_ITO[i % OKABE_ITO.len()];
+    if (i / OKABE_ITO.len()) % 2 == 0 {
+        return RGBColor(r, g, b);
+    }
+    if (r, g, b) == (0, 0, 0) {
+        return RGBColor(128, 128, 128);
+    }
+    let dark = |c: u8| (c as f64 * 0.55).round() as u8;
+    RGBColor(dark(r), dark(g), dark(b))
 }
 
 #[cfg(test)]
@@ -58,5 +68,17 @@ mod tests {
         assert_eq!(viridis(2.0), viridis(1.0));
         // Halfway between the first two control points.
         assert_eq!(viridis(0.0625), RGBColor(70, 21, 102));
+    }
+
+    #[test]
+    fn sixteen_series_get_sixteen_colours() {
+        let colours: Vec<RGBColor> = (0..16).map(palette).collect();
+        for (i, a) in colours.iter().enumerate() {
+            assert!(!colours[..i].contains(a), "series {i} repeats a colour");
+        }
+        assert_eq!(palette(0), RGBColor(0, 114, 178));
+        assert_eq!(palette(8), RGBColor(0, 63, 98));
+        assert_eq!(palette(14), RGBColor(128, 128, 128));
+        assert_eq!(palette(16), palette(0));
     }
 }

@@ -54,7 +54,8 @@ impl Stage for EstimatorAgreementStage {
     type Params = EstimatorAgreementParams;
     const KIND: &'static str = "estimator-agreement";
     // 2: sweeps and incremental estimates cost samples · (players + 1) evaluations. 3: `cost`.
-    const VERSION: u32 = 3;
+    // 4: a ninth line and later ones no longer repeat the first colours.
+    const VERSION: u32 = 4;
     // Every seed's estimates against the same seed's references, summarised over seeds.
     const SEEDED: bool = false;
     const INPUTS: &'static [&'static str] = &["estimates", "reference_a", "reference_b"];

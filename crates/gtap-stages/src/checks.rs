@@ -24,27 +24,47 @@ pub(crate) fn file_stem(key: &str, name: &str) -> Result<(), Invalid> {
     )
 }
 
-/// The architecture and player layers of the network a declared `train` or `equilibrium`
-/// stage makes (`None` for stages that do not say).
+/// The architecture and player layers of the network a declared `train`, `equilibrium` or
+/// `players` stage makes (`None` for stages that do not say).
 pub(crate) fn declared_layers(model: &Declared) -> Option<(Arch, Vec<(&'static str, usize)>)> {
     if model.kind == "players" {
-        let kept: Vec<String> = model.param("layers")?;
-        // Each layer one player at `granularity = "layers"`.
-        let whole = model.param::<gtap_nn::Granularity>("granularity")
-            == Some(gtap_nn::Granularity::Layers);
         let (arch, layers) = declared_layers(model.input("model")?)?;
-        let layers = layers
-            .into_iter()
-            .filter(|(name, _)| kept.iter().any(|k| k == name))
-            .map(|(name, units)| (name, if whole { 1 } else { units }))
-            .collect();
-        return Some((arch, layers));
+        return Some((arch, chosen_layers(layers, &model.params)));
     }
-    let arch: Arch = model.param("model")?;
-    let widths = model
-        .param::<f64>("width")
+    model_stage_layers(&model.params)
+}
+
+/// The architecture and player layers that a `train` or `equilibrium` stage with these
+/// parameters makes: `model`, AlexNet's `width`, and the `layers` chosen to play.
+pub(crate) fn model_stage_layers(
+    params: &serde_json::Value,
+) -> Option<(Arch, Vec<(&'static str, usize)>)> {
+    let arch: Arch = serde_json::from_value(params.get("model")?.clone()).ok()?;
+    let widths = params
+        .get("width")
+        .and_then(|w| w.as_f64())
         .map_or(AlexnetWidths::FULL, AlexnetWidths::scaled);
-    Some((arch, arch.player_layers(widths)))
+    Some((arch, chosen_layers(arch.player_layers(widths), params)))
+}
+
+/// The player layers a `players` or `equilibrium` stage's `layers` keep (all when it names
+/// none); each one player at `granularity = "layers"`.
+fn chosen_layers(
+    layers: Vec<(&'static str, usize)>,
+    params: &serde_json::Value,
+) -> Vec<(&'static str, usize)> {
+    let Some(kept) = params
+        .get("layers")
+        .and_then(|l| serde_json::from_value::<Vec<String>>(l.clone()).ok())
+    else {
+        return layers;
+    };
+    let whole = params.get("granularity").and_then(|g| g.as_str()) == Some("layers");
+    layers
+        .into_iter()
+        .filter(|(name, _)| kept.iter().any(|k| k == name))
+        .map(|(name, units)| (name, if whole { 1 } else { units }))
+        .collect()
 }
 
 /// The player layers of the `model` input, when the pipeline declares its architecture.
@@ -55,6 +75,15 @@ pub(crate) fn model_layers(inputs: &Inputs) -> Option<(Arch, Vec<(&'static str, 
 /// Layer names at `key`: at least one, none twice, each a player layer of the `model` input's
 /// architecture (where the pipeline declares it).
 pub(crate) fn layer_names(key: &str, names: &[String], inputs: &Inputs) -> Result<(), Invalid> {
+    layer_names_of(key, names, model_layers(inputs))
+}
+
+/// [`layer_names`] against a model's architecture and player layers, where known.
+pub(crate) fn layer_names_of(
+    key: &str,
+    names: &[String],
+    model: Option<(Arch, Vec<(&'static str, usize)>)>,
+) -> Result<(), Invalid> {
     ensure(!names.is_empty(), key, || {
         "must name at least one player layer".into()
     })?;
@@ -63,7 +92,7 @@ pub(crate) fn layer_names(key: &str, names: &[String], inputs: &Inputs) -> Resul
             format!("layer `{}` is named twice", crate::short(name))
         })?;
     }
-    let Some((arch, layers)) = model_layers(inputs) else {
+    let Some((arch, layers)) = model else {
         return Ok(());
     };
     let known: Vec<&str> = layers.iter().map(|(name, _)| *name).collect();

@@ -6,7 +6,10 @@
 //! histograms of final participation (mean ± σ over seeds per bin).
 
 use gtap_engine::{ensure, Inputs, Invalid, Stage, StageContext};
-use gtap_nn::{Arch, Benefit, EquilibriumConfig, Network, Optimizer, Shape, TrainConfig};
+use gtap_nn::{
+    AlexnetWidths, Arch, Benefit, EquilibriumConfig, Granularity, Network, Optimizer, Schedule,
+    Shape, TrainConfig,
+};
 use gtap_plot::{LinePanel, Series};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -60,6 +63,18 @@ pub struct EquilibriumParams {
     /// the default is left out of the cache key.
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub benefit: Benefit,
+    /// The player layers that play (`["block1.attn", "block2.attn"]`: a participation per
+    /// attention head, FFN neurons always present); every player layer when not given, and
+    /// then not keyed. Downstream stages see these players, as after a `players` stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<String>>,
+    /// With `layers`: `units` (default) or `layers` (each named layer one participation).
+    #[serde(default, skip_serializing_if = "Granularity::is_units")]
+    pub granularity: Granularity,
+    /// The weights' learning-rate warm-up and decay, as `train`'s; constant (the default) is
+    /// not keyed.
+    #[serde(default, skip_serializing_if = "Schedule::is_constant")]
+    pub schedule: Schedule,
 }
 
 fn one() -> f64 {
@@ -90,6 +105,10 @@ impl Stage for EquilibriumStage {
 
     fn validate_inputs(p: &EquilibriumParams, inputs: &Inputs) -> Result<(), Invalid> {
         crate::checks::input_kinds(inputs, "data", &crate::checks::DATASET_KINDS)?;
+        if let Some(layers) = &p.layers {
+            let all = p.model.player_layers(AlexnetWidths::FULL);
+            crate::checks::layer_names_of("layers", layers, Some((p.model, all)))?;
+        }
         match inputs.get("data").and_then(|d| d.first()) {
             Some(data) => crate::checks::arch_takes(p.model, data),
             None => Ok(()),
@@ -104,6 +123,7 @@ impl Stage for EquilibriumStage {
             momentum: p.momentum,
             weight_decay: p.weight_decay,
             train_examples: p.train_examples,
+            schedule: p.schedule,
         })?;
         for (key, value) in [
             ("alpha", p.alpha),
@@ -122,7 +142,12 @@ impl Stage for EquilibriumStage {
         )?;
         ensure((0.0..1.0).contains(&p.epsilon), "epsilon", || {
             format!("must be in [0, 1) (got {})", p.epsilon)
-        })
+        })?;
+        ensure(
+            p.layers.is_some() || p.granularity.is_units(),
+            "granularity",
+            || "needs `layers`: the player layers that play whole".into(),
+        )
     }
 
     fn run(p: &EquilibriumParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
@@ -138,10 +163,13 @@ impl Stage for EquilibriumStage {
             vocabulary: info.token_ids.unwrap_or(0),
         };
         let mut net = Network::with_shape(p.model, shape, train.inputs.device(), seed)?;
+        if let Some(layers) = &p.layers {
+            net = net.with_player_layers_as(layers, p.granularity)?;
+        }
         let cfg = EquilibriumConfig {
             train: TrainConfig {
                 augment: Default::default(),
-                schedule: Default::default(),
+                schedule: p.schedule,
                 epochs: p.epochs,
                 batch_size: p.batch_size,
                 lr: p.lr,
@@ -173,8 +201,8 @@ impl Stage for EquilibriumStage {
             arch: p.model,
             dataset: info.name.clone(),
             seed,
-            players: None,
-            granularity: Default::default(),
+            players: p.layers.clone(),
+            granularity: p.granularity,
         };
         std::fs::write(
             ctx.out_dir().join("model.json"),
@@ -321,7 +349,8 @@ const DECIDED: f64 = 0.05;
 impl Stage for FigureEquilibriumStage {
     type Params = FigureEquilibriumParams;
     const KIND: &'static str = "figure-equilibrium";
-    const VERSION: u32 = 1;
+    // 2: a ninth line and later ones no longer repeat the first colours.
+    const VERSION: u32 = 2;
     const SEEDED: bool = false;
     const INPUTS: &'static [&'static str] = &["runs"];
     const ABOUT: &'static str =

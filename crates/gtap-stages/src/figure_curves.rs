@@ -132,7 +132,8 @@ impl Stage for FigureCurvesStage {
     type Params = FigureCurvesParams;
     const KIND: &'static str = "figure-curves";
     // 2: `x = "params"` curves resampled per seed onto a common grid; per-panel critical size.
-    const VERSION: u32 = 2;
+    // 3: a ninth line and later ones no longer repeat the first colours.
+    const VERSION: u32 = 3;
     const SEEDED: bool = false;
     const INPUTS: &'static [&'static str] = &["curves"];
     const OPTIONAL_INPUTS: &'static [&'static str] = &["bias"];

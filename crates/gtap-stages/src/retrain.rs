@@ -89,6 +89,7 @@ impl Stage for RetrainStage {
             momentum: p.momentum,
             weight_decay: p.weight_decay,
             train_examples: p.train_examples,
+            schedule: Default::default(),
         })
     }
 

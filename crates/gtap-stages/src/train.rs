@@ -122,6 +122,7 @@ pub(crate) struct Recipe {
     pub momentum: f64,
     pub weight_decay: f64,
     pub train_examples: Option<usize>,
+    pub schedule: Schedule,
 }
 
 /// Most examples in one training step: a batch is one tensor (AlexNet at 65,536 images would
@@ -150,7 +151,18 @@ pub(crate) fn validate_recipe(r: &Recipe) -> Result<(), Invalid> {
     )?;
     ensure(r.train_examples != Some(0), "train_examples", || {
         "must be at least 1".into()
-    })
+    })?;
+    let warmup = r.schedule.warmup_epochs;
+    ensure(
+        warmup >= 0.0 && warmup <= r.epochs as f64,
+        "schedule.warmup_epochs",
+        || {
+            format!(
+                "must be between 0 and the {} epochs (got {warmup})",
+                r.epochs
+            )
+        },
+    )
 }
 
 /// The train split, cut to its first `train_examples` when given.
@@ -183,21 +195,11 @@ impl Stage for TrainStage {
             momentum: p.momentum,
             weight_decay: p.weight_decay,
             train_examples: p.train_examples,
+            schedule: p.schedule,
         })?;
         ensure((0.0..1.0).contains(&p.dropout), "dropout", || {
             format!("must be in [0, 1) (got {})", p.dropout)
         })?;
-        let warmup = p.schedule.warmup_epochs;
-        ensure(
-            warmup >= 0.0 && warmup <= p.epochs as f64,
-            "schedule.warmup_epochs",
-            || {
-                format!(
-                    "must be between 0 and the {} epochs (got {warmup})",
-                    p.epochs
-                )
-            },
-        )?;
         if let Some(width) = p.width {
             ensure(p.model == Arch::Alexnet, "width", || {
                 format!(

@@ -219,25 +219,17 @@ impl Ranker for Gtap {
         let Some(step) = p.step else {
             return Ok(1);
         };
-        let model = inputs.get("model").and_then(|models| models.first());
-        let arch = model
-            .and_then(|model| model.get("model"))
-            .and_then(|name| serde_json::from_value::<gtap_nn::Arch>(name.clone()).ok())
+        let players = inputs
+            .get("model")
+            .and_then(|models| models.first())
+            .and_then(crate::checks::model_stage_layers)
+            .map(|(_, layers)| layers.iter().map(|(_, units)| units).sum::<usize>())
             .ok_or_else(|| {
                 Invalid::new(
                     "estimate.shards",
                     "an iterated strategy in parts needs its `model` input's architecture (a stage with a `model` parameter, e.g. `train`) to count its iterations",
                 )
             })?;
-        let players = match (
-            arch,
-            model.and_then(|m| m.get("width")).and_then(|w| w.as_f64()),
-        ) {
-            (gtap_nn::Arch::Alexnet, Some(width)) => {
-                gtap_nn::AlexnetWidths::scaled(width).num_players()
-            }
-            _ => arch.num_players(),
-        };
         Ok(players.div_ceil(step))
     }
 
