@@ -304,6 +304,25 @@ fn mlp(inputs: usize, hidden: &[usize], classes: usize) -> Vec<LayerSpec> {
 }
 
 impl Arch {
+    /// Whether the preset's layer widths scale with a multiplier (AlexNet's); the others have
+    /// fixed layers.
+    pub fn has_width(self) -> bool {
+        self == Arch::Alexnet
+    }
+
+    /// The widths a network of this preset was built with, from the units of its layers by
+    /// name (`rows`): AlexNet's conv1…conv5 then fc1, fc2; [`AlexnetWidths::FULL`] for the
+    /// others, which have fixed layers.
+    pub(crate) fn widths_from(self, rows: impl Fn(&str) -> usize) -> AlexnetWidths {
+        if !self.has_width() {
+            return AlexnetWidths::FULL;
+        }
+        AlexnetWidths {
+            convs: std::array::from_fn(|i| rows(&format!("conv{}", i + 1))),
+            dense: [rows("fc1"), rows("fc2")],
+        }
+    }
+
     /// The preset: the network's steps for `shape` (AlexNet at `widths`; the others ignore
     /// it), in forward order. Variables are created, and initial weights drawn, in this order.
     pub fn specs(self, shape: Shape, widths: AlexnetWidths) -> Vec<LayerSpec> {

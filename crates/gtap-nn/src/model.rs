@@ -294,19 +294,12 @@ impl Network {
     /// The layer widths the network was built with ([`AlexnetWidths::FULL`] for the other
     /// architectures, which ignore it): from its player layers, conv1…conv5 then fc1, fc2.
     pub fn widths(&self) -> AlexnetWidths {
-        if self.arch != Arch::Alexnet {
-            return AlexnetWidths::FULL;
-        }
         // From the layers' own rows, so that it holds with only some layers as players.
-        let rows = |name: &str| {
+        self.arch.widths_from(|name| {
             self.weighted_steps()
                 .find(|(_, l, _)| l.name() == Some(name))
                 .map_or(0, |(_, l, _)| l.units())
-        };
-        AlexnetWidths {
-            convs: std::array::from_fn(|i| rows(&format!("conv{}", i + 1))),
-            dense: [rows("fc1"), rows("fc2")],
-        }
+        })
     }
 
     pub fn num_players(&self) -> usize {

@@ -201,7 +201,7 @@ impl Stage for TrainStage {
             format!("must be in [0, 1) (got {})", p.dropout)
         })?;
         if let Some(width) = p.width {
-            ensure(p.model == Arch::Alexnet, "width", || {
+            ensure(p.model.has_width(), "width", || {
                 format!(
                     "only alexnet has a width multiplier ({} has fixed layers)",
                     p.model
