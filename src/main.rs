@@ -567,6 +567,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "dense matmul 2048^3:             {:.1} GFLOP/s",
                 report.matmul_square_gflops
             );
+            if let Some((same, square)) = report.portable_gemm_gflops {
+                println!(
+                    "portable GEMM (gtap_nn::gemm, 2 threads): {same:.1} GFLOP/s at [E,400]x[400,7680] (x{:.2} libtorch), {square:.1} at 2048^3 (x{:.2})",
+                    same / report.matmul_same_shape_gflops,
+                    square / report.matmul_square_gflops
+                );
+            }
             println!(
                 "{:>6} {:>14} {:>10} {:>10} {:>16} {:>9}",
                 "batch", "coalitions/s", "GFLOP/s", "of matmul", "walk values/s", "speed-up"

@@ -79,10 +79,17 @@ fn transformer_pipeline_at_ci_scale() {
     // summary counts the participations at or above ε, and each run is a point on the figure.
     let participation = table(root, "transformer", "participation");
     assert_eq!(participation.height(), 3 * 8, "{participation}");
-    assert!(strs(&participation, "layer").iter().all(|l| l.ends_with(".attn")));
+    assert!(strs(&participation, "layer")
+        .iter()
+        .all(|l| l.ends_with(".attn")));
     let runs = table(root, "transformer", "equilibrium");
     let u64s = |c: &str| -> Vec<u64> {
-        runs.column(c).unwrap().u64().unwrap().into_no_null_iter().collect()
+        runs.column(c)
+            .unwrap()
+            .u64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect()
     };
     assert_eq!(u64s("players"), [8; 3], "{runs}");
     let shares = f64s(&participation, "participation");

@@ -45,6 +45,8 @@ pub enum NnError {
     /// An unusable device setting.
     #[error("{0}")]
     Device(String),
+    #[error("portable GEMM: {0}")]
+    Gemm(String),
     /// A player layer name the network does not have.
     #[error("no player layer `{layer}` (the network's player layers: {known})")]
     UnknownLayer { layer: String, known: String },

@@ -29,6 +29,7 @@ mod equilibrium;
 mod error;
 mod eval;
 mod export;
+pub mod gemm;
 mod importance;
 mod layers;
 mod masked;

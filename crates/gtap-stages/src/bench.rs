@@ -29,6 +29,9 @@ pub struct CoalitionBench {
     pub matmul_same_shape_gflops: f64,
     /// Square 2048³ GEMM: roughly the machine's peak through libtorch.
     pub matmul_square_gflops: f64,
+    /// The same two GEMMs through [`gtap_nn::gemm`] (row-invariant, the same bytes on any
+    /// FMA+AVX2 CPU) on two threads; `None` where the CPU lacks FMA or AVX2.
+    pub portable_gemm_gflops: Option<(f64, f64)>,
     pub rates: Vec<CoalitionRate>,
     /// The paper's Algorithm 2 (β_{1/2}, one pair per player: 1,208 coalitions) through
     /// [`gtap_game::estimate`] with incremental evaluation, coalitions per second.
@@ -76,6 +79,21 @@ pub fn coalitions(
         let _ = sq.matmul(&sq).sum(Kind::Float).double_value(&[]);
     });
     let matmul_square_gflops = 2.0 * 2048f64.powi(3) / t / 1e9;
+    let portable_gemm_gflops = gtap_nn::gemm::supported().then(|| {
+        let (a, b, sq) = (
+            a.to_device(tch::Device::Cpu),
+            b.to_device(tch::Device::Cpu),
+            sq.to_device(tch::Device::Cpu),
+        );
+        let gemm =
+            |x: &Tensor, y: &Tensor| gtap_nn::gemm::matmul(x, y, 2).expect("shapes multiply");
+        let same = time_per_call(min_seconds, || drop(gemm(&a, &b)));
+        let square = time_per_call(min_seconds, || drop(gemm(&sq, &sq)));
+        (
+            2.0 * (e * 400 * 64 * 120) as f64 / same / 1e9,
+            2.0 * 2048f64.powi(3) / square / 1e9,
+        )
+    });
 
     // One evaluator (one prefix pass): `values_of_masks` always evaluates in full, walks and
     // Algorithm 2 go incrementally.
@@ -125,6 +143,7 @@ pub fn coalitions(
         flops_per_evaluation,
         matmul_same_shape_gflops,
         matmul_square_gflops,
+        portable_gemm_gflops,
         rates,
     })
 }

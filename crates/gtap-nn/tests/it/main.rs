@@ -3,6 +3,7 @@
 mod alexnet;
 mod equilibrium;
 mod export;
+mod gemm;
 mod importance;
 mod layers;
 mod numerics;

@@ -1,0 +1,102 @@
+//! A GEMM whose bytes depend on nothing but its operands: not on the CPU's vendor, not on the
+//! thread count, not on how many rows are computed at once. The groundwork of issue 26 ("fast
+//! and exact"); nothing in the pipelines uses it yet.
+//!
+//! It is `matrixmultiply`'s f32 kernel. That crate dispatches at run time (AVX-512, FMA+AVX2,
+//! AVX, SSE2 kernels), which would make bytes depend on the CPU, so [`matmul`] refuses a CPU
+//! without FMA and AVX2, and the crate's `avx512` feature stays off (its default features are
+//! not enabled anywhere in the build: `cargo tree -i matrixmultiply -e features`; the pinned
+//! hash test fails on an AVX-512 machine if it ever is): on every CPU it accepts, the same
+//! FMA+AVX2 kernel runs. Each output element is the
+//! kernel's fixed-order sum over `k` in blocks of a fixed size, whatever `m` is and however the
+//! rows are split, so rows computed in any batch, on any thread, are bit-identical; FMA rounds
+//! once per step by IEEE 754, so Intel and AMD agree. MKL's portable branch
+//! (`MKL_CBWR=COMPATIBLE`, SSE2) gives none of these guarantees across vendors and runs at a
+//! fraction of the speed (`gtap bench coalitions` reports both).
+
+use tch::{Device, Kind, Tensor};
+
+use crate::NnError;
+
+/// Whether this CPU runs the kernel [`matmul`] promises (FMA and AVX2).
+pub fn supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `a · b` for row-major `a` (`m × k`) and `b` (`k × n`), rows split over `threads` scoped
+/// threads (the split does not change a byte).
+#[allow(unsafe_code)]
+pub fn matmul_slices(
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    threads: usize,
+) -> Vec<f32> {
+    assert_eq!(a.len(), m * k, "a is not m × k");
+    assert_eq!(b.len(), k * n, "b is not k × n");
+    let mut c = vec![0f32; m * n];
+    if m == 0 || n == 0 {
+        return c;
+    }
+    let rows_per = m.div_ceil(threads.max(1));
+    std::thread::scope(|scope| {
+        for (i, c_part) in c.chunks_mut(rows_per * n).enumerate() {
+            let rows = c_part.len() / n;
+            let a_part = &a[i * rows_per * k..(i * rows_per + rows) * k];
+            scope.spawn(move || {
+                // The one unsafe call in gtap-nn: matrixmultiply has no safe entry point.
+                // SAFETY: the pointers and strides describe `rows × k`, `k × n` and `rows × n`
+                // row-major buffers of exactly those lengths (asserted above), and `c_part` is
+                // borrowed mutably by this thread alone.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        rows,
+                        k,
+                        n,
+                        1.0,
+                        a_part.as_ptr(),
+                        k as isize,
+                        1,
+                        b.as_ptr(),
+                        n as isize,
+                        1,
+                        0.0,
+                        c_part.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    );
+                }
+            });
+        }
+    });
+    c
+}
+
+/// [`matmul_slices`] on two 2-D float CPU tensors, using `threads` threads.
+pub fn matmul(a: &Tensor, b: &Tensor, threads: usize) -> Result<Tensor, NnError> {
+    if !supported() {
+        return Err(NnError::Gemm("this CPU lacks FMA or AVX2".into()));
+    }
+    let (sa, sb) = (a.size(), b.size());
+    if sa.len() != 2 || sb.len() != 2 || sa[1] != sb[0] {
+        return Err(NnError::Gemm(format!(
+            "shapes {sa:?} and {sb:?} do not multiply"
+        )));
+    }
+    let values = |t: &Tensor| -> Vec<f32> {
+        let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+        Vec::<f32>::try_from(t.view([-1])).expect("a float tensor")
+    };
+    let (m, k, n) = (sa[0] as usize, sa[1] as usize, sb[1] as usize);
+    let c = matmul_slices(&values(a), &values(b), m, k, n, threads);
+    Ok(Tensor::from_slice(&c).view([sa[0], sb[1]]))
+}
