@@ -31,7 +31,8 @@ pub fn supported() -> bool {
 }
 
 /// `a · b` for row-major `a` (`m × k`) and `b` (`k × n`), rows split over `threads` scoped
-/// threads (the split does not change a byte).
+/// threads (the split does not change a byte). Buffers of other lengths are an error (the
+/// kernel reads through raw pointers sized by `m`, `k`, `n`).
 #[allow(unsafe_code)]
 pub fn matmul_slices(
     a: &[f32],
@@ -40,12 +41,17 @@ pub fn matmul_slices(
     k: usize,
     n: usize,
     threads: usize,
-) -> Vec<f32> {
-    assert_eq!(a.len(), m * k, "a is not m × k");
-    assert_eq!(b.len(), k * n, "b is not k × n");
+) -> Result<Vec<f32>, NnError> {
+    if a.len() != m * k || b.len() != k * n {
+        return Err(NnError::Gemm(format!(
+            "buffers of {} and {} values are not {m}×{k} and {k}×{n}",
+            a.len(),
+            b.len()
+        )));
+    }
     let mut c = vec![0f32; m * n];
     if m == 0 || n == 0 {
-        return c;
+        return Ok(c);
     }
     let rows_per = m.div_ceil(threads.max(1));
     std::thread::scope(|scope| {
@@ -55,7 +61,7 @@ pub fn matmul_slices(
             scope.spawn(move || {
                 // The one unsafe call in gtap-nn: matrixmultiply has no safe entry point.
                 // SAFETY: the pointers and strides describe `rows × k`, `k × n` and `rows × n`
-                // row-major buffers of exactly those lengths (asserted above), and `c_part` is
+                // row-major buffers of exactly those lengths (checked above), and `c_part` is
                 // borrowed mutably by this thread alone.
                 unsafe {
                     matrixmultiply::sgemm(
@@ -78,7 +84,7 @@ pub fn matmul_slices(
             });
         }
     });
-    c
+    Ok(c)
 }
 
 /// [`matmul_slices`] on two 2-D float CPU tensors, using `threads` threads.
@@ -92,11 +98,14 @@ pub fn matmul(a: &Tensor, b: &Tensor, threads: usize) -> Result<Tensor, NnError>
             "shapes {sa:?} and {sb:?} do not multiply"
         )));
     }
-    let values = |t: &Tensor| -> Vec<f32> {
-        let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
-        Vec::<f32>::try_from(t.view([-1])).expect("a float tensor")
+    let values = |t: &Tensor| -> Result<Vec<f32>, NnError> {
+        let t = t
+            .f_to_device(Device::Cpu)?
+            .f_to_kind(Kind::Float)?
+            .f_contiguous()?;
+        Ok(Vec::<f32>::try_from(t.f_view([-1])?)?)
     };
     let (m, k, n) = (sa[0] as usize, sa[1] as usize, sb[1] as usize);
-    let c = matmul_slices(&values(a), &values(b), m, k, n, threads);
-    Ok(Tensor::from_slice(&c).view([sa[0], sb[1]]))
+    let c = matmul_slices(&values(a)?, &values(b)?, m, k, n, threads)?;
+    Ok(Tensor::f_from_slice(&c)?.f_view([sa[0], sb[1]])?)
 }

@@ -59,7 +59,10 @@ fn chosen_layers(
     else {
         return layers;
     };
-    let whole = params.get("granularity").and_then(|g| g.as_str()) == Some("layers");
+    let whole = params
+        .get("granularity")
+        .and_then(|g| serde_json::from_value::<gtap_nn::Granularity>(g.clone()).ok())
+        == Some(gtap_nn::Granularity::Layers);
     layers
         .into_iter()
         .filter(|(name, _)| kept.iter().any(|k| k == name))
