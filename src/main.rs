@@ -547,7 +547,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             batches,
             seconds,
         }) => {
-            let report = gtap_stages::bench::coalitions(examples, &batches, seconds)?;
+            let report =
+                gtap_stages::bench::coalitions(examples, &batches, seconds, &env.data_dir)?;
             println!(
                 "numerics: {}, device: {:?}",
                 gtap_nn::numerics::current(),
@@ -559,6 +560,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 report.threads,
                 report.flops_per_evaluation / 1e6
             );
+            println!("weights: {}", report.weights);
             println!(
                 "dense matmul [E,400]x[400,7680]: {:.1} GFLOP/s",
                 report.matmul_same_shape_gflops
@@ -593,6 +595,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "walk values/s: `batch` walks of {} single toggles, evaluated incrementally",
                 gtap_nn::walks::REFRESH - 1
             );
+            println!(
+                "certified evaluation (gtap_nn::certify, not the default: the same values, fast kernels and a bound):"
+            );
+            println!(
+                "{:>6} {:>14} {:>14} {:>9} {:>11}",
+                "batch", "reference/s", "certified/s", "ratio", "recomputed"
+            );
+            for r in &report.rates {
+                println!(
+                    "{:>6} {:>14.1} {:>14.1} {:>8.2}x {:>10.2}%",
+                    r.batch,
+                    r.evaluations_per_second,
+                    r.certified_per_second,
+                    r.certified_per_second / r.evaluations_per_second,
+                    100.0 * r.recomputed_share
+                );
+            }
             println!(
                 "algorithm 2 (paired, 1 pair per player, incremental): {:.1} coalitions/s",
                 report.algorithm2_evaluations_per_second

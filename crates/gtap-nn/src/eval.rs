@@ -88,12 +88,29 @@ pub struct MaskedEvaluator {
     utility: Utility,
     batch: usize,
     incremental: bool,
+    /// Whether accuracy games run the certified path ([`crate::certify`]).
+    certify: bool,
+    /// (example, coalition) pairs the certified path decided, and how many of them the
+    /// reference path recomputed.
+    decided: std::sync::atomic::AtomicU64,
+    recomputed: std::sync::atomic::AtomicU64,
+}
+
+/// One chunk of the examples, with its own handle on the head.
+struct Chunk {
+    head: MaskedSuffix,
+    features: Tensor,
+    labels: Tensor,
+    bounds: Option<Tensor>,
 }
 
 struct EvalState {
     head: MaskedSuffix,
     features: Tensor,
     labels: Tensor,
+    /// Per example, the bound on every coalition's logits ([`crate::certify`]): `None`
+    /// where the certified path cannot run.
+    bounds: Option<Tensor>,
 }
 
 /// Upper bound on floats in one `[E, K, width]` activation block, to bound memory (≈ 256 MiB).
@@ -136,10 +153,15 @@ impl MaskedEvaluator {
         } else {
             head.floats_per_pair()
         };
+        let bounds = match crate::certify::reference_on(features.device()) {
+            true => tch::no_grad(|| head.logit_bounds(&features)),
+            false => None,
+        };
         let state = EvalState {
             head,
             features,
             labels: data.labels.shallow_clone(),
+            bounds,
         };
         MaskedEvaluator {
             state: std::sync::Mutex::new(state),
@@ -154,13 +176,16 @@ impl MaskedEvaluator {
             utility,
             batch: batch.max(1),
             incremental: false,
+            certify: false,
+            decided: Default::default(),
+            recomputed: Default::default(),
         }
     }
 
     /// The examples cut into chunks for `k` coalitions at once, each with a handle on the head:
     /// chunk sizes depend on `k` and the example count only (never on the cores), so summing
     /// the chunks' totals in order gives the same bytes on any machine.
-    fn example_chunks(&self, state: &EvalState, k: i64) -> Vec<(MaskedSuffix, Tensor, Tensor)> {
+    fn example_chunks(&self, state: &EvalState, k: i64) -> Vec<Chunk> {
         let e = state.features.size()[0];
         let chunk =
             (BLOCK_FLOATS / (k.max(1) * self.widest).max(1)).clamp(1, EVAL_CHUNK.min(e).max(1));
@@ -168,13 +193,30 @@ impl MaskedEvaluator {
             .step_by(chunk as usize)
             .map(|start| {
                 let len = chunk.min(e - start);
-                (
-                    state.head.shallow_clone(),
-                    state.features.narrow(0, start, len),
-                    state.labels.narrow(0, start, len),
-                )
+                Chunk {
+                    head: state.head.shallow_clone(),
+                    features: state.features.narrow(0, start, len),
+                    labels: state.labels.narrow(0, start, len),
+                    bounds: state.bounds.as_ref().map(|b| b.narrow(0, start, len)),
+                }
             })
             .collect()
+    }
+
+    /// Whether accuracy values come from the certified path (fast kernels, the reference
+    /// path for undecided pairs) or from the reference path alone (the default: faster on
+    /// LeNet5 while the per-example bound leaves ~40% of pairs to recompute, BENCHMARKS.md);
+    /// the values are the same either way ([`crate::certify`]).
+    pub fn with_certification(mut self, certify: bool) -> MaskedEvaluator {
+        self.certify = certify;
+        self
+    }
+
+    /// (example, coalition) pairs decided by the certified path so far, and how many of
+    /// them the reference path recomputed.
+    pub fn certification(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.decided.load(Relaxed), self.recomputed.load(Relaxed))
     }
 
     pub fn num_examples(&self) -> usize {
@@ -206,17 +248,24 @@ impl MaskedEvaluator {
             }
         }
         let utility = self.utility;
+        let certify = self.certify && utility == Utility::Accuracy;
         let work: Vec<_> = self
             .example_chunks(&state, k)
             .into_iter()
-            .map(|(head, features, ys)| (head, features, ys, masks.shallow_clone()))
+            .map(|chunk| (chunk, masks.shallow_clone()))
             .collect();
-        let parts = crate::numerics::map_in_parallel(work, |(head, features, ys, masks)| {
-            chunk_totals(&head, &features, &ys, &masks, utility)
+        let parts = crate::numerics::map_in_parallel(work, |(chunk, masks)| {
+            chunk_totals(&chunk, &masks, utility, certify)
         });
         let mut totals = vec![0.0; k as usize];
         for part in parts {
-            for (total, v) in totals.iter_mut().zip(part?) {
+            let (values, recomputed) = part?;
+            if let Some((decided, recomputed)) = recomputed {
+                use std::sync::atomic::Ordering::Relaxed;
+                self.decided.fetch_add(decided, Relaxed);
+                self.recomputed.fetch_add(recomputed, Relaxed);
+            }
+            for (total, v) in totals.iter_mut().zip(values) {
                 *total += v;
             }
         }
@@ -224,17 +273,67 @@ impl MaskedEvaluator {
     }
 }
 
-/// Per-coalition sums of the utility over one chunk of examples.
+/// Per-coalition sums of the utility over one chunk of examples; when the certified path ran
+/// (`certify`, and the chunk has bounds), how many (example, coalition) pairs it decided and
+/// how many of them the reference path recomputed.
 fn chunk_totals(
+    chunk: &Chunk,
+    masks: &Tensor,
+    utility: Utility,
+    certify: bool,
+) -> Result<(Vec<f64>, Option<(u64, u64)>), NnError> {
+    let _guard = tch::no_grad_guard();
+    let Chunk {
+        head,
+        features,
+        labels: ys,
+        bounds,
+    } = chunk;
+    if let (true, Some(bounds)) = (certify, bounds) {
+        head.check_masks(masks)?;
+        let logits = head.fast_logits(features, masks);
+        let (totals, counts) =
+            certified_totals(head, features, ys, masks, &logits, &bounds.unsqueeze(1))?;
+        return Ok((totals, Some(counts)));
+    }
+    let logits = head.masked_logits(features, masks)?; // [E, K, C]
+    Ok((utility_totals(&logits, ys, utility)?, None))
+}
+
+/// Correct predictions per coalition from certified logits ([`crate::certify`]): the pairs
+/// whose decision the bound leaves open are recomputed by the reference path
+/// ([`MaskedSuffix::paired_logits`]), so every count is the reference's.
+fn certified_totals(
     head: &MaskedSuffix,
     features: &Tensor,
     ys: &Tensor,
     masks: &Tensor,
-    utility: Utility,
-) -> Result<Vec<f64>, NnError> {
-    let _guard = tch::no_grad_guard();
-    let logits = head.masked_logits(features, masks)?; // [E, K, C]
-    utility_totals(&logits, ys, utility)
+    logits: &Tensor,
+    bound: &Tensor,
+) -> Result<(Vec<f64>, (u64, u64)), NnError> {
+    let (correct, certain) = crate::certify::decide(logits, bound, ys);
+    let open = certain.logical_not().nonzero(); // [P, 2]: (example, coalition)
+    let recomputed = open.size()[0];
+    let correct = if recomputed > 0 {
+        let (examples, coalitions) = (open.select(1, 0), open.select(1, 1));
+        let reference = head.paired_logits(
+            &features.index_select(0, &examples),
+            &masks.index_select(0, &coalitions),
+        )?;
+        let answers = reference
+            .argmax(-1, false)
+            .eq_tensor(&ys.index_select(0, &examples));
+        correct.index_put(&[Some(examples), Some(coalitions)], &answers, false)
+    } else {
+        correct
+    };
+    let totals = Vec::<f64>::try_from(
+        correct
+            .to_kind(Kind::Double)
+            .sum_dim_intlist(0, false, Kind::Double)
+            .to_device(tch::Device::Cpu),
+    )?;
+    Ok((totals, (correct.numel() as u64, recomputed as u64)))
 }
 
 /// Sums over the examples of the utility of each of `K` coalitions, from logits `[E, K, C]`.
@@ -278,9 +377,9 @@ impl MaskedEvaluator {
         let e = state.features.size()[0];
         let work = self.example_chunks(&state, walks.len() as i64);
         let (utility, players) = (self.utility, self.players);
-        let parts = crate::numerics::map_in_parallel(work, |(suffix, features, ys)| {
-            crate::walks::walk_totals(&suffix, &features, walks, players, &|logits| {
-                utility_totals(logits, &ys, utility)
+        let parts = crate::numerics::map_in_parallel(work, |chunk| {
+            crate::walks::walk_totals(&chunk.head, &chunk.features, walks, players, &|logits| {
+                utility_totals(logits, &chunk.labels, utility)
             })
         });
         let mut totals = vec![0.0; walks.iter().map(Walk::num_values).sum()];

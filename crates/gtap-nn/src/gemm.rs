@@ -33,7 +33,6 @@ pub fn supported() -> bool {
 /// `a · b` for row-major `a` (`m × k`) and `b` (`k × n`), rows split over `threads` scoped
 /// threads (the split does not change a byte). Buffers of other lengths are an error (the
 /// kernel reads through raw pointers sized by `m`, `k`, `n`).
-#[allow(unsafe_code)]
 pub fn matmul_slices(
     a: &[f32],
     b: &[f32],
@@ -49,10 +48,42 @@ pub fn matmul_slices(
             b.len()
         )));
     }
+    Ok(product(a, b, m, k, n, Layout::RowMajor, threads))
+}
+
+/// How the right operand is stored.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// `k × n`, row-major.
+    RowMajor,
+    /// `n × k`, row-major: a weight `[out, in]` used as its transpose.
+    Transposed,
+}
+
+/// The product of `a` (`m × k`) and `b` (`layout`), rows over `threads` threads. Lengths are
+/// checked by the callers.
+#[allow(unsafe_code)]
+fn product(
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    layout: Layout,
+    threads: usize,
+) -> Vec<f32> {
+    assert!(
+        a.len() == m * k && b.len() == k * n,
+        "checked by the callers"
+    );
     let mut c = vec![0f32; m * n];
     if m == 0 || n == 0 {
-        return Ok(c);
+        return c;
     }
+    let (rsb, csb) = match layout {
+        Layout::RowMajor => (n as isize, 1),
+        Layout::Transposed => (1, k as isize),
+    };
     let rows_per = m.div_ceil(threads.max(1));
     std::thread::scope(|scope| {
         for (i, c_part) in c.chunks_mut(rows_per * n).enumerate() {
@@ -60,9 +91,10 @@ pub fn matmul_slices(
             let a_part = &a[i * rows_per * k..(i * rows_per + rows) * k];
             scope.spawn(move || {
                 // The one unsafe call in gtap-nn: matrixmultiply has no safe entry point.
-                // SAFETY: the pointers and strides describe `rows × k`, `k × n` and `rows × n`
-                // row-major buffers of exactly those lengths (checked above), and `c_part` is
-                // borrowed mutably by this thread alone.
+                // SAFETY: the pointers and strides describe a `rows × k` row-major buffer, a
+                // `k × n` operand of `k·n` values (row-major, or the transpose of a row-major
+                // `n × k`) and a `rows × n` row-major output, of exactly those lengths
+                // (asserted above), and `c_part` is borrowed mutably by this thread alone.
                 unsafe {
                     matrixmultiply::sgemm(
                         rows,
@@ -73,8 +105,8 @@ pub fn matmul_slices(
                         k as isize,
                         1,
                         b.as_ptr(),
-                        n as isize,
-                        1,
+                        rsb,
+                        csb,
                         0.0,
                         c_part.as_mut_ptr(),
                         n as isize,
@@ -84,7 +116,15 @@ pub fn matmul_slices(
             });
         }
     });
-    Ok(c)
+    c
+}
+
+fn values(t: &Tensor) -> Result<Vec<f32>, NnError> {
+    let t = t
+        .f_to_device(Device::Cpu)?
+        .f_to_kind(Kind::Float)?
+        .f_contiguous()?;
+    Ok(Vec::<f32>::try_from(t.f_view([-1])?)?)
 }
 
 /// [`matmul_slices`] on two 2-D float CPU tensors, using `threads` threads.
@@ -98,14 +138,41 @@ pub fn matmul(a: &Tensor, b: &Tensor, threads: usize) -> Result<Tensor, NnError>
             "shapes {sa:?} and {sb:?} do not multiply"
         )));
     }
-    let values = |t: &Tensor| -> Result<Vec<f32>, NnError> {
-        let t = t
-            .f_to_device(Device::Cpu)?
-            .f_to_kind(Kind::Float)?
-            .f_contiguous()?;
-        Ok(Vec::<f32>::try_from(t.f_view([-1])?)?)
-    };
     let (m, k, n) = (sa[0] as usize, sa[1] as usize, sb[1] as usize);
     let c = matmul_slices(&values(a)?, &values(b)?, m, k, n, threads)?;
     Ok(Tensor::f_from_slice(&c)?.f_view([sa[0], sb[1]])?)
+}
+
+/// `x Wᵀ` for `x` (`[…, in]`) and a weight `[out, in]`: a dense layer's product, `[…, out]`,
+/// on the calling thread. Every output value is the kernel's fixed-order sum over `in` of
+/// its row of `x` and its row of the weight, whatever the other rows are: the reference
+/// value of a dense layer on one example (and, masks being exact zeros and ones, on one
+/// coalition, whether the mask multiplies the input or is folded into the weight).
+pub fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor, NnError> {
+    if !supported() {
+        return Err(NnError::Gemm("this CPU lacks FMA or AVX2".into()));
+    }
+    let (sx, sw) = (x.size(), weight.size());
+    let inputs = *sx.last().unwrap_or(&-1);
+    if sx.is_empty() || sw.len() != 2 || sw[1] != inputs {
+        return Err(NnError::Gemm(format!(
+            "input {sx:?} does not fit a weight {sw:?}"
+        )));
+    }
+    let (k, n) = (inputs as usize, sw[0] as usize);
+    let m = sx[..sx.len() - 1].iter().product::<i64>() as usize;
+    let c = product(
+        &values(x)?,
+        &values(weight)?,
+        m,
+        k,
+        n,
+        Layout::Transposed,
+        1,
+    );
+    let mut shape = sx.clone();
+    *shape.last_mut().expect("not empty") = sw[0];
+    Ok(Tensor::f_from_slice(&c)?
+        .f_view(shape.as_slice())?
+        .f_to_device(x.device())?)
 }

@@ -23,6 +23,7 @@
 
 mod arch;
 mod build;
+pub mod certify;
 mod data;
 mod device;
 mod equilibrium;

@@ -149,6 +149,50 @@ impl MaskedSuffix {
         Ok(h)
     }
 
+    /// Whether every step has a bound ([`crate::certify`]).
+    fn certifiable(&self) -> bool {
+        self.steps.iter().all(|s| match s {
+            Step::Gate(_) => true,
+            Step::Layer(l) => l.certifiable(),
+            Step::Save | Step::Add => false,
+        })
+    }
+
+    /// Per example, a bound `[E, C]` on the distance of any coalition's computed logits
+    /// (reference or fast) from their exact values, given the exact activations `features`
+    /// at the start gate; `None` when some step has no bound.
+    pub(crate) fn logit_bounds(&self, features: &Tensor) -> Option<Tensor> {
+        if !self.certifiable() {
+            return None;
+        }
+        let mut magnitude = features.abs();
+        let mut error = features.zeros_like();
+        for step in &self.steps {
+            if let Step::Layer(layer) = step {
+                (magnitude, error) = layer.bounds(&magnitude, &error)?;
+            }
+        }
+        Some(error)
+    }
+
+    /// Logits `[E, K, C]` as [`MaskedSuffix::masked_logits`] computes them, by fast kernels
+    /// (within [`MaskedSuffix::logit_bounds`] of exact).
+    pub(crate) fn fast_logits(&self, features: &Tensor, masks: &Tensor) -> Tensor {
+        let mut x = Coalitions::Shared {
+            h: features.shallow_clone(),
+            pending: None,
+            k: masks.size()[0],
+        };
+        for step in &self.steps {
+            x = match step {
+                Step::Gate(g) => g.coalitions(x, self.gate_mask(g, masks)),
+                Step::Layer(layer) => layer.forward_fast(x),
+                Step::Save | Step::Add => unreachable!("certifiable suffixes have no blocks"),
+            };
+        }
+        x.into_logits()
+    }
+
     // Incremental walks (walks.rs): the first gate's consumer is a dense layer whose
     // pre-activation is updated by rank-one steps.
 

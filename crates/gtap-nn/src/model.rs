@@ -359,9 +359,25 @@ impl Network {
     /// The activations player layer `layer`'s mask acts on, unmasked (every earlier player
     /// present): what a game on that layer and the ones after it evaluates from, computed
     /// once per example set.
+    /// Computed by each layer's reference path ([`crate::certify`]): every example's row is
+    /// its own, whatever else is in `xs`.
     pub fn activations_at(&self, xs: &Tensor, layer: usize) -> Tensor {
         assert!(layer < self.players.len(), "player layer {layer} exists");
-        self.walk(xs, Some(layer), &mut |_, h| h)
+        let stop = self.players[layer].entry;
+        let mut h = self.input_view(xs);
+        let mut saved = Vec::new();
+        for step in &self.steps[..stop] {
+            h = match step {
+                Step::Gate(_) => h,
+                Step::Layer(l) => l.forward_paired(&h),
+                Step::Save => {
+                    saved.push(h.shallow_clone());
+                    h
+                }
+                Step::Add => saved.pop().expect("a block's start") + h,
+            };
+        }
+        h
     }
 
     /// The part of the network up to the first player layer's activations (LeNet5's

@@ -55,7 +55,7 @@ impl Stage for EstimatorAgreementStage {
     const KIND: &'static str = "estimator-agreement";
     // 2: sweeps and incremental estimates cost samples · (players + 1) evaluations. 3: `cost`.
     // 4: a ninth line and later ones no longer repeat the first colours.
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
     // Every seed's estimates against the same seed's references, summarised over seeds.
     const SEEDED: bool = false;
     const INPUTS: &'static [&'static str] = &["estimates", "reference_a", "reference_b"];

@@ -13,6 +13,11 @@ use tch::{Kind, Tensor};
 pub struct CoalitionRate {
     pub batch: usize,
     pub evaluations_per_second: f64,
+    /// The same values by the certified path ([`gtap_nn::certify`]: fast kernels, undecided
+    /// pairs recomputed by the reference path, which `evaluations_per_second` runs alone).
+    pub certified_per_second: f64,
+    /// Share of (example, coalition) pairs the certified path handed to the reference path.
+    pub recomputed_share: f64,
     pub gflops: f64,
     /// Coalitions per second along `batch` walks of single toggles ([`gtap_game::Walk`]: the
     /// work of permutations, sweeps and the paper's pairs), evaluated incrementally.
@@ -22,6 +27,8 @@ pub struct CoalitionRate {
 #[derive(Debug, Clone)]
 pub struct CoalitionBench {
     pub examples: usize,
+    /// Where the weights came from: a short training run on MNIST, or random.
+    pub weights: String,
     pub threads: i32,
     /// FLOPs of one coalition evaluation (the masked head over every example).
     pub flops_per_evaluation: f64,
@@ -50,21 +57,64 @@ fn time_per_call(min_seconds: f64, mut f: impl FnMut()) -> f64 {
     started.elapsed().as_secs_f64() / f64::from(calls)
 }
 
-/// Measures LeNet5's 604-player head on `examples` probe-sized inputs (weights are random: the
-/// FLOPs do not depend on them).
+/// LeNet5 and `examples` examples to evaluate it on: trained for one epoch on 12,000 MNIST
+/// training images (Adam, dropout 0.3, as the pipelines train) with MNIST probe examples when
+/// the files are in `data_dir`, random otherwise. The FLOPs do not depend on the weights, but
+/// the share of pairs the certified path recomputes does: it needs a trained network's
+/// margins.
+fn bench_network(
+    examples: usize,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(Network, TensorData, String)> {
+    let device = gtap_nn::device();
+    let mut net = Network::new(Arch::Lenet5, device, 0);
+    let e = examples as i64;
+    let Ok(files) = gtap_data::mnist_files(data_dir, gtap_data::FetchPolicy::Never) else {
+        let data = gtap_nn::with_torch_rng(1, || TensorData {
+            inputs: Tensor::randn([e, 784], (Kind::Float, device)),
+            labels: Tensor::randint(10, [e], (Kind::Int64, device)),
+        });
+        return Ok((net, data, "random (no MNIST in the data directory)".into()));
+    };
+    let mnist = gtap_data::load_mnist(
+        &files,
+        &gtap_data::MnistConfig {
+            probe_size: examples.max(1),
+            ..Default::default()
+        },
+    )?;
+    let tensors = |split: &gtap_data::Split| {
+        TensorData::from_flat(split.images(), 784, split.labels(), device)
+    };
+    let (train, probe) = (tensors(&mnist.train).head(12_000), tensors(&mnist.probe));
+    let cfg = gtap_nn::TrainConfig {
+        augment: Default::default(),
+        schedule: Default::default(),
+        epochs: 1,
+        batch_size: 64,
+        lr: 1e-3,
+        optimizer: gtap_nn::Optimizer::Adam,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        dropout: 0.3,
+    };
+    gtap_nn::train(&mut net, &train, &probe.head(100), &cfg, 0, &mut || {})?;
+    let accuracy = gtap_nn::evaluate(&net, &probe).accuracy;
+    let weights = format!("trained 1 epoch on 12,000 MNIST images (probe accuracy {accuracy:.3})");
+    Ok((net, probe, weights))
+}
+
+/// Measures LeNet5's 604-player head on `examples` probe examples ([`bench_network`]).
 pub fn coalitions(
     examples: usize,
     batches: &[usize],
     min_seconds: f64,
+    data_dir: &std::path::Path,
 ) -> anyhow::Result<CoalitionBench> {
+    let (net, data, weights) = bench_network(examples, data_dir)?;
     let _guard = tch::no_grad_guard();
     let device = gtap_nn::device();
-    let net = Network::new(Arch::Lenet5, device, 0);
-    let e = examples as i64;
-    let data = gtap_nn::with_torch_rng(1, || TensorData {
-        inputs: Tensor::randn([e, 784], (Kind::Float, device)),
-        labels: Tensor::randint(10, [e], (Kind::Int64, device)),
-    });
+    let e = data.len() as i64;
     let head_macs: f64 = (400 * 120 + 120 * 84 + 84 * 10) as f64;
     let flops_per_evaluation = 2.0 * head_macs * examples as f64;
 
@@ -102,6 +152,8 @@ pub fn coalitions(
     // One evaluator (one prefix pass): `values_of_masks` always evaluates in full, walks and
     // Algorithm 2 go incrementally.
     let evaluator = MaskedEvaluator::new(&net, &data, Utility::Accuracy, 64).with_incremental(true);
+    let certified =
+        MaskedEvaluator::new(&net, &data, Utility::Accuracy, 64).with_certification(true);
     let mut rates = Vec::new();
     for &batch in batches {
         let masks = Tensor::rand([batch as i64, 604], (Kind::Float, device))
@@ -113,6 +165,14 @@ pub fn coalitions(
                 .expect("mask width matches");
         });
         let evaluations_per_second = batch as f64 / t;
+        let before = certified.certification();
+        let t_certified = time_per_call(min_seconds, || {
+            certified
+                .values_of_masks(&masks)
+                .expect("mask width matches");
+        });
+        let after = certified.certification();
+        let recomputed_share = (after.1 - before.1) as f64 / ((after.0 - before.0) as f64).max(1.0);
         let walks = toggle_walks(batch, 604);
         let values: usize = walks.iter().map(Walk::num_values).sum();
         let t = time_per_call(min_seconds, || {
@@ -121,6 +181,8 @@ pub fn coalitions(
         rates.push(CoalitionRate {
             batch,
             evaluations_per_second,
+            certified_per_second: batch as f64 / t_certified,
+            recomputed_share,
             gflops: evaluations_per_second * flops_per_evaluation / 1e9,
             walk_evaluations_per_second: values as f64 / t,
         });
@@ -142,7 +204,8 @@ pub fn coalitions(
     });
     Ok(CoalitionBench {
         algorithm2_evaluations_per_second: (2 * 604) as f64 / t,
-        examples,
+        examples: data.len(),
+        weights,
         threads: tch::get_num_threads(),
         flops_per_evaluation,
         matmul_same_shape_gflops,

@@ -55,7 +55,7 @@ impl Stage for CurvesStage {
     type Params = CurveParams;
     const KIND: &'static str = "curves";
     const FLOAT_MATH: bool = true;
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["model", "data", "rankings"];
     const ABOUT: &'static str =

@@ -431,7 +431,7 @@ impl Stage for PowerIndexStage {
     type Params = PowerIndexParams;
     const KIND: &'static str = "power-indices";
     const FLOAT_MATH: bool = true;
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["model", "data"];
     const OPTIONAL_INPUTS: &'static [&'static str] = &["bias"];

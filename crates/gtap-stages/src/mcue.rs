@@ -69,7 +69,7 @@ impl Stage for McueStage {
     type Params = McueParams;
     const KIND: &'static str = "mcue";
     const FLOAT_MATH: bool = true;
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["model", "data"];
     const ABOUT: &'static str =
@@ -340,7 +340,7 @@ impl Stage for McueBiasStage {
     type Params = McueBiasParams;
     const KIND: &'static str = "mcue-bias";
     // 2: the end points t = 0 and t = 1 of the diagonal are no longer candidates.
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["grid"];
     const ABOUT: &'static str =

@@ -21,7 +21,7 @@ impl Stage for RemoveNegativeStage {
     type Params = RemoveNegativeParams;
     const KIND: &'static str = "remove-negative";
     const FLOAT_MATH: bool = true;
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["model", "data", "indices"];
     const ABOUT: &'static str =

@@ -82,10 +82,13 @@ impl Dense {
     pub fn folded_preactivation(&self, h: &Tensor, m: &Tensor) -> Tensor {
         let (k, e) = (m.size()[0], h.size()[0]);
         let (out_dim, in_dim) = (self.weight.size()[0], self.weight.size()[1]);
-        let wm = (self.weight.unsqueeze(0) * m.unsqueeze(1))
-            .permute([2, 0, 1])
-            .reshape([in_dim, k * out_dim]);
-        h.matmul(&wm).view([e, k, out_dim])
+        let wm = (self.weight.unsqueeze(0) * m.unsqueeze(1)).reshape([k * out_dim, in_dim]);
+        crate::certify::linear(h, &wm).view([e, k, out_dim])
+    }
+
+    /// The product by the reference kernel where it is on ([`crate::certify::linear`]).
+    fn product(&self, h: &Tensor) -> Tensor {
+        crate::certify::linear(h, &self.weight)
     }
 
     /// An exported model's dense layer from its tensors.
@@ -105,6 +108,53 @@ impl Dense {
 
     pub fn weight(&self) -> &Tensor {
         &self.weight
+    }
+
+    /// The `K`-coalition pass with `product` (`x`, weight ↦ `x Wᵀ`): the reference kernel's
+    /// or a fast one.
+    fn coalitions_by(&self, x: Coalitions, product: fn(&Tensor, &Tensor) -> Tensor) -> Coalitions {
+        let w = &self.weight;
+        match x {
+            Coalitions::Shared {
+                h,
+                pending: None,
+                k,
+            } => Coalitions::Shared {
+                h: self.finish(product(&h, w)),
+                pending: None,
+                k,
+            },
+            Coalitions::Shared {
+                h,
+                pending: Some(m),
+                k,
+            } if h.dim() == 2 => {
+                let (e, out_dim, in_dim) = (h.size()[0], w.size()[0], w.size()[1]);
+                // `(h ⊙ m) Wᵀ = h (W ⊙ m)ᵀ`: the `K` masked weights stacked, one product.
+                let wm = (w.unsqueeze(0) * m.unsqueeze(1)).reshape([k * out_dim, in_dim]);
+                Coalitions::Each {
+                    e,
+                    h: self.finish(product(&h, &wm).view([e, k, out_dim])),
+                    k,
+                    rows: true,
+                }
+            }
+            Coalitions::Each { h, e, k, rows } => Coalitions::Each {
+                h: self.finish(product(&h, w)),
+                e,
+                k,
+                rows,
+            },
+            shared => {
+                let (h, e, k) = shared.expanded();
+                Coalitions::Each {
+                    h: self.finish(product(&h, w)),
+                    e,
+                    k,
+                    rows: false,
+                }
+            }
+        }
     }
 }
 
@@ -131,49 +181,31 @@ impl Layer for Dense {
             .apply(x.linear(&self.weight, self.bias.as_ref()))
     }
 
-    // The coalition paths multiply and add apart (not `linear`'s fused form): the bytes every
-    // cached power index was computed with.
+    // The coalition paths multiply and add apart (not `linear`'s fused form), the product by
+    // the reference kernel (`crate::certify`): every value is the reference value.
     fn forward_coalitions(&self, x: Coalitions) -> Coalitions {
-        match x {
-            Coalitions::Shared {
-                h,
-                pending: None,
-                k,
-            } => Coalitions::Shared {
-                h: self.finish(h.matmul(&self.weight.tr())),
-                pending: None,
-                k,
-            },
-            Coalitions::Shared {
-                h,
-                pending: Some(m),
-                k,
-            } if h.dim() == 2 => Coalitions::Each {
-                e: h.size()[0],
-                h: self.finish(self.folded_preactivation(&h, &m)),
-                k,
-                rows: true,
-            },
-            Coalitions::Each { h, e, k, rows } => Coalitions::Each {
-                h: self.finish(h.matmul(&self.weight.tr())),
-                e,
-                k,
-                rows,
-            },
-            shared => {
-                let (h, e, k) = shared.expanded();
-                Coalitions::Each {
-                    h: self.finish(h.matmul(&self.weight.tr())),
-                    e,
-                    k,
-                    rows: false,
-                }
-            }
-        }
+        self.coalitions_by(x, crate::certify::linear)
     }
 
     fn forward_paired(&self, x: &Tensor) -> Tensor {
-        self.finish(x.matmul(&self.weight.tr()))
+        self.finish(self.product(x))
+    }
+
+    fn certifiable(&self) -> bool {
+        // GELU's bound would need its Lipschitz constant and its kernel's error: not yet.
+        self.activation != Activation::Gelu
+    }
+
+    fn bounds(&self, magnitude: &Tensor, error: &Tensor) -> Option<(Tensor, Tensor)> {
+        // ReLU and the identity are 1-Lipschitz and never grow a magnitude: both bounds
+        // carry over.
+        (self.certifiable() && magnitude.dim() == 2).then(|| {
+            crate::certify::dense_bounds(magnitude, error, &self.weight, self.bias.as_ref())
+        })
+    }
+
+    fn forward_fast(&self, x: Coalitions) -> Coalitions {
+        self.coalitions_by(x, crate::certify::fast_linear)
     }
 
     fn output_shape(&self, input: &[i64]) -> Vec<i64> {

@@ -286,9 +286,31 @@ pub(crate) trait Layer: Send + std::fmt::Debug {
         }
     }
 
-    /// The forward pass of `K` (example, coalition) pairs, row `j` already under mask `j`.
+    /// The forward pass of `K` (example, coalition) pairs, row `j` already under mask `j`:
+    /// the reference path ([`crate::certify`]), one example at a time in effect (also the
+    /// prefix before a game's first gate).
     fn forward_paired(&self, x: &Tensor) -> Tensor {
         self.forward(x)
+    }
+
+    /// Whether the certified path ([`crate::certify`]) can run this layer:
+    /// [`Layer::bounds`] and [`Layer::forward_fast`].
+    fn certifiable(&self) -> bool {
+        false
+    }
+
+    /// Per-example bounds after this layer from those before it (`[E, …]`, one example's
+    /// activations each): on the magnitude of the exact activations of any coalition, and
+    /// on any computed activation's distance from its exact value. `None` where this layer
+    /// kind has none.
+    fn bounds(&self, _magnitude: &Tensor, _error: &Tensor) -> Option<(Tensor, Tensor)> {
+        None
+    }
+
+    /// [`Layer::forward_coalitions`] by fast kernels, within [`Layer::bounds`] of exact; by
+    /// default the reference path itself.
+    fn forward_fast(&self, x: Coalitions) -> Coalitions {
+        self.forward_coalitions(x)
     }
 
     /// Output shape of one example of input shape `input` (no batch dimension).

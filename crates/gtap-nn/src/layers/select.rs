@@ -51,6 +51,15 @@ impl Layer for Select {
         }
     }
 
+    fn certifiable(&self) -> bool {
+        true
+    }
+
+    /// Selecting moves values and their bounds alike.
+    fn bounds(&self, magnitude: &Tensor, error: &Tensor) -> Option<(Tensor, Tensor)> {
+        Some((self.forward(magnitude), self.forward(error)))
+    }
+
     fn takes(&self, input: &[i64]) -> bool {
         matches!(input, [n] if self.index.iter().all(|&i| (i as i64) < *n))
     }

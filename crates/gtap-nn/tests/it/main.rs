@@ -1,6 +1,7 @@
 //! Models: masks do what they say, batching changes nothing, training is deterministic.
 
 mod alexnet;
+mod certify;
 mod equilibrium;
 mod export;
 mod gemm;

@@ -103,7 +103,7 @@ pub struct Gtap;
 
 impl Ranker for Gtap {
     const METHOD: &'static str = "gtap";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "GTAP: rank units by Shapley / Banzhaf / β_d (top-n, iterated pruning or building)";
     type Params = GtapParams;

@@ -146,7 +146,7 @@ pub struct LeaveOneOut;
 
 impl Ranker for LeaveOneOut {
     const METHOD: &'static str = "leave-one-out";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "baseline: keep the players whose removal alone lowers nu(N) most (ablation)";
     type Params = LeaveOneOutParams;

@@ -1,0 +1,159 @@
+//! Certified evaluation (`gtap_nn::certify`): fast kernels with a bound, undecided pairs
+//! recomputed, values equal to the reference path's bit for bit; the reference value of a
+//! pair does not depend on what else is in the batch.
+
+use gtap_nn::{Arch, MaskedEvaluator, Network, TensorData, Utility};
+use tch::{Device, Kind, Tensor};
+
+use super::synthetic;
+
+/// Masks of `k` coalitions whose sizes sweep from nearly empty to nearly full.
+fn sweep_masks(k: i64, players: i64, seed: u64) -> Tensor {
+    gtap_nn::with_torch_rng(seed, || {
+        let p = Tensor::linspace(0.05, 0.95, k, (Kind::Float, Device::Cpu)).unsqueeze(1);
+        Tensor::rand([k, players], (Kind::Float, Device::Cpu))
+            .lt_tensor(&p)
+            .to_kind(Kind::Float)
+    })
+}
+
+/// Multiplies a variable in place (sharper logits: more pairs decided without recomputing).
+fn scale(net: &Network, name: &str, by: f64) {
+    let _g = tch::no_grad_guard();
+    let _ = net.vs.variables()[name].shallow_clone().g_mul_scalar_(by);
+}
+
+fn values(
+    net: &Network,
+    data: &TensorData,
+    masks: &Tensor,
+    certify: bool,
+) -> (Vec<f64>, (u64, u64)) {
+    let ev = MaskedEvaluator::new(net, data, Utility::Accuracy, 64).with_certification(certify);
+    let values = ev.values_of_masks(masks).unwrap();
+    (values, ev.certification())
+}
+
+#[test]
+fn certified_values_are_the_reference_values() {
+    let data = synthetic(300, 11);
+    let (mut decided, mut recomputed) = (0, 0);
+    for (arch, last) in [
+        (Arch::Lenet300100, "fc3.weight"),
+        (Arch::Mlp3x256, "fc4.weight"),
+        (Arch::Mlp512x256, "fc3.weight"),
+    ] {
+        for factor in [1.0, 40.0] {
+            let net = Network::new(arch, Device::Cpu, 5);
+            scale(&net, last, factor);
+            let masks = sweep_masks(24, net.num_players() as i64, 3);
+            let (fast, counts) = values(&net, &data, &masks, true);
+            let (reference, none) = values(&net, &data, &masks, false);
+            assert_eq!(fast, reference, "{arch} ×{factor}");
+            assert_eq!(none, (0, 0), "the reference path certifies nothing");
+            assert_eq!(counts.0, 300 * 24, "{arch}: every pair decided");
+            decided += counts.0;
+            recomputed += counts.1;
+        }
+    }
+    // Both branches ran: pairs settled by the bound and pairs recomputed.
+    assert!(
+        recomputed > 0 && recomputed < decided / 2,
+        "{recomputed} of {decided}"
+    );
+}
+
+#[test]
+fn lenet5_is_certified_from_its_pooled_positions_on() {
+    // LeNet5's players start after its convolutions: a dense suffix.
+    let data = synthetic(60, 12);
+    let net = Network::new(Arch::Lenet5, Device::Cpu, 5);
+    scale(&net, "fc3.weight", 20.0);
+    let masks = sweep_masks(6, net.num_players() as i64, 4);
+    let (fast, counts) = values(&net, &data, &masks, true);
+    assert_eq!(counts.0, 360);
+    assert_eq!(fast, values(&net, &data, &masks, false).0);
+}
+
+#[test]
+fn layers_without_a_bound_run_the_reference_path() {
+    // AlexNet's suffix has convolutions: no bound yet, so nothing is certified.
+    let data = gtap_nn::with_torch_rng(12, || TensorData {
+        inputs: Tensor::randn([8, 3 * 64 * 64], (Kind::Float, Device::Cpu)),
+        labels: Tensor::randint(10, [8], (Kind::Int64, Device::Cpu)),
+    });
+    let net = Network::with_widths(
+        Arch::Alexnet,
+        gtap_nn::Shape::features(3 * 64 * 64, 10),
+        gtap_nn::AlexnetWidths::scaled(0.125),
+        Device::Cpu,
+        5,
+    )
+    .unwrap();
+    let masks = sweep_masks(3, net.num_players() as i64, 4);
+    let (fast, counts) = values(&net, &data, &masks, true);
+    assert_eq!(counts, (0, 0));
+    assert_eq!(fast, values(&net, &data, &masks, false).0);
+}
+
+#[test]
+fn an_exact_tie_is_recomputed_and_decided_as_the_reference_decides() {
+    // Classes 3 and 7 get the same (dominant) weights and bias: their logits tie exactly on
+    // both paths, the reference's argmax is the first (3), so no example labelled 7 is ever
+    // classified correctly, and the bound cannot tell: every pair is recomputed.
+    let _g = tch::no_grad_guard();
+    let data = synthetic(50, 13);
+    let labels = Tensor::full([50], 7, (Kind::Int64, Device::Cpu));
+    let data = TensorData {
+        inputs: data.inputs,
+        labels,
+    };
+    let net = Network::new(Arch::Lenet300100, Device::Cpu, 6);
+    let vars = net.vs.variables();
+    let (w, b) = (&vars["fc3.weight"], &vars["fc3.bias"]);
+    let row = w.get(7).abs() * 50.0;
+    w.get(7).copy_(&row);
+    w.get(3).copy_(&row);
+    let _ = b.get(7).fill_(1.0);
+    let _ = b.get(3).fill_(1.0);
+    let masks = sweep_masks(8, 400, 5).narrow(0, 4, 4); // more than half the players present
+    let (fast, (decided, recomputed)) = values(&net, &data, &masks, true);
+    assert_eq!(fast, values(&net, &data, &masks, false).0);
+    assert_eq!(decided, 200);
+    assert!(recomputed >= 150, "{recomputed} of 200 recomputed");
+    assert!(fast.iter().all(|&v| v < 0.25), "{fast:?}");
+}
+
+#[test]
+fn a_pairs_reference_logits_do_not_depend_on_the_batch() {
+    let _g = tch::no_grad_guard();
+    let data = synthetic(37, 14);
+    for arch in [Arch::Lenet300100, Arch::Mlp3x256] {
+        let net = Network::new(arch, Device::Cpu, 7);
+        let masks = sweep_masks(5, net.num_players() as i64, 6);
+        let features = net.prefix(&data.inputs);
+        // The prefix of a few examples is their rows of the whole set's.
+        let some = Tensor::from_slice(&[3i64, 0, 36]);
+        assert!(net
+            .prefix(&data.inputs.index_select(0, &some))
+            .equal(&features.index_select(0, &some)));
+        // Every coalition on every example, batched, equals the pair computed alone.
+        let batched = net.masked_logits(&features, &masks).unwrap(); // [E, K, C]
+        let (e, k) = (37i64, 5i64);
+        let examples =
+            Tensor::arange(e, (Kind::Int64, Device::Cpu)).repeat_interleave_self_int(k, None, None);
+        let coalitions = Tensor::arange(k, (Kind::Int64, Device::Cpu)).repeat([e]);
+        let paired = net
+            .paired_logits(
+                &features.index_select(0, &examples),
+                &masks.index_select(0, &coalitions),
+            )
+            .unwrap();
+        assert!(batched.view([e * k, -1]).equal(&paired), "{arch}");
+        // And a sub-batch of coalitions gives the same rows.
+        let two = net
+            .masked_logits(&features, &masks.narrow(0, 1, 2))
+            .unwrap();
+        assert!(two.equal(&batched.narrow(1, 1, 2)), "{arch}");
+    }
+}
