@@ -276,7 +276,6 @@ fn log_name(instance: &Instance) -> String {
 }
 
 /// `train[0]` → `train.seed0`: instance ids as file names.
-
 fn file_safe(id: &str) -> String {
     crate::cache::sanitize(&id.replace('[', ".seed").replace(']', ""))
 }

@@ -54,6 +54,9 @@ pub(crate) fn reference_on(device: Device) -> bool {
 /// libtorch's product elsewhere.
 pub(crate) fn linear(x: &Tensor, weight: &Tensor) -> Tensor {
     if reference_on(x.device()) {
+        // Its errors are shapes that do not multiply (a network's layers are checked to
+        // chain when it is built or loaded) and a CPU without FMA (excluded just above):
+        // libtorch's own product would panic on the first.
         crate::gemm::linear(x, weight)
             .unwrap_or_else(|e| panic!("a dense layer's reference product: {e}"))
     } else {
@@ -99,7 +102,7 @@ pub(crate) fn dense_bounds(
     let abs_w = weight.abs();
     let mut out_magnitude = fast_linear(magnitude, &abs_w) * pad;
     if let Some(b) = bias {
-        out_magnitude = out_magnitude + b.abs() * pad;
+        out_magnitude += b.abs() * pad;
     }
     let reach = (magnitude + error) * g + error * (1.0 + 2.0 * g);
     // Subnormal products round absolutely: an allowance per summed term.
@@ -115,8 +118,12 @@ pub(crate) fn dense_bounds(
 /// whether the argmax is the label, and whether that answer is certain (the reference's
 /// answer). Certain when the label's logit beats every other by more than `2(B_y + B_j)`, or
 /// when another class's beats the label's by more than that.
-pub(crate) fn decide(logits: &Tensor, bound: &Tensor, ys: &Tensor) -> (Tensor, Tensor) {
-    let (e, k, c) = logits.size3().expect("logits [E, K, C]");
+pub(crate) fn decide(
+    logits: &Tensor,
+    bound: &Tensor,
+    ys: &Tensor,
+) -> Result<(Tensor, Tensor), crate::NnError> {
+    let (e, k, c) = logits.size3()?;
     let l = logits.to_kind(Kind::Double);
     let b = bound.to_kind(Kind::Double).expand([e, k, c], false) * (1.0 + 1e-6);
     let top = l.argmax(-1, false); // [E, K]
@@ -135,5 +142,5 @@ pub(crate) fn decide(logits: &Tensor, bound: &Tensor, ys: &Tensor) -> (Tensor, T
     let correct = top.eq_tensor(&label);
     // NaN fails every comparison: never certain.
     let certain = wins.where_self(&correct, &loses);
-    (correct, certain)
+    Ok((correct, certain))
 }

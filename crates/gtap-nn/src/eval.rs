@@ -153,15 +153,11 @@ impl MaskedEvaluator {
         } else {
             head.floats_per_pair()
         };
-        let bounds = match crate::certify::reference_on(features.device()) {
-            true => tch::no_grad(|| head.logit_bounds(&features)),
-            false => None,
-        };
         let state = EvalState {
             head,
             features,
             labels: data.labels.shallow_clone(),
-            bounds,
+            bounds: None,
         };
         MaskedEvaluator {
             state: std::sync::Mutex::new(state),
@@ -209,6 +205,15 @@ impl MaskedEvaluator {
     /// the values are the same either way ([`crate::certify`]).
     pub fn with_certification(mut self, certify: bool) -> MaskedEvaluator {
         self.certify = certify;
+        let state = self
+            .state
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // One bound per example serves every coalition: computed once, here.
+        state.bounds = match certify && crate::certify::reference_on(state.features.device()) {
+            true => tch::no_grad(|| state.head.logit_bounds(&state.features)),
+            false => None,
+        };
         self
     }
 
@@ -273,6 +278,9 @@ impl MaskedEvaluator {
     }
 }
 
+/// Per-coalition sums over a chunk, and the certified path's (decided, recomputed) counts.
+type ChunkTotals = (Vec<f64>, Option<(u64, u64)>);
+
 /// Per-coalition sums of the utility over one chunk of examples; when the certified path ran
 /// (`certify`, and the chunk has bounds), how many (example, coalition) pairs it decided and
 /// how many of them the reference path recomputed.
@@ -281,7 +289,7 @@ fn chunk_totals(
     masks: &Tensor,
     utility: Utility,
     certify: bool,
-) -> Result<(Vec<f64>, Option<(u64, u64)>), NnError> {
+) -> Result<ChunkTotals, NnError> {
     let _guard = tch::no_grad_guard();
     let Chunk {
         head,
@@ -311,7 +319,7 @@ fn certified_totals(
     logits: &Tensor,
     bound: &Tensor,
 ) -> Result<(Vec<f64>, (u64, u64)), NnError> {
-    let (correct, certain) = crate::certify::decide(logits, bound, ys);
+    let (correct, certain) = crate::certify::decide(logits, bound, ys)?;
     let open = certain.logical_not().nonzero(); // [P, 2]: (example, coalition)
     let recomputed = open.size()[0];
     let correct = if recomputed > 0 {
