@@ -6,18 +6,18 @@
 //! does not depend on batch size, chunking, thread count or CPU vendor.
 //!
 //! Most values gtap reports are counts of argmax decisions (ν(C) as accuracy). The certified
-//! path computes logits with fast kernels (oneDNN on the CPU) and checks them against a bound
-//! on every logit's distance from its exact real value. Any float32 evaluation of
-//! `Σ_j w_j x_j`, in any order, fused or not, lies within `γ_k Σ_j |w_j x_j|` of it
-//! (`γ_k = k·u / (1 − k·u)`, `u = 2⁻²⁴`; Higham, *Accuracy and Stability of Numerical
-//! Algorithms*, §3.1). A coalition only zeroes activations, so one bound per example serves
-//! every coalition: from the exact activations at the first gate, each layer carries a bound
-//! on the magnitudes and one on the error ([`dense_bounds`]; ReLU and gates widen neither).
-//! It holds for the reference and for the fast kernels alike, so their logits of one class
-//! differ by at most twice the bound. An example whose decision (is the argmax the label?)
-//! survives that much movement of every logit is decided as the reference decides it
-//! ([`decide`]); the others are recomputed by the reference path. Counts, hence tables, are
-//! the reference's bit for bit.
+//! path computes logits with fast kernels (oneDNN on the CPU) and beside them a bound on every
+//! logit's distance from its exact real value. Any float32 evaluation of `Σ_j w_j x_j`, in any
+//! order, fused or not, lies within `γ_k Σ_j |w_j x_j|` of it (`γ_k = k·u / (1 − k·u)`,
+//! `u = 2⁻²⁴`; Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1). Each layer
+//! carries the bound per (example, coalition) from the exact activations at the first gate
+//! ([`product_error`], [`sum_error`], [`relu`]; a gate zeroes the bound with the value; the
+//! first masked layer uses its unmasked bound, which serves every coalition). It holds for
+//! the reference and for the fast kernels alike, so their logits of one class differ by at
+//! most twice the bound. A pair whose decision (is the argmax the label?) survives that much
+//! movement of every logit is decided as the reference decides it ([`decide`]); the others
+//! are recomputed by the reference path. Counts, hence tables, are the reference's bit for
+//! bit.
 //!
 //! Where it does not apply (a layer kind without a bound: attention, layer norm, GELU;
 //! cross-entropy ν, which is a sum of floats, not a count; fast numerics; a GPU, until the
@@ -84,63 +84,277 @@ pub(crate) fn fast_linear(x: &Tensor, weight: &Tensor) -> Tensor {
     out.view(shape.as_slice())
 }
 
-/// The bounds after a dense layer `x Wᵀ + b`, from its input's: `magnitude` bounds `|x|` of
-/// the exact activations for every coalition (masking only zeroes terms) and `error` every
-/// computed value's distance from the exact one, both per example (`[E, in]`). Returns the
-/// output's: `|W| M + |b|`, and `|W| (γ (M + B) + (1 + 2γ) B)` (the product's rounding, the
-/// input's error carried through) plus `2u (M' + B')` for the bias addition, all times
-/// `1 + 4γ` for the float32 rounding of computing them (sums of non-negative terms, each
-/// within a relative `γ` of exact). ReLU and the identity leave both as they are.
-pub(crate) fn dense_bounds(
-    magnitude: &Tensor,
-    error: &Tensor,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-) -> (Tensor, Tensor) {
-    let g = gamma(weight.size()[1]);
-    let pad = 1.0 + 4.0 * g;
-    let abs_w = weight.abs();
-    let mut out_magnitude = fast_linear(magnitude, &abs_w) * pad;
-    if let Some(b) = bias {
-        out_magnitude += b.abs() * pad;
-    }
-    let reach = (magnitude + error) * g + error * (1.0 + 2.0 * g);
-    // Subnormal products round absolutely: an allowance per summed term.
-    let tiny = weight.size()[1] as f64 * f64::from(f32::MIN_POSITIVE);
-    let mut out_error = fast_linear(&reach, &abs_w) * pad + tiny;
-    if bias.is_some() {
-        out_error = &out_error + (&out_magnitude + &out_error) * (2.0 * UNIT_ROUNDOFF * pad);
-    }
-    (out_magnitude, out_error)
+/// The bound on a dense product `x Wᵀ`'s distance from its exact value, before the
+/// float32 rounding of computing it is allowed for ([`finish`]).
+pub(crate) struct ProductError {
+    /// `|W| (γ|h| + (1 + 2γ) error)` by the fast kernel, `[…, out]`.
+    raw: Tensor,
+    /// `1 + 4γ + 24u`: the fast kernel's sum of non-negative terms loses at most a relative
+    /// `γ`, and each float32 pass that made its input or uses its output at most `u`.
+    pad: f32,
+    /// Products that round as subnormals round absolutely: an allowance per summed term.
+    tiny: f32,
 }
 
-/// Per (example, coalition), from logits `[E, K, C]`, their bound and the labels `[E]`:
-/// whether the argmax is the label, and whether that answer is certain (the reference's
-/// answer). Certain when the label's logit beats every other by more than `2(B_y + B_j)`, or
-/// when another class's beats the label's by more than that.
+/// A bound on the distance of `x Wᵀ` from its exact value `x* Wᵀ`, for `x` (`[…, in]`) any
+/// computed input within `error` of the exact `x*`, the product by any kernel: given `h`, one
+/// computed input (the fast path's), `|x| ≤ |h| + 2·error`, so the product's rounding is at
+/// most `γ |W| (|h| + 2·error)` and the input's error carries as `|W| error`: in all
+/// `|W| (γ|h| + (1 + 2γ) error)`. `h` and `error` are float32 CPU tensors of one shape.
+pub(crate) fn product_error(h: &Tensor, error: &Tensor, weight: &Tensor) -> ProductError {
+    let inputs = weight.size()[1];
+    let g = gamma(inputs);
+    let (h, error) = (h.contiguous(), error.contiguous());
+    let mut reach = h.empty_like();
+    let (of_value, of_error) = (g as f32, (1.0 + 2.0 * g) as f32);
+    for ((r, &x), &e) in values_mut(&mut reach)
+        .iter_mut()
+        .zip(values(&h))
+        .zip(values(&error))
+    {
+        *r = x.abs() * of_value + e * of_error;
+    }
+    // Rounded up to float32 (below 2²³ inputs, `pad` is finite and well above 1).
+    let up = |v: f64| (v * (1.0 + 2.0 * UNIT_ROUNDOFF)) as f32;
+    ProductError {
+        raw: fast_linear(&reach, &weight.abs()),
+        pad: up(1.0 + 4.0 * g + 24.0 * UNIT_ROUNDOFF),
+        tiny: up(inputs as f64 * f64::from(f32::MIN_POSITIVE)),
+    }
+}
+
+/// A dense layer's output from its fast product `z` (`[R, out]` rows; any leading shape) and
+/// that product's error (rows `[R / rep, out]`, each serving `rep` consecutive rows of `z`:
+/// the first masked layer's per-example bound), after its bias and ReLU (`relu`) or none: the
+/// activations and the bound on their distance from exact, in one pass. The bias addition
+/// rounds by at most `u|z*| ≤ u(|z|(1 + u) + 2·error)`, allowed for as `4u(|z| + error)`.
+/// ReLU is 1-Lipschitz, so the bound carries over; where `z ≤ −2·error` the exact value is
+/// at most `−error` and every computed one (the reference's included) at most 0, so all of
+/// them are 0 after ReLU: no error there, and no weight in the next layer's bound.
+pub(crate) fn finish(
+    z: Tensor,
+    error: ProductError,
+    bias: Option<&Tensor>,
+    relu: bool,
+) -> (Tensor, Tensor) {
+    let out = (*z.size().last().expect("a feature axis") as usize).max(1);
+    let mut z = z.contiguous();
+    let mut bound = z.empty_like();
+    let raw = error.raw.contiguous();
+    let raw_values = values(&raw);
+    let rep = (z.numel() / out) / (raw_values.len() / out).max(1);
+    let bias = match bias {
+        Some(b) => b.contiguous(),
+        None => Tensor::zeros([out as i64], (Kind::Float, Device::Cpu)),
+    };
+    let (b, (pad, tiny)) = (values(&bias), (error.pad, error.tiny));
+    let rounding = (4.0 * UNIT_ROUNDOFF) as f32;
+    let (z_values, bound_values) = (values_mut(&mut z), values_mut(&mut bound));
+    for (r, (zr, br)) in z_values
+        .chunks_mut(out)
+        .zip(bound_values.chunks_mut(out))
+        .enumerate()
+    {
+        let raw_row = &raw_values[(r / rep) * out..][..out];
+        // Plain loops over equal-length slices, branch-free, so that they vectorise.
+        for (((v, e), &p), &bj) in zr.iter_mut().zip(br.iter_mut()).zip(raw_row).zip(b) {
+            let sum = *v + bj;
+            let e0 = p * pad + tiny;
+            let bound = e0 + (sum.abs() + e0) * rounding;
+            // NaN fails `<=`: it stays NaN (and decides nothing).
+            let settled = relu && sum <= -2.0 * bound;
+            *e = if settled { 0.0 } else { bound };
+            *v = if relu && sum <= 0.0 { 0.0 } else { sum };
+        }
+    }
+    (z, bound)
+}
+
+/// A gate on rows `[E, K, n]` of activations and their bound, both just computed by a
+/// layer of the certified path (contiguous, held by no one else): each multiplied by its
+/// coalition's mask (`m`: `[K, n]`), in place, in one pass.
+pub(crate) fn mask_rows(mut h: Tensor, mut error: Tensor, m: &Tensor) -> (Tensor, Tensor) {
+    let m = m.to_kind(Kind::Float).contiguous();
+    let row = m.numel().max(1);
+    let masks = values(&m);
+    for (t, v) in [(&mut h, true), (&mut error, false)] {
+        assert!(t.numel() % row == 0, "rows of the masks' shape ({v})");
+        for rows in values_mut(t).chunks_mut(row) {
+            for (x, &keep) in rows.iter_mut().zip(masks) {
+                *x *= keep;
+            }
+        }
+    }
+    (h, error)
+}
+
+/// The values of a contiguous float32 CPU tensor.
+#[allow(unsafe_code)]
+fn values(t: &Tensor) -> &[f32] {
+    check_values(t);
+    let n = t.numel();
+    if n == 0 {
+        return &[];
+    }
+    // SAFETY: a contiguous float32 CPU tensor holds `numel` f32 values from its data pointer
+    // (its storage offset included), alive while `t` is; no handle writes them meanwhile
+    // (the certified path writes only tensors it has just created, through `values_mut`).
+    unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, n) }
+}
+
+/// The values of a contiguous float32 CPU tensor the caller has just created (no other
+/// handle reads or writes them while the slice lives).
+#[allow(unsafe_code)]
+fn values_mut(t: &mut Tensor) -> &mut [f32] {
+    check_values(t);
+    let n = t.numel();
+    if n == 0 {
+        return &mut [];
+    }
+    // SAFETY: as in `values`; the `&mut` borrow of the one handle the caller holds keeps
+    // every other access away for the slice's life.
+    unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n) }
+}
+
+fn check_values(t: &Tensor) {
+    assert!(
+        t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous(),
+        "the certified path's buffers are contiguous float32 CPU tensors"
+    );
+}
+
+/// How a batch of (example, coalition) pairs was decided ([`decide`]), pair-major as the
+/// logits (`[E, K]`: pair `e·K + k`).
+pub(crate) struct Decisions {
+    /// Whether the label's logit is the largest; meaningful where `certain`.
+    pub correct: Vec<bool>,
+    /// Whether that answer is the reference's.
+    pub certain: Vec<bool>,
+}
+
+/// Per (example, coalition), from logits `[E, K, C]`, their bound (the same shape, or one
+/// that expands to it) and the labels `[E]`: whether the argmax is the label, and whether
+/// that answer is certain (the reference's answer). Certain when the label's logit beats
+/// every other by more than `2(B_y + B_j)`, or when another class's beats the label's by
+/// more than that; a row with a NaN, or a label out of range, never is.
 pub(crate) fn decide(
     logits: &Tensor,
     bound: &Tensor,
     ys: &Tensor,
-) -> Result<(Tensor, Tensor), crate::NnError> {
+) -> Result<Decisions, crate::NnError> {
     let (e, k, c) = logits.size3()?;
-    let l = logits.to_kind(Kind::Double);
-    let b = bound.to_kind(Kind::Double).expand([e, k, c], false) * (1.0 + 1e-6);
-    let top = l.argmax(-1, false); // [E, K]
-    let label = ys.view([e, 1]).expand([e, k], false);
-    let at = |t: &Tensor, i: &Tensor| t.gather(2, &i.unsqueeze(2), false).squeeze_dim(2);
-    let (ly, by) = (at(&l, &label), at(&b, &label));
-    // Label's lead over each other class, less the movement both may make.
-    let lead = (ly.unsqueeze(2) - &l) - (by.unsqueeze(2) + &b) * 2.0;
-    let is_label = Tensor::arange(c, (Kind::Int64, l.device()))
-        .view([1, 1, c])
-        .eq_tensor(&label.unsqueeze(2));
-    let lead = lead.masked_fill(&is_label, f64::INFINITY);
-    let wins = lead.min_dim(2, false).0.gt(0.0);
-    let (lt, bt) = (at(&l, &top), at(&b, &top));
-    let loses = (lt - &ly).gt_tensor(&((bt + by) * 2.0));
-    let correct = top.eq_tensor(&label);
-    // NaN fails every comparison: never certain.
-    let certain = wins.where_self(&correct, &loses);
-    Ok((correct, certain))
+    let l = logits.f_contiguous()?;
+    let b = bound.f_expand([e, k, c], false)?.f_contiguous()?;
+    let labels = Vec::<i64>::try_from(ys.f_to_kind(Kind::Int64)?.f_to_device(Device::Cpu)?)?;
+    let (l, b, c) = (values(&l), values(&b), c as usize);
+    let pairs = (e * k) as usize;
+    let (mut correct, mut certain) = (vec![false; pairs], vec![false; pairs]);
+    for p in 0..pairs {
+        let (row, br) = (&l[p * c..][..c], &b[p * c..][..c]);
+        let y = usize::try_from(labels[p / k as usize]).unwrap_or(usize::MAX);
+        if y >= c || row.iter().chain(br).any(|v| v.is_nan()) {
+            continue;
+        }
+        // The label's lead over class j, and how far both may move: 2(B_y + B_j), padded
+        // for the f64 arithmetic here.
+        let lead = |j: usize| f64::from(row[y]) - f64::from(row[j]);
+        let slack = |j: usize| 2.0 * (f64::from(br[y]) + f64::from(br[j])) * (1.0 + 1e-6);
+        let mut others = (0..c).filter(|&j| j != y);
+        let wins = others.clone().all(|j| lead(j) > slack(j));
+        let loses = others.any(|j| -lead(j) > slack(j));
+        correct[p] = wins;
+        certain[p] = wins || loses;
+    }
+    Ok(Decisions { correct, certain })
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, Kind, Tensor};
+
+    use crate::{Arch, Network};
+
+    /// Scales a variable in place (larger weights: larger logits, larger bounds).
+    fn scale(net: &Network, name: &str, by: f64) {
+        let _g = tch::no_grad_guard();
+        let _ = net.vs.variables()[name].shallow_clone().g_mul_scalar_(by);
+    }
+
+    #[test]
+    fn a_dense_layers_bound_is_the_formula() {
+        let t = |v: &[f32], shape: &[i64]| Tensor::from_slice(v).view(shape);
+        // One example, four inputs: h = 1, the first within 0.5 of exact; W = [1, -2, 1, 1].
+        let (h, error) = (t(&[1.0; 4], &[1, 4]), t(&[0.5, 0.0, 0.0, 0.0], &[1, 4]));
+        let weight = t(&[1.0, -2.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0], &[2, 4]);
+        let g = super::gamma(4);
+        let u = super::UNIT_ROUNDOFF;
+        let raw = 5.0 * g + 0.5 * (1.0 + 2.0 * g); // |W| (γ|h| + (1 + 2γ) error)
+        let product = raw * (1.0 + 4.0 * g + 24.0 * u) + 4.0 * f64::from(f32::MIN_POSITIVE);
+        let close = |got: f64, want: f64| (got - want).abs() <= 4.0 * u * want.abs();
+        // Second output: no weights, only the subnormal allowance.
+        let tiny = 4.0 * f64::from(f32::MIN_POSITIVE);
+        // Beside the product's bound, the bias addition's rounding 4u(|z + b| + bound) (also
+        // where the bias is none: then an over-estimate).
+        let with_sum = |sum: f64| product + 4.0 * u * (sum.abs() + product);
+        for (z, bias, relu, want) in [
+            (-3.0f32, None, false, with_sum(-3.0)),
+            (-3.0, Some(2.0f32), false, with_sum(-1.0)),
+            // ReLU where z ≤ −2·bound: every path gives 0 exactly.
+            (-3.0, None, true, 0.0),
+            // ReLU where z is inside the band: the bound carries over.
+            (-0.5 * product as f32, None, true, with_sum(-0.5 * product)),
+        ] {
+            let z = t(&[z, 0.0], &[1, 2]);
+            let bias = bias.map(|b| t(&[b, 0.0], &[2]));
+            let error = super::product_error(&h, &error, &weight);
+            let (_, bound) = super::finish(z, error, bias.as_ref(), relu);
+            let got = Vec::<f32>::try_from(bound.view([-1])).unwrap();
+            assert!(close(f64::from(got[0]), want), "{got:?} against {want}");
+            assert!(f64::from(got[0]) >= want * (1.0 - 4.0 * u), "rounded up");
+            assert!(
+                (f64::from(got[1]) - tiny).abs() <= 16.0 * u * tiny,
+                "{got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fast_logits_lie_within_the_bound_of_the_reference_ones() {
+        let _g = tch::no_grad_guard();
+        for (arch, first, last) in [
+            (Arch::Lenet300100, "fc1.weight", "fc3.weight"),
+            (Arch::Mlp3x256, "fc1.weight", "fc4.weight"),
+            (Arch::Lenet5, "fc1.weight", "fc3.weight"),
+        ] {
+            for (by_first, by_last) in [(1.0, 1.0), (30.0, 1.0), (1.0, 40.0)] {
+                let net = Network::new(arch, Device::Cpu, 9);
+                scale(&net, first, by_first);
+                scale(&net, last, by_last);
+                let (inputs, masks) = crate::with_torch_rng(21, || {
+                    let inputs = Tensor::randn([40, 784], (Kind::Float, Device::Cpu));
+                    let p = Tensor::linspace(0.05, 0.95, 12, (Kind::Float, Device::Cpu));
+                    let masks =
+                        Tensor::rand([12, net.num_players() as i64], (Kind::Float, Device::Cpu))
+                            .lt_tensor(&p.unsqueeze(1))
+                            .to_kind(Kind::Float);
+                    (inputs, masks)
+                });
+                let head = net.masked_suffix(0);
+                let features = net.activations_at(&inputs, 0);
+                let (fast, bound) = head.certified_logits(&features, &masks).unwrap();
+                let reference = head.masked_logits(&features, &masks).unwrap();
+                let gap = (&fast - &reference).abs() - &bound * 2.0;
+                let worst = gap.max().double_value(&[]);
+                assert!(worst <= 0.0, "{arch} ×{by_first} ×{by_last}: {worst}");
+                // And a bound worth having (untrained deep nets cancel most of their sums:
+                // the bound is relative to the sums, the logits are what is left).
+                let scale = reference.abs().mean(Kind::Float).double_value(&[]);
+                let typical = bound.mean(Kind::Float).double_value(&[]);
+                assert!(
+                    typical < 0.05 * scale,
+                    "{arch}: bound {typical} at scale {scale}"
+                );
+            }
+        }
+    }
 }

@@ -101,16 +101,12 @@ struct Chunk {
     head: MaskedSuffix,
     features: Tensor,
     labels: Tensor,
-    bounds: Option<Tensor>,
 }
 
 struct EvalState {
     head: MaskedSuffix,
     features: Tensor,
     labels: Tensor,
-    /// Per example, the bound on every coalition's logits ([`crate::certify`]): `None`
-    /// where the certified path cannot run.
-    bounds: Option<Tensor>,
 }
 
 /// Upper bound on floats in one `[E, K, width]` activation block, to bound memory (≈ 256 MiB).
@@ -118,6 +114,9 @@ const BLOCK_FLOATS: i64 = 1 << 26;
 
 /// Examples per evaluation chunk at most: enough chunks for the cores to share.
 const EVAL_CHUNK: i64 = 250;
+
+/// Examples per tile of the certified path at most.
+const CERTIFIED_CHUNK: i64 = 500;
 
 impl MaskedEvaluator {
     pub fn new(
@@ -157,7 +156,6 @@ impl MaskedEvaluator {
             head,
             features,
             labels: data.labels.shallow_clone(),
-            bounds: None,
         };
         MaskedEvaluator {
             state: std::sync::Mutex::new(state),
@@ -172,7 +170,7 @@ impl MaskedEvaluator {
             utility,
             batch: batch.max(1),
             incremental: false,
-            certify: false,
+            certify: true,
             decided: Default::default(),
             recomputed: Default::default(),
         }
@@ -193,27 +191,46 @@ impl MaskedEvaluator {
                     head: state.head.shallow_clone(),
                     features: state.features.narrow(0, start, len),
                     labels: state.labels.narrow(0, start, len),
-                    bounds: state.bounds.as_ref().map(|b| b.narrow(0, start, len)),
                 }
             })
             .collect()
     }
 
-    /// Whether accuracy values come from the certified path (fast kernels, the reference
-    /// path for undecided pairs) or from the reference path alone (the default: faster on
-    /// LeNet5 while the per-example bound leaves ~40% of pairs to recompute, BENCHMARKS.md);
-    /// the values are the same either way ([`crate::certify`]).
+    /// The certified path's work: tiles of (examples, coalitions), each with the offset of
+    /// its first coalition and its masks. Coalitions are split between the cores first (the
+    /// first layer's masked weights are then built once per call), examples only where
+    /// coalitions are too few to keep every core busy or memory asks for it. Its values are
+    /// counts, exact in any order, so cutting by the cores changes no byte.
+    fn certified_tiles(&self, state: &EvalState, masks: &Tensor) -> Vec<(Chunk, i64, Tensor)> {
+        let (e, k) = (state.features.size()[0], masks.size()[0]);
+        let workers = crate::numerics::workers().max(1) as i64;
+        let ceil = |a: i64, b: i64| (a + b - 1) / b.max(1);
+        let per_part = ceil(k, k.clamp(1, workers)).max(1);
+        let example_parts = ceil(workers, ceil(k, per_part));
+        let chunk = (BLOCK_FLOATS / (per_part * self.widest).max(1))
+            .clamp(1, ceil(e, example_parts).clamp(1, CERTIFIED_CHUNK));
+        let mut tiles = Vec::new();
+        for first in (0..k).step_by(per_part as usize) {
+            let part = masks.narrow(0, first, per_part.min(k - first));
+            for start in (0..e).step_by(chunk as usize) {
+                let len = chunk.min(e - start);
+                let chunk = Chunk {
+                    head: state.head.shallow_clone(),
+                    features: state.features.narrow(0, start, len),
+                    labels: state.labels.narrow(0, start, len),
+                };
+                tiles.push((chunk, first, part.shallow_clone()));
+            }
+        }
+        tiles
+    }
+
+    /// Whether accuracy values come from the certified path (the default: fast kernels, the
+    /// reference path for the pairs the bound leaves undecided; where it applies) or from the
+    /// reference path alone. The values are the same either way ([`crate::certify`]); the
+    /// certified path is 1.2-1.9× faster on LeNet5 (BENCHMARKS.md).
     pub fn with_certification(mut self, certify: bool) -> MaskedEvaluator {
         self.certify = certify;
-        let state = self
-            .state
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // One bound per example serves every coalition: computed once, here.
-        state.bounds = match certify && crate::certify::reference_on(state.features.device()) {
-            true => tch::no_grad(|| state.head.logit_bounds(&state.features)),
-            false => None,
-        };
         self
     }
 
@@ -253,24 +270,30 @@ impl MaskedEvaluator {
             }
         }
         let utility = self.utility;
-        let certify = self.certify && utility == Utility::Accuracy;
-        let work: Vec<_> = self
-            .example_chunks(&state, k)
-            .into_iter()
-            .map(|chunk| (chunk, masks.shallow_clone()))
-            .collect();
-        let parts = crate::numerics::map_in_parallel(work, |(chunk, masks)| {
-            chunk_totals(&chunk, &masks, utility, certify)
+        let certified = self.certify
+            && utility == Utility::Accuracy
+            && crate::certify::reference_on(state.features.device())
+            && state.head.certifiable();
+        let work: Vec<_> = match certified {
+            true => self.certified_tiles(&state, masks),
+            false => self
+                .example_chunks(&state, k)
+                .into_iter()
+                .map(|chunk| (chunk, 0, masks.shallow_clone()))
+                .collect(),
+        };
+        let parts = crate::numerics::map_in_parallel(work, |(chunk, first, masks)| {
+            chunk_totals(&chunk, &masks, utility, certified).map(|t| (first, t))
         });
         let mut totals = vec![0.0; k as usize];
         for part in parts {
-            let (values, recomputed) = part?;
+            let (first, (values, recomputed)) = part?;
             if let Some((decided, recomputed)) = recomputed {
                 use std::sync::atomic::Ordering::Relaxed;
                 self.decided.fetch_add(decided, Relaxed);
                 self.recomputed.fetch_add(recomputed, Relaxed);
             }
-            for (total, v) in totals.iter_mut().zip(values) {
+            for (total, v) in totals[first as usize..].iter_mut().zip(values) {
                 *total += v;
             }
         }
@@ -282,27 +305,26 @@ impl MaskedEvaluator {
 type ChunkTotals = (Vec<f64>, Option<(u64, u64)>);
 
 /// Per-coalition sums of the utility over one chunk of examples; when the certified path ran
-/// (`certify`, and the chunk has bounds), how many (example, coalition) pairs it decided and
-/// how many of them the reference path recomputed.
+/// (`certified`: accuracy, the reference kernel on, every layer with a bound), how many
+/// (example, coalition) pairs it decided and how many of them the reference path recomputed.
 fn chunk_totals(
     chunk: &Chunk,
     masks: &Tensor,
     utility: Utility,
-    certify: bool,
+    certified: bool,
 ) -> Result<ChunkTotals, NnError> {
     let _guard = tch::no_grad_guard();
     let Chunk {
         head,
         features,
         labels: ys,
-        bounds,
     } = chunk;
-    if let (true, Some(bounds)) = (certify, bounds) {
+    if certified {
         head.check_masks(masks)?;
-        let logits = head.fast_logits(features, masks);
-        let (totals, counts) =
-            certified_totals(head, features, ys, masks, &logits, &bounds.unsqueeze(1))?;
-        return Ok((totals, Some(counts)));
+        if let Some((logits, bound)) = head.certified_logits(features, masks) {
+            let (totals, counts) = certified_totals(head, features, ys, masks, &logits, &bound)?;
+            return Ok((totals, Some(counts)));
+        }
     }
     let logits = head.masked_logits(features, masks)?; // [E, K, C]
     Ok((utility_totals(&logits, ys, utility)?, None))
@@ -319,29 +341,38 @@ fn certified_totals(
     logits: &Tensor,
     bound: &Tensor,
 ) -> Result<(Vec<f64>, (u64, u64)), NnError> {
-    let (correct, certain) = crate::certify::decide(logits, bound, ys)?;
-    let open = certain.logical_not().nonzero(); // [P, 2]: (example, coalition)
-    let recomputed = open.size()[0];
-    let correct = if recomputed > 0 {
-        let (examples, coalitions) = (open.select(1, 0), open.select(1, 1));
+    let decisions = crate::certify::decide(logits, bound, ys)?;
+    let k = masks.size()[0] as usize;
+    let mut totals = vec![0.0; k];
+    let mut open = Vec::new();
+    for (pair, (&correct, &certain)) in decisions.correct.iter().zip(&decisions.certain).enumerate()
+    {
+        match certain {
+            true => totals[pair % k] += f64::from(u8::from(correct)),
+            false => open.push(pair as i64),
+        }
+    }
+    if !open.is_empty() {
+        let pairs = Tensor::from_slice(&open);
+        let (examples, coalitions) = (
+            pairs.divide_scalar_mode(k as i64, "floor"),
+            pairs.remainder(k as i64),
+        );
         let reference = head.paired_logits(
             &features.index_select(0, &examples),
             &masks.index_select(0, &coalitions),
         )?;
-        let answers = reference
-            .argmax(-1, false)
-            .eq_tensor(&ys.index_select(0, &examples));
-        correct.index_put(&[Some(examples), Some(coalitions)], &answers, false)
-    } else {
-        correct
-    };
-    let totals = Vec::<f64>::try_from(
-        correct
-            .to_kind(Kind::Double)
-            .sum_dim_intlist(0, false, Kind::Double)
-            .to_device(tch::Device::Cpu),
-    )?;
-    Ok((totals, (correct.numel() as u64, recomputed as u64)))
+        let answers = Vec::<bool>::try_from(
+            reference
+                .argmax(-1, false)
+                .eq_tensor(&ys.index_select(0, &examples)),
+        )?;
+        let coalitions = Vec::<i64>::try_from(coalitions)?;
+        for (c, answer) in coalitions.into_iter().zip(answers) {
+            totals[c as usize] += f64::from(u8::from(answer));
+        }
+    }
+    Ok((totals, (decisions.correct.len() as u64, open.len() as u64)))
 }
 
 /// Sums over the examples of the utility of each of `K` coalitions, from logits `[E, K, C]`.

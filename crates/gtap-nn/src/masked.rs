@@ -150,7 +150,7 @@ impl MaskedSuffix {
     }
 
     /// Whether every step has a bound ([`crate::certify`]).
-    fn certifiable(&self) -> bool {
+    pub(crate) fn certifiable(&self) -> bool {
         self.steps.iter().all(|s| match s {
             Step::Gate(_) => true,
             Step::Layer(l) => l.certifiable(),
@@ -158,39 +158,58 @@ impl MaskedSuffix {
         })
     }
 
-    /// Per example, a bound `[E, C]` on the distance of any coalition's computed logits
-    /// (reference or fast) from their exact values, given the exact activations `features`
-    /// at the start gate; `None` when some step has no bound.
-    pub(crate) fn logit_bounds(&self, features: &Tensor) -> Option<Tensor> {
+    /// Logits `[E, K, C]` as [`MaskedSuffix::masked_logits`] computes them, by fast kernels,
+    /// and per (example, coalition) a bound `[E, K, C]` on the distance of those logits and of
+    /// the reference path's from their exact values, given the exact activations `features`
+    /// at the start gate ([`crate::certify`]); `None` when some step has no bound.
+    pub(crate) fn certified_logits(
+        &self,
+        features: &Tensor,
+        masks: &Tensor,
+    ) -> Option<(Tensor, Tensor)> {
         if !self.certifiable() {
             return None;
         }
-        let mut magnitude = features.abs();
-        let mut error = features.zeros_like();
+        let k = masks.size()[0];
+        let shared = |h| Coalitions::Shared {
+            h,
+            pending: None,
+            k,
+        };
+        let mut x = shared(features.shallow_clone());
+        let mut error = shared(features.zeros_like());
         for step in &self.steps {
-            if let Step::Layer(layer) = step {
-                (magnitude, error) = layer.bounds(&magnitude, &error)?;
+            match step {
+                Step::Gate(g) => {
+                    let m = self.gate_mask(g, masks);
+                    (x, error) = match (x, error) {
+                        // A dense layer's rows: both masked in one pass, in place.
+                        (
+                            Coalitions::Each {
+                                h,
+                                e,
+                                k,
+                                rows: true,
+                            },
+                            Coalitions::Each { h: err, .. },
+                        ) => {
+                            let (h, err) = crate::certify::mask_rows(h, err, &m);
+                            let each = |h| Coalitions::Each {
+                                h,
+                                e,
+                                k,
+                                rows: true,
+                            };
+                            (each(h), each(err))
+                        }
+                        (x, error) => (g.coalitions(x, m.shallow_clone()), g.coalitions(error, m)),
+                    };
+                }
+                Step::Layer(layer) => (x, error) = layer.forward_certified(x, error)?,
+                Step::Save | Step::Add => return None,
             }
         }
-        Some(error)
-    }
-
-    /// Logits `[E, K, C]` as [`MaskedSuffix::masked_logits`] computes them, by fast kernels
-    /// (within [`MaskedSuffix::logit_bounds`] of exact).
-    pub(crate) fn fast_logits(&self, features: &Tensor, masks: &Tensor) -> Tensor {
-        let mut x = Coalitions::Shared {
-            h: features.shallow_clone(),
-            pending: None,
-            k: masks.size()[0],
-        };
-        for step in &self.steps {
-            x = match step {
-                Step::Gate(g) => g.coalitions(x, self.gate_mask(g, masks)),
-                Step::Layer(layer) => layer.forward_fast(x),
-                Step::Save | Step::Add => unreachable!("certifiable suffixes have no blocks"),
-            };
-        }
-        x.into_logits()
+        Some((x.into_logits(), error.into_logits()))
     }
 
     // Incremental walks (walks.rs): the first gate's consumer is a dense layer whose

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
 use super::{Coalitions, KeptOutputs, Layer, LayerSpec};
+use crate::certify::ProductError;
 use crate::Cost;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +77,17 @@ impl Dense {
         self.activation.apply(z)
     }
 
+    /// [`Dense::finish`] of a fast product `z`, and the bound after it from the product's
+    /// ([`crate::certify::finish`]).
+    fn finish_certified(&self, z: Tensor, error: ProductError) -> (Tensor, Tensor) {
+        let relu = match self.activation {
+            Activation::Relu => true,
+            Activation::None => false,
+            Activation::Gelu => unreachable!("GELU layers are not certifiable"),
+        };
+        crate::certify::finish(z, error, self.bias.as_ref(), relu)
+    }
+
     /// Pre-activation (before the bias) `[E, K, out]` of `K` coalitions from the input `h`
     /// (`[E, in]`) shared by all of them and their masks `m` (`[K, in]`):
     /// `(h ⊙ m) Wᵀ = h (W ⊙ m)ᵀ`, the `K` masked matrices stacked as `[in, K·out]`, one GEMM.
@@ -110,9 +122,9 @@ impl Dense {
         &self.weight
     }
 
-    /// The `K`-coalition pass with `product` (`x`, weight ↦ `x Wᵀ`): the reference kernel's
-    /// or a fast one.
-    fn coalitions_by(&self, x: Coalitions, product: fn(&Tensor, &Tensor) -> Tensor) -> Coalitions {
+    /// The `K`-coalition pass by the reference kernel.
+    fn reference_coalitions(&self, x: Coalitions) -> Coalitions {
+        let product = crate::certify::linear;
         let w = &self.weight;
         match x {
             Coalitions::Shared {
@@ -184,7 +196,7 @@ impl Layer for Dense {
     // The coalition paths multiply and add apart (not `linear`'s fused form), the product by
     // the reference kernel (`crate::certify`): every value is the reference value.
     fn forward_coalitions(&self, x: Coalitions) -> Coalitions {
-        self.coalitions_by(x, crate::certify::linear)
+        self.reference_coalitions(x)
     }
 
     fn forward_paired(&self, x: &Tensor) -> Tensor {
@@ -196,16 +208,76 @@ impl Layer for Dense {
         self.activation != Activation::Gelu
     }
 
-    fn bounds(&self, magnitude: &Tensor, error: &Tensor) -> Option<(Tensor, Tensor)> {
-        // ReLU and the identity are 1-Lipschitz and never grow a magnitude: both bounds
-        // carry over.
-        (self.certifiable() && magnitude.dim() == 2).then(|| {
-            crate::certify::dense_bounds(magnitude, error, &self.weight, self.bias.as_ref())
+    fn forward_certified(
+        &self,
+        x: Coalitions,
+        error: Coalitions,
+    ) -> Option<(Coalitions, Coalitions)> {
+        use crate::certify::{fast_linear, product_error};
+        if !self.certifiable() {
+            return None;
+        }
+        let w = &self.weight;
+        Some(match (x, error) {
+            (
+                Coalitions::Shared {
+                    h,
+                    pending: Some(m),
+                    k,
+                },
+                Coalitions::Shared { h: err, .. },
+            ) if h.dim() == 2 => {
+                let (e, out_dim, in_dim) = (h.size()[0], w.size()[0], w.size()[1]);
+                let wm = (w.unsqueeze(0) * m.unsqueeze(1)).reshape([k * out_dim, in_dim]);
+                let z = fast_linear(&h, &wm).view([e, k, out_dim]);
+                // Masking only removes non-negative terms from the bound: the unmasked one,
+                // per example, serves every coalition (and costs one coalition's product).
+                let err = product_error(&h, &err, w);
+                let (h, err) = self.finish_certified(z, err);
+                let each = |h| Coalitions::Each {
+                    h,
+                    e,
+                    k,
+                    rows: true,
+                };
+                (each(h), each(err))
+            }
+            (
+                Coalitions::Shared {
+                    h,
+                    pending: None,
+                    k,
+                },
+                Coalitions::Shared { h: err, .. },
+            ) => {
+                let z = fast_linear(&h, w);
+                let (h, err) = self.finish_certified(z, product_error(&h, &err, w));
+                let shared = |h| Coalitions::Shared {
+                    h,
+                    pending: None,
+                    k,
+                };
+                (shared(h), shared(err))
+            }
+            (Coalitions::Each { h, e, k, rows }, Coalitions::Each { h: err, .. }) => {
+                let z = fast_linear(&h, w);
+                let (h, err) = self.finish_certified(z, product_error(&h, &err, w));
+                let each = |h| Coalitions::Each { h, e, k, rows };
+                (each(h), each(err))
+            }
+            (x, error) => {
+                let ((h, e, k), (err, _, _)) = (x.expanded(), error.expanded());
+                let z = fast_linear(&h, w);
+                let (h, err) = self.finish_certified(z, product_error(&h, &err, w));
+                let each = |h| Coalitions::Each {
+                    h,
+                    e,
+                    k,
+                    rows: false,
+                };
+                (each(h), each(err))
+            }
         })
-    }
-
-    fn forward_fast(&self, x: Coalitions) -> Coalitions {
-        self.coalitions_by(x, crate::certify::fast_linear)
     }
 
     fn output_shape(&self, input: &[i64]) -> Vec<i64> {

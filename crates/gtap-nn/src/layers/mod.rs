@@ -293,24 +293,23 @@ pub(crate) trait Layer: Send + std::fmt::Debug {
         self.forward(x)
     }
 
-    /// Whether the certified path ([`crate::certify`]) can run this layer:
-    /// [`Layer::bounds`] and [`Layer::forward_fast`].
+    /// Whether the certified path ([`crate::certify`]) can run this layer
+    /// ([`Layer::forward_certified`]).
     fn certifiable(&self) -> bool {
         false
     }
 
-    /// Per-example bounds after this layer from those before it (`[E, …]`, one example's
-    /// activations each): on the magnitude of the exact activations of any coalition, and
-    /// on any computed activation's distance from its exact value. `None` where this layer
-    /// kind has none.
-    fn bounds(&self, _magnitude: &Tensor, _error: &Tensor) -> Option<(Tensor, Tensor)> {
+    /// [`Layer::forward_coalitions`] by fast kernels, and beside it `error` carried through:
+    /// activations laid out as `x`'s (the same variant and shapes; a shared value's pending
+    /// mask may be ignored, masking only removes terms) that bound every computed
+    /// activation's distance from its exact value, the reference path's and the fast one's
+    /// alike ([`crate::certify`]). `None` where this layer kind has no bound.
+    fn forward_certified(
+        &self,
+        _x: Coalitions,
+        _error: Coalitions,
+    ) -> Option<(Coalitions, Coalitions)> {
         None
-    }
-
-    /// [`Layer::forward_coalitions`] by fast kernels, within [`Layer::bounds`] of exact; by
-    /// default the reference path itself.
-    fn forward_fast(&self, x: Coalitions) -> Coalitions {
-        self.forward_coalitions(x)
     }
 
     /// Output shape of one example of input shape `input` (no batch dimension).

@@ -56,8 +56,12 @@ impl Layer for Select {
     }
 
     /// Selecting moves values and their bounds alike.
-    fn bounds(&self, magnitude: &Tensor, error: &Tensor) -> Option<(Tensor, Tensor)> {
-        Some((self.forward(magnitude), self.forward(error)))
+    fn forward_certified(
+        &self,
+        x: Coalitions,
+        error: Coalitions,
+    ) -> Option<(Coalitions, Coalitions)> {
+        Some((self.forward_coalitions(x), self.forward_coalitions(error)))
     }
 
     fn takes(&self, input: &[i64]) -> bool {
