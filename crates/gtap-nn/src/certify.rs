@@ -96,6 +96,30 @@ pub(crate) struct ProductError {
     tiny: f32,
 }
 
+impl ProductError {
+    /// The bound of a product over `inputs` terms from its raw part, computed before
+    /// ([`ProductError::into_raw`]).
+    pub(crate) fn known(raw: Tensor, inputs: i64) -> ProductError {
+        let (pad, tiny) = allowances(inputs);
+        ProductError { raw, pad, tiny }
+    }
+
+    pub(crate) fn into_raw(self) -> Tensor {
+        self.raw
+    }
+}
+
+/// `pad` and `tiny` of a product over `inputs` terms ([`ProductError`]), rounded up to
+/// float32 (below 2²³ inputs, `pad` is finite and well above 1).
+fn allowances(inputs: i64) -> (f32, f32) {
+    let g = gamma(inputs);
+    let up = |v: f64| (v * (1.0 + 2.0 * UNIT_ROUNDOFF)) as f32;
+    (
+        up(1.0 + 4.0 * g + 24.0 * UNIT_ROUNDOFF),
+        up(inputs as f64 * f64::from(f32::MIN_POSITIVE)),
+    )
+}
+
 /// A bound on the distance of `x Wᵀ` from its exact value `x* Wᵀ`, for `x` (`[…, in]`) any
 /// computed input within `error` of the exact `x*`, the product by any kernel: given `h`, one
 /// computed input (the fast path's), `|x| ≤ |h| + 2·error`, so the product's rounding is at
@@ -114,13 +138,7 @@ pub(crate) fn product_error(h: &Tensor, error: &Tensor, weight: &Tensor) -> Prod
     {
         *r = x.abs() * of_value + e * of_error;
     }
-    // Rounded up to float32 (below 2²³ inputs, `pad` is finite and well above 1).
-    let up = |v: f64| (v * (1.0 + 2.0 * UNIT_ROUNDOFF)) as f32;
-    ProductError {
-        raw: fast_linear(&reach, &weight.abs()),
-        pad: up(1.0 + 4.0 * g + 24.0 * UNIT_ROUNDOFF),
-        tiny: up(inputs as f64 * f64::from(f32::MIN_POSITIVE)),
-    }
+    ProductError::known(fast_linear(&reach, &weight.abs()), inputs)
 }
 
 /// A dense layer's output from its fast product `z` (`[R, out]` rows; any leading shape) and
@@ -341,7 +359,13 @@ mod tests {
                 });
                 let head = net.masked_suffix(0);
                 let features = net.activations_at(&inputs, 0);
-                let (fast, bound) = head.certified_logits(&features, &masks).unwrap();
+                let (fast, bound) = head.certified_logits(&features, &masks, None).unwrap();
+                // The first layer's bound kept between calls is the one computed in the call.
+                let start = head.start_bound(&features).unwrap();
+                let (again, same) = head
+                    .certified_logits(&features, &masks, Some(&start))
+                    .unwrap();
+                assert!(again.equal(&fast) && same.equal(&bound), "{arch}");
                 let reference = head.masked_logits(&features, &masks).unwrap();
                 let gap = (&fast - &reference).abs() - &bound * 2.0;
                 let worst = gap.max().double_value(&[]);

@@ -101,12 +101,17 @@ struct Chunk {
     head: MaskedSuffix,
     features: Tensor,
     labels: Tensor,
+    /// The certified path's first-layer bound of these examples, once computed.
+    start_bound: Option<Tensor>,
 }
 
 struct EvalState {
     head: MaskedSuffix,
     features: Tensor,
     labels: Tensor,
+    /// [`MaskedSuffix::start_bound`] of every example: computed on the certified path's
+    /// first call, kept for the others.
+    start_bound: Option<Tensor>,
 }
 
 /// Upper bound on floats in one `[E, K, width]` activation block, to bound memory (≈ 256 MiB).
@@ -156,6 +161,7 @@ impl MaskedEvaluator {
             head,
             features,
             labels: data.labels.shallow_clone(),
+            start_bound: None,
         };
         MaskedEvaluator {
             state: std::sync::Mutex::new(state),
@@ -191,6 +197,7 @@ impl MaskedEvaluator {
                     head: state.head.shallow_clone(),
                     features: state.features.narrow(0, start, len),
                     labels: state.labels.narrow(0, start, len),
+                    start_bound: None,
                 }
             })
             .collect()
@@ -218,6 +225,7 @@ impl MaskedEvaluator {
                     head: state.head.shallow_clone(),
                     features: state.features.narrow(0, start, len),
                     labels: state.labels.narrow(0, start, len),
+                    start_bound: state.start_bound.as_ref().map(|b| b.narrow(0, start, len)),
                 };
                 tiles.push((chunk, first, part.shallow_clone()));
             }
@@ -228,7 +236,7 @@ impl MaskedEvaluator {
     /// Whether accuracy values come from the certified path (the default: fast kernels, the
     /// reference path for the pairs the bound leaves undecided; where it applies) or from the
     /// reference path alone. The values are the same either way ([`crate::certify`]); the
-    /// certified path is 1.2-1.9× faster on LeNet5 (BENCHMARKS.md).
+    /// certified path runs LeNet5's head at 1.4-1.9× the reference (BENCHMARKS.md).
     pub fn with_certification(mut self, certify: bool) -> MaskedEvaluator {
         self.certify = certify;
         self
@@ -257,7 +265,7 @@ impl MaskedEvaluator {
     /// the number of cores.
     pub fn values_of_masks(&self, masks: &Tensor) -> Result<Vec<f64>, NnError> {
         crate::numerics::current();
-        let state = self.lock();
+        let mut state = self.lock();
         let k = masks.size()[0];
         let e = state.features.size()[0];
         let start = &state.head.players()[state.head.start()];
@@ -274,6 +282,10 @@ impl MaskedEvaluator {
             && utility == Utility::Accuracy
             && crate::certify::reference_on(state.features.device())
             && state.head.certifiable();
+        if certified && state.start_bound.is_none() {
+            let _guard = tch::no_grad_guard();
+            state.start_bound = state.head.start_bound(&state.features);
+        }
         let work: Vec<_> = match certified {
             true => self.certified_tiles(&state, masks),
             false => self
@@ -318,10 +330,12 @@ fn chunk_totals(
         head,
         features,
         labels: ys,
+        start_bound,
     } = chunk;
     if certified {
         head.check_masks(masks)?;
-        if let Some((logits, bound)) = head.certified_logits(features, masks) {
+        if let Some((logits, bound)) = head.certified_logits(features, masks, start_bound.as_ref())
+        {
             let (totals, counts) = certified_totals(head, features, ys, masks, &logits, &bound)?;
             return Ok((totals, Some(counts)));
         }

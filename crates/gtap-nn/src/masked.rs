@@ -162,10 +162,14 @@ impl MaskedSuffix {
     /// and per (example, coalition) a bound `[E, K, C]` on the distance of those logits and of
     /// the reference path's from their exact values, given the exact activations `features`
     /// at the start gate ([`crate::certify`]); `None` when some step has no bound.
+    ///
+    /// `start_bound`: [`MaskedSuffix::start_bound`] of these examples, where the caller keeps
+    /// it between calls.
     pub(crate) fn certified_logits(
         &self,
         features: &Tensor,
         masks: &Tensor,
+        start_bound: Option<&Tensor>,
     ) -> Option<(Tensor, Tensor)> {
         if !self.certifiable() {
             return None;
@@ -178,7 +182,7 @@ impl MaskedSuffix {
         };
         let mut x = shared(features.shallow_clone());
         let mut error = shared(features.zeros_like());
-        for step in &self.steps {
+        for (i, step) in self.steps.iter().enumerate() {
             match step {
                 Step::Gate(g) => {
                     let m = self.gate_mask(g, masks);
@@ -205,11 +209,29 @@ impl MaskedSuffix {
                         (x, error) => (g.coalitions(x, m.shallow_clone()), g.coalitions(error, m)),
                     };
                 }
-                Step::Layer(layer) => (x, error) = layer.forward_certified(x, error)?,
+                Step::Layer(layer) => {
+                    // The first gate's consumer folds its masks: its bound may be known.
+                    let known = start_bound.filter(|_| i == 1);
+                    (x, error) = layer.forward_certified(x, error, known)?;
+                }
                 Step::Save | Step::Add => return None,
             }
         }
         Some((x.into_logits(), error.into_logits()))
+    }
+
+    /// The bound on the product of the layer consuming the first gate, from the exact
+    /// activations `features` there (`[E, out]`, per example): the same for every coalition
+    /// (masking only removes terms), so an evaluator computes it once. `None` where that
+    /// layer is not a certifiable dense one.
+    pub(crate) fn start_bound(&self, features: &Tensor) -> Option<Tensor> {
+        let (Some(Step::Gate(_)), Some(Step::Layer(layer))) =
+            (self.steps.first(), self.steps.get(1))
+        else {
+            return None;
+        };
+        let dense = layer.as_any().downcast_ref::<Dense>()?;
+        (self.certifiable() && features.dim() == 2).then(|| dense.shared_product_bound(features))
     }
 
     // Incremental walks (walks.rs): the first gate's consumer is a dense layer whose

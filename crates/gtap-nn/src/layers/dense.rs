@@ -88,6 +88,12 @@ impl Dense {
         crate::certify::finish(z, error, self.bias.as_ref(), relu)
     }
 
+    /// The bound on its product's error from a shared, exact input `h` (`[E, in]`): what
+    /// the certified path's first masked layer uses for every coalition.
+    pub fn shared_product_bound(&self, h: &Tensor) -> Tensor {
+        crate::certify::product_error(h, &h.zeros_like(), &self.weight).into_raw()
+    }
+
     /// Pre-activation (before the bias) `[E, K, out]` of `K` coalitions from the input `h`
     /// (`[E, in]`) shared by all of them and their masks `m` (`[K, in]`):
     /// `(h ⊙ m) Wᵀ = h (W ⊙ m)ᵀ`, the `K` masked matrices stacked as `[in, K·out]`, one GEMM.
@@ -212,6 +218,7 @@ impl Layer for Dense {
         &self,
         x: Coalitions,
         error: Coalitions,
+        shared_bound: Option<&Tensor>,
     ) -> Option<(Coalitions, Coalitions)> {
         use crate::certify::{fast_linear, product_error};
         if !self.certifiable() {
@@ -232,7 +239,10 @@ impl Layer for Dense {
                 let z = fast_linear(&h, &wm).view([e, k, out_dim]);
                 // Masking only removes non-negative terms from the bound: the unmasked one,
                 // per example, serves every coalition (and costs one coalition's product).
-                let err = product_error(&h, &err, w);
+                let err = match shared_bound {
+                    Some(raw) => ProductError::known(raw.shallow_clone(), in_dim),
+                    None => product_error(&h, &err, w),
+                };
                 let (h, err) = self.finish_certified(z, err);
                 let each = |h| Coalitions::Each {
                     h,

@@ -303,11 +303,15 @@ pub(crate) trait Layer: Send + std::fmt::Debug {
     /// activations laid out as `x`'s (the same variant and shapes; a shared value's pending
     /// mask may be ignored, masking only removes terms) that bound every computed
     /// activation's distance from its exact value, the reference path's and the fast one's
-    /// alike ([`crate::certify`]). `None` where this layer kind has no bound.
+    /// alike ([`crate::certify`]). `None` where this layer kind has no bound. `shared_bound`:
+    /// for a layer folding a gate's masks into its weights, its product's bound from the
+    /// shared input, where the caller computed it once for every call
+    /// ([`crate::masked::MaskedSuffix::start_bound`]).
     fn forward_certified(
         &self,
         _x: Coalitions,
         _error: Coalitions,
+        _shared_bound: Option<&Tensor>,
     ) -> Option<(Coalitions, Coalitions)> {
         None
     }

@@ -60,6 +60,7 @@ impl Layer for Select {
         &self,
         x: Coalitions,
         error: Coalitions,
+        _shared_bound: Option<&Tensor>,
     ) -> Option<(Coalitions, Coalitions)> {
         Some((self.forward_coalitions(x), self.forward_coalitions(error)))
     }
