@@ -366,6 +366,12 @@ mod tests {
                     .certified_logits(&features, &masks, Some(&start))
                     .unwrap();
                 assert!(again.equal(&fast) && same.equal(&bound), "{arch}");
+                // Pairs (MCUE's trials): example j under mask j.
+                let rows = features.narrow(0, 0, 12);
+                let (paired, paired_bound) = head.certified_paired_logits(&rows, &masks).unwrap();
+                let reference_pairs = head.paired_logits(&rows, &masks).unwrap();
+                let gap = (&paired - &reference_pairs).abs() - &paired_bound * 2.0;
+                assert!(gap.max().double_value(&[]) <= 0.0, "{arch}: pairs");
                 let reference = head.masked_logits(&features, &masks).unwrap();
                 let gap = (&fast - &reference).abs() - &bound * 2.0;
                 let worst = gap.max().double_value(&[]);

@@ -149,6 +149,90 @@ impl MaskedSuffix {
         Ok(h)
     }
 
+    /// Per pair (row `j` of `features` under mask row `j`, label `labels[j]`): whether the
+    /// argmax is the label (MCUE's correctness trials). The reference path's answers; computed
+    /// by the certified path ([`crate::certify`]) where it applies, the pairs its bound leaves
+    /// open recomputed by [`MaskedSuffix::paired_logits`].
+    pub fn paired_correct(
+        &self,
+        features: &Tensor,
+        masks: &Tensor,
+        labels: &Tensor,
+    ) -> Result<Vec<bool>, NnError> {
+        self.check_masks(masks)?;
+        let reference = |features: &Tensor, masks: &Tensor, labels: &Tensor| {
+            let logits = self.paired_logits(features, masks)?;
+            Ok::<_, NnError>(Vec::<bool>::try_from(
+                logits
+                    .argmax(-1, false)
+                    .eq_tensor(labels)
+                    .to_device(tch::Device::Cpu),
+            )?)
+        };
+        let certified = crate::certify::reference_on(features.device())
+            .then(|| self.certified_paired_logits(features, masks))
+            .flatten();
+        let Some((logits, bound)) = certified else {
+            return reference(features, masks, labels);
+        };
+        let decisions = crate::certify::decide(&logits.unsqueeze(1), &bound.unsqueeze(1), labels)?;
+        let mut correct = decisions.correct;
+        let open: Vec<i64> = (0..correct.len() as i64)
+            .filter(|&p| !decisions.certain[p as usize])
+            .collect();
+        if !open.is_empty() {
+            let rows = Tensor::from_slice(&open);
+            let answers = reference(
+                &features.index_select(0, &rows),
+                &masks.index_select(0, &rows),
+                &labels.index_select(0, &rows),
+            )?;
+            for (p, answer) in open.into_iter().zip(answers) {
+                correct[p as usize] = answer;
+            }
+        }
+        Ok(correct)
+    }
+
+    /// [`MaskedSuffix::paired_logits`] by fast kernels, and per pair the bound `[P, C]` on the
+    /// distance of those logits and of the reference path's from their exact values;
+    /// `None` when some step has no bound.
+    pub(crate) fn certified_paired_logits(
+        &self,
+        features: &Tensor,
+        masks: &Tensor,
+    ) -> Option<(Tensor, Tensor)> {
+        if !self.certifiable() {
+            return None;
+        }
+        let p = features.size()[0];
+        let each = |h| Coalitions::Each {
+            h,
+            e: p,
+            k: 1,
+            rows: false,
+        };
+        let (mut x, mut error) = (each(features.shallow_clone()), each(features.zeros_like()));
+        for step in &self.steps {
+            match step {
+                Step::Gate(g) => {
+                    let m = self.gate_mask(g, masks);
+                    let (Coalitions::Each { h, .. }, Coalitions::Each { h: err, .. }) = (x, error)
+                    else {
+                        unreachable!("pairs stay one row each")
+                    };
+                    (x, error) = (each(g.paired(&h, &m)), each(g.paired(&err, &m)));
+                }
+                Step::Layer(layer) => (x, error) = layer.forward_certified(x, error, None)?,
+                Step::Save | Step::Add => return None,
+            }
+        }
+        let (Coalitions::Each { h, .. }, Coalitions::Each { h: err, .. }) = (x, error) else {
+            unreachable!("pairs stay one row each")
+        };
+        Some((h, err))
+    }
+
     /// Whether every step has a bound ([`crate::certify`]).
     pub(crate) fn certifiable(&self) -> bool {
         self.steps.iter().all(|s| match s {

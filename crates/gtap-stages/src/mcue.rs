@@ -263,18 +263,24 @@ fn evaluate_trials(
     let rows = features.index_select(0, &index);
     let ys = labels.index_select(0, &index);
     let masks = Network::mask_tensor(masks, players, device);
-    let logits = suffix.paired_logits(&rows, &masks)?;
     let stat = match statistic {
-        Statistic::Correctness => logits
-            .argmax(-1, false)
-            .eq_tensor(&ys)
-            .to_kind(Kind::Double),
-        Statistic::TrueClassProbability => logits
+        // Argmax decisions: the certified path gives the reference's answers.
+        Statistic::Correctness => {
+            let correct = suffix.paired_correct(&rows, &masks, &ys)?;
+            return Ok(correct
+                .into_iter()
+                .map(|c| f64::from(u8::from(c)))
+                .collect());
+        }
+        Statistic::TrueClassProbability => suffix
+            .paired_logits(&rows, &masks)?
             .softmax(-1, Kind::Double)
             .gather(1, &ys.unsqueeze(1), false)
             .squeeze_dim(1),
         Statistic::Entropy => {
-            let logp = logits.log_softmax(-1, Kind::Double);
+            let logp = suffix
+                .paired_logits(&rows, &masks)?
+                .log_softmax(-1, Kind::Double);
             -(logp.exp() * &logp).sum_dim_intlist(1, false, Kind::Double)
         }
     };

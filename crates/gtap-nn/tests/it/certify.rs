@@ -122,6 +122,21 @@ fn an_exact_tie_is_recomputed_and_decided_as_the_reference_decides() {
     assert_eq!(decided, 200);
     assert!(recomputed >= 150, "{recomputed} of 200 recomputed");
     assert!(fast.iter().all(|&v| v < 0.25), "{fast:?}");
+    // Paired (MCUE's trials): the tie goes to class 3, as the reference decides.
+    let head = net.masked_suffix(0);
+    let features = net.prefix(&data.inputs);
+    let pairs = masks.repeat([13, 1]).narrow(0, 0, 50);
+    let answers = head
+        .paired_correct(&features, &pairs, &data.labels)
+        .unwrap();
+    let reference = Vec::<bool>::try_from(
+        head.paired_logits(&features, &pairs)
+            .unwrap()
+            .argmax(-1, false)
+            .eq_tensor(&data.labels),
+    )
+    .unwrap();
+    assert_eq!(answers, reference);
 }
 
 #[test]
@@ -155,5 +170,35 @@ fn a_pairs_reference_logits_do_not_depend_on_the_batch() {
             .masked_logits(&features, &masks.narrow(0, 1, 2))
             .unwrap();
         assert!(two.equal(&batched.narrow(1, 1, 2)), "{arch}");
+    }
+}
+
+#[test]
+fn paired_answers_are_the_reference_answers() {
+    // MCUE's trials: example j under mask j, answered by the certified path.
+    let _g = tch::no_grad_guard();
+    let data = synthetic(200, 15);
+    for (arch, last) in [
+        (Arch::Lenet300100, "fc3.weight"),
+        (Arch::Lenet5, "fc3.weight"),
+    ] {
+        for factor in [1.0, 40.0] {
+            let net = Network::new(arch, Device::Cpu, 8);
+            scale(&net, last, factor);
+            let head = net.masked_suffix(0);
+            let features = net.prefix(&data.inputs);
+            let masks = sweep_masks(200, net.num_players() as i64, 7);
+            let answers = head
+                .paired_correct(&features, &masks, &data.labels)
+                .unwrap();
+            let reference = Vec::<bool>::try_from(
+                head.paired_logits(&features, &masks)
+                    .unwrap()
+                    .argmax(-1, false)
+                    .eq_tensor(&data.labels),
+            )
+            .unwrap();
+            assert_eq!(answers, reference, "{arch} ×{factor}");
+        }
     }
 }
