@@ -50,6 +50,12 @@ pub(crate) fn reference_on(device: Device) -> bool {
         && crate::gemm::supported()
 }
 
+/// Whether the certified path can run from activations `features`: the reference kernel is
+/// on ([`reference_on`]) and they are float32 (its bound and its loops are float32's).
+pub(crate) fn applies_to(features: &Tensor) -> bool {
+    reference_on(features.device()) && features.kind() == Kind::Float
+}
+
 /// `x Wᵀ` (`x`: `[…, in]`, `weight`: `[out, in]`): the reference kernel where it is on,
 /// libtorch's product elsewhere.
 pub(crate) fn linear(x: &Tensor, weight: &Tensor) -> Tensor {

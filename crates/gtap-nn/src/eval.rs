@@ -114,6 +114,18 @@ struct EvalState {
     start_bound: Option<Tensor>,
 }
 
+impl EvalState {
+    /// Examples `start..start + len`, with a handle on the head.
+    fn chunk(&self, start: i64, len: i64) -> Chunk {
+        Chunk {
+            head: self.head.shallow_clone(),
+            features: self.features.narrow(0, start, len),
+            labels: self.labels.narrow(0, start, len),
+            start_bound: self.start_bound.as_ref().map(|b| b.narrow(0, start, len)),
+        }
+    }
+}
+
 /// Upper bound on floats in one `[E, K, width]` activation block, to bound memory (≈ 256 MiB).
 const BLOCK_FLOATS: i64 = 1 << 26;
 
@@ -191,15 +203,7 @@ impl MaskedEvaluator {
             (BLOCK_FLOATS / (k.max(1) * self.widest).max(1)).clamp(1, EVAL_CHUNK.min(e).max(1));
         (0..e)
             .step_by(chunk as usize)
-            .map(|start| {
-                let len = chunk.min(e - start);
-                Chunk {
-                    head: state.head.shallow_clone(),
-                    features: state.features.narrow(0, start, len),
-                    labels: state.labels.narrow(0, start, len),
-                    start_bound: None,
-                }
-            })
+            .map(|start| state.chunk(start, chunk.min(e - start)))
             .collect()
     }
 
@@ -220,13 +224,7 @@ impl MaskedEvaluator {
         for first in (0..k).step_by(per_part as usize) {
             let part = masks.narrow(0, first, per_part.min(k - first));
             for start in (0..e).step_by(chunk as usize) {
-                let len = chunk.min(e - start);
-                let chunk = Chunk {
-                    head: state.head.shallow_clone(),
-                    features: state.features.narrow(0, start, len),
-                    labels: state.labels.narrow(0, start, len),
-                    start_bound: state.start_bound.as_ref().map(|b| b.narrow(0, start, len)),
-                };
+                let chunk = state.chunk(start, chunk.min(e - start));
                 tiles.push((chunk, first, part.shallow_clone()));
             }
         }
@@ -280,7 +278,7 @@ impl MaskedEvaluator {
         let utility = self.utility;
         let certified = self.certify
             && utility == Utility::Accuracy
-            && crate::certify::reference_on(state.features.device())
+            && crate::certify::applies_to(&state.features)
             && state.head.certifiable();
         if certified && state.start_bound.is_none() {
             let _guard = tch::no_grad_guard();

@@ -169,7 +169,7 @@ impl MaskedSuffix {
                     .to_device(tch::Device::Cpu),
             )?)
         };
-        let certified = crate::certify::reference_on(features.device())
+        let certified = crate::certify::applies_to(features)
             .then(|| self.certified_paired_logits(features, masks))
             .flatten();
         let Some((logits, bound)) = certified else {

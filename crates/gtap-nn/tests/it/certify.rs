@@ -23,6 +23,17 @@ fn scale(net: &Network, name: &str, by: f64) {
     let _ = net.vs.variables()[name].shallow_clone().g_mul_scalar_(by);
 }
 
+/// Per pair, whether the reference path's argmax is the label.
+fn reference_answers(
+    head: &gtap_nn::MaskedSuffix,
+    features: &Tensor,
+    masks: &Tensor,
+    labels: &Tensor,
+) -> Vec<bool> {
+    let logits = head.paired_logits(features, masks).unwrap();
+    Vec::<bool>::try_from(logits.argmax(-1, false).eq_tensor(labels)).unwrap()
+}
+
 fn values(
     net: &Network,
     data: &TensorData,
@@ -129,14 +140,10 @@ fn an_exact_tie_is_recomputed_and_decided_as_the_reference_decides() {
     let answers = head
         .paired_correct(&features, &pairs, &data.labels)
         .unwrap();
-    let reference = Vec::<bool>::try_from(
-        head.paired_logits(&features, &pairs)
-            .unwrap()
-            .argmax(-1, false)
-            .eq_tensor(&data.labels),
-    )
-    .unwrap();
-    assert_eq!(answers, reference);
+    assert_eq!(
+        answers,
+        reference_answers(&head, &features, &pairs, &data.labels)
+    );
 }
 
 #[test]
@@ -191,13 +198,7 @@ fn paired_answers_are_the_reference_answers() {
             let answers = head
                 .paired_correct(&features, &masks, &data.labels)
                 .unwrap();
-            let reference = Vec::<bool>::try_from(
-                head.paired_logits(&features, &masks)
-                    .unwrap()
-                    .argmax(-1, false)
-                    .eq_tensor(&data.labels),
-            )
-            .unwrap();
+            let reference = reference_answers(&head, &features, &masks, &data.labels);
             assert_eq!(answers, reference, "{arch} ×{factor}");
         }
     }
