@@ -80,11 +80,8 @@ impl Dense {
     /// [`Dense::finish`] of a fast product `z`, and the bound after it from the product's
     /// ([`crate::certify::finish`]).
     fn finish_certified(&self, z: Tensor, error: ProductError) -> (Tensor, Tensor) {
-        let relu = match self.activation {
-            Activation::Relu => true,
-            Activation::None => false,
-            Activation::Gelu => unreachable!("GELU layers are not certifiable"),
-        };
+        // `certifiable` keeps GELU out: the activation is ReLU or none.
+        let relu = self.activation == Activation::Relu;
         crate::certify::finish(z, error, self.bias.as_ref(), relu)
     }
 
