@@ -242,16 +242,71 @@ fn conv2d_im2col(
     let (o, c, kh, kw) = weight.size4().expect("conv2d weight is [O, C, kh, kw]");
     let oh = (h + 2 * padding - kh) / stride + 1;
     let ow = (w + 2 * padding - kw) / stride + 1;
-    // [N, C·kh·kw, L] → [C·kh·kw, N·L]: the whole batch is one GEMM, so no per-example split.
-    let cols = x
-        .im2col([kh, kw], [1, 1], [padding, padding], [stride, stride])
-        .permute([1, 0, 2])
-        .reshape([c * kh * kw, n * oh * ow]);
+    // [C·kh·kw, N·L]: the whole batch is one GEMM, so no per-example split.
+    let cols = if x.requires_grad() && !STRIDED_GRADIENTS.with(std::cell::Cell::get) {
+        im2col_columns(x, [kh, kw], stride, padding)
+    } else {
+        strided_columns(x, [kh, kw], stride, padding)
+    };
     let mut out = weight.view([o, c * kh * kw]).mm(&cols);
     if let Some(b) = bias {
         out = out + b.view([o, 1]);
     }
     out.view([o, n, oh, ow]).permute([1, 0, 2, 3]).contiguous()
+}
+
+/// The im2col matrix `[C·kh·kw, N·OH·OW]` by libtorch's `im2col` and a transposing copy (two
+/// passes, the first scalar): the original columns, whose gradient `col2im` sums.
+fn im2col_columns(x: &tch::Tensor, [kh, kw]: [i64; 2], stride: i64, padding: i64) -> tch::Tensor {
+    let (n, c, h, w) = x.size4().expect("conv2d input is [N, C, H, W]");
+    let (oh, ow) = (
+        (h + 2 * padding - kh) / stride + 1,
+        (w + 2 * padding - kw) / stride + 1,
+    );
+    x.im2col([kh, kw], [1, 1], [padding, padding], [stride, stride])
+        .permute([1, 0, 2])
+        .reshape([c * kh * kw, n * oh * ow])
+}
+
+/// [`im2col_columns`]' matrix by one strided copy of the padded input: the same values in the
+/// same layout (copies, no arithmetic), so the convolution's bytes do not change, about twice
+/// as fast. Its gradient flows through `as_strided`'s backward, which sums a position's
+/// windows in another order than `col2im`: hence only where no input gradient is needed, or
+/// where the recipe asks for it ([`with_strided_gradients`]).
+fn strided_columns(x: &tch::Tensor, [kh, kw]: [i64; 2], stride: i64, padding: i64) -> tch::Tensor {
+    let (n, c, h, w) = x.size4().expect("conv2d input is [N, C, H, W]");
+    let (oh, ow) = (
+        (h + 2 * padding - kh) / stride + 1,
+        (w + 2 * padding - kw) / stride + 1,
+    );
+    let padded = if padding > 0 {
+        x.constant_pad_nd([padding, padding, padding, padding])
+    } else {
+        x.contiguous()
+    };
+    let s = padded.stride();
+    padded
+        .as_strided(
+            [c, kh, kw, n, oh, ow],
+            [s[1], s[2], s[3], s[0], s[2] * stride, s[3] * stride],
+            None,
+        )
+        .reshape([c * kh * kw, n * oh * ow])
+}
+
+thread_local! {
+    static STRIDED_GRADIENTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's convolutions building their columns by [`strided_columns`]
+/// also when the input needs a gradient: the micro-batched training recipe's convolutions
+/// (`TrainConfig::micro_batches` ≥ 2), whose bytes are new anyway. Elsewhere the original
+/// `col2im` gradient keeps trained checkpoints' bytes.
+pub(crate) fn with_strided_gradients<R>(f: impl FnOnce() -> R) -> R {
+    let before = STRIDED_GRADIENTS.with(|s| s.replace(true));
+    let out = f();
+    STRIDED_GRADIENTS.with(|s| s.set(before));
+    out
 }
 
 /// Threads for side-by-side work: `GTAP_THREADS` when set, else the available parallelism.
@@ -299,4 +354,59 @@ pub fn map_in_parallel<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Syn
     });
     done.sort_by_key(|(i, _)| *i);
     done.into_iter().map(|(_, r)| r).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Kind, Tensor};
+
+    use super::*;
+
+    #[test]
+    fn strided_columns_are_im2cols_columns() {
+        current();
+        // (N, C, side, kernel, stride, padding): LeNet5's and AlexNet's shapes, odd sides.
+        for (i, (n, c, side, k, stride, padding)) in [
+            (3, 1, 28, 5, 1, 2),
+            (2, 6, 14, 5, 1, 0),
+            (2, 3, 17, 11, 4, 2),
+            (1, 4, 9, 3, 2, 1),
+            (4, 2, 7, 3, 1, 1),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let x = crate::with_torch_rng(i as u64, || {
+                Tensor::randn([n + 1, c, side, side], (Kind::Float, tch::Device::Cpu))
+            });
+            // A view into a larger tensor (an evaluation chunk), not at offset 0.
+            let x = x.narrow(0, 1, n);
+            let a = im2col_columns(&x, [k, k], stride, padding);
+            let b = strided_columns(&x, [k, k], stride, padding);
+            assert_eq!(a.size(), b.size(), "case {i}");
+            assert!(a.equal(&b), "case {i}: the strided copy moved a value");
+        }
+    }
+
+    #[test]
+    fn a_convolution_is_the_same_with_and_without_an_input_gradient() {
+        current();
+        let x = crate::with_torch_rng(7, || {
+            Tensor::randn([5, 6, 14, 14], (Kind::Float, tch::Device::Cpu))
+        });
+        let w = crate::with_torch_rng(8, || {
+            Tensor::randn([16, 6, 5, 5], (Kind::Float, tch::Device::Cpu))
+        });
+        let plain = conv2d(&x, &w, None, 0);
+        let x_grad = x.copy().set_requires_grad(true);
+        let original = conv2d(&x_grad, &w, None, 0);
+        let strided = with_strided_gradients(|| conv2d(&x_grad, &w, None, 0));
+        assert!(plain.equal(&original.detach()));
+        assert!(plain.equal(&strided.detach()));
+        // Both carry a gradient to the input; the summation orders may differ, the values
+        // agree to rounding.
+        let g1 = Tensor::run_backward(&[original.sum(Kind::Float)], &[&x_grad], false, false);
+        let g2 = Tensor::run_backward(&[strided.sum(Kind::Float)], &[&x_grad], false, false);
+        assert!(g1[0].allclose(&g2[0], 1e-5, 1e-5, false));
+    }
 }
