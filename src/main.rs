@@ -662,17 +662,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 gtap_nn::numerics::current(),
                 gtap_nn::device()
             );
-            println!(
-                "{:<14} {:>18} {:>22}",
-                "model", "train steps/s", "eval examples/s"
-            );
-            for r in gtap_stages::bench::training(seconds)? {
-                println!(
-                    "{:<14} {:>18.1} {:>22.0}",
-                    r.arch.name(),
-                    r.steps_per_second,
-                    r.eval_examples_per_second
+            print!("{:<14}", "model");
+            for parts in gtap_stages::bench::TRAINING_PARTS {
+                let label = format!(
+                    "train steps/s ({parts} part{})",
+                    if parts == 1 { "" } else { "s" }
                 );
+                print!(" {label:>22}");
+            }
+            println!(" {:>18}", "eval examples/s");
+            for r in gtap_stages::bench::training(seconds)? {
+                print!("{:<14}", r.arch.name());
+                for (_, rate) in &r.steps_per_second {
+                    print!(" {rate:>22.1}");
+                }
+                println!(" {:>18.0}", r.eval_examples_per_second);
             }
         }
         Command::Show { table, rows } => {

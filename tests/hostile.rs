@@ -185,6 +185,16 @@ fn values_a_run_would_fail_on_are_refused_by_status() {
         "`stage.train.weight_decay`: must be finite",
     );
     refused(
+        "epochs = 1\n",
+        "epochs = 1\nmicro_batches = 0\n",
+        "`stage.train.micro_batches`: must be between 1 and 64",
+    );
+    refused(
+        "epochs = 1\n",
+        "epochs = 1\nbatch_size = 8\nmicro_batches = 9\n",
+        "`stage.train.micro_batches`: must be between 1 and 8 (at most the batch size and 64; got 9)",
+    );
+    refused(
         "trials = 10\n",
         "trials = 10\nstep = 0.0001\n",
         "`stage.mcue.step`",

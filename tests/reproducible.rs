@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Every tensor stage kind on a small budget: training with dropout (libtorch's RNG), both
-/// LeNets (LeNet5's convolutions), evaluation, an MCUE grid, power indices, W·GMP (gradients).
+/// LeNets (LeNet5's convolutions), micro-batches side by side (as many parts as the 3-thread
+/// run has workers, and one after another with one), evaluation, an MCUE grid, power indices, W·GMP (gradients).
 const PIPELINE: &str = r#"
 [pipeline]
 name = "portable"
@@ -31,6 +32,14 @@ model = "lenet5"
 epochs = 1
 train_examples = 3000
 dropout = 0.2
+
+[stage.train_lenet5_parts]
+kind = "train"
+inputs = { data = "mnist" }
+model = "lenet5"
+epochs = 1
+train_examples = 1500
+micro_batches = 3
 
 [stage.train_lenet300]
 kind = "train"
@@ -123,7 +132,7 @@ fn instruction_set_caps_and_thread_counts_do_not_change_any_cache_entry() {
     std::fs::write(&pipeline, PIPELINE).unwrap();
 
     let reference = run(&data, &pipeline, &[]);
-    assert_eq!(reference.len(), 8, "{reference:?}");
+    assert_eq!(reference.len(), 9, "{reference:?}");
     let mut variants: Vec<Vec<(&str, &str)>> = vec![
         // A CPU without AVX2 kernels in MKL and oneDNN (below what portable numerics need).
         vec![

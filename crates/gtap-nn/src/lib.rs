@@ -48,7 +48,7 @@ pub use equilibrium::{
     ParticipationTrainer,
 };
 pub use error::NnError;
-pub use eval::{evaluate, evaluate_gated, Evaluation, MaskedEvaluator, Utility};
+pub use eval::{accuracy, evaluate, evaluate_gated, Evaluation, MaskedEvaluator, Utility};
 pub use export::{
     KeptUnits, LayerShape, PrunedLayout, PrunedNetwork, PRUNED_LAYOUT, PRUNED_WEIGHTS,
 };

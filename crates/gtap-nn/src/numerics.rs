@@ -318,42 +318,44 @@ pub fn workers() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
-/// Maps `f` over `items` on up to [`workers`] threads and returns the results in item order. Under portable numerics each worker computes on one libtorch thread,
-/// so the results do not depend on how many workers there are: this is how gtap uses the cores.
-/// Under fast numerics the items run one after another (libtorch parallelises inside each).
+/// Maps `f` over `items` on up to [`workers`] threads and returns the results in item order.
+/// Under portable numerics each worker computes on one libtorch thread, so the results do not
+/// depend on how many workers there are: this is how gtap uses the cores. Under fast numerics
+/// the items run one after another (libtorch parallelises inside each).
+///
+/// The workers are one pool for the process ([`pool`]), started once: a training step maps
+/// every few milliseconds, and new threads each time cost it a fifth of its speed (thread
+/// start, OpenMP's per-thread set-up, cold allocator arenas).
 pub fn map_in_parallel<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let workers = workers();
-    if current() == Numerics::Fast || workers < 2 || items.len() < 2 {
+    use rayon::prelude::*;
+    if current() == Numerics::Fast || items.len() < 2 {
         return items.into_iter().map(f).collect();
     }
-    let queue = std::sync::Mutex::new(items.into_iter().enumerate());
-    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    // A new thread starts with OpenMP's process default: pin it like the first.
-                    pin_thread();
-                    let mut out = Vec::new();
-                    loop {
-                        let next = queue
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .next();
-                        match next {
-                            Some((i, item)) => out.push((i, f(item))),
-                            None => return out,
-                        }
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a worker panicked"))
-            .collect()
-    });
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, r)| r).collect()
+    match pool() {
+        Some(pool) => pool.install(|| items.into_par_iter().with_max_len(1).map(&f).collect()),
+        None => items.into_iter().map(f).collect(),
+    }
+}
+
+/// The process's [`workers`] threads, each pinned to one libtorch thread when it starts; none
+/// with one worker (or where threads cannot start: then items run on the caller's thread).
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let workers = workers();
+        if workers < 2 {
+            return None;
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(workers)
+            .thread_name(|i| format!("gtap-worker-{i}"))
+            // A new thread starts with OpenMP's process default: pin it like the first.
+            .start_handler(|_| pin_thread())
+            .build()
+            .map_err(|e| tracing::warn!("no worker threads ({e}); computing on one"))
+            .ok()
+    })
+    .as_ref()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::nn::OptimizerConfig;
 use tch::{Kind, Tensor};
 
-use crate::{evaluate, Network, NnError, TensorData};
+use crate::{Network, NnError, TensorData};
 
 /// Optimiser choice for [`train`].
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -77,6 +77,9 @@ pub struct TrainConfig {
     pub augment: Augment,
     /// Warm-up and decay of the learning rate (constant by default).
     pub schedule: Schedule,
+    /// Parts each mini-batch is split into ([`MicroBatches`]): 1 is one forward and backward
+    /// pass per mini-batch; ≥ 2 computes the parts' gradients side by side.
+    pub micro_batches: usize,
 }
 
 /// Data augmentation of training images, drawn per example from a ChaCha8 stream seeded with
@@ -161,6 +164,7 @@ pub fn train(
     };
     let n = train.len();
     let per_epoch = n.div_ceil(cfg.batch_size.max(1));
+    let micro_batches = MicroBatches::new(cfg.micro_batches);
     let mut step = 0;
     let mut metrics = Vec::with_capacity(cfg.epochs);
     for epoch in 0..cfg.epochs {
@@ -175,25 +179,26 @@ pub fn train(
                 Some(image) => cfg.augment.apply(&batch.inputs, image, &mut augment_rng),
                 None => batch.inputs,
             };
-            let loss = net
-                .forward_train(&inputs, cfg.dropout)
-                .cross_entropy_for_logits(&batch.labels);
             if !cfg.schedule.is_constant() {
                 opt.set_lr(cfg.lr * cfg.schedule.factor(step, cfg.epochs * per_epoch, per_epoch));
             }
             step += 1;
-            opt.backward_step(&loss);
-            loss_sum += loss.to_kind(Kind::Double).double_value(&[]);
+            let pass = Pass::Train {
+                dropout: cfg.dropout,
+            };
+            loss_sum += micro_batches.step(net, &mut opt, &pass, &inputs, &batch.labels);
             batches += 1;
             on_step();
         }
-        let train_eval = evaluate(net, train);
-        let probe_eval = evaluate(net, probe);
+        // Accuracies only: the same counts as `evaluate`'s, in chunks small enough for
+        // both cores.
+        let train_accuracy = crate::eval::accuracy(net, train);
+        let probe_accuracy = crate::eval::accuracy(net, probe);
         metrics.push(EpochMetrics {
             epoch: epoch + 1,
             loss: loss_sum / batches.max(1) as f64,
-            train_accuracy: train_eval.accuracy,
-            probe_accuracy: probe_eval.accuracy,
+            train_accuracy,
+            probe_accuracy,
         });
     }
     Ok(metrics)
@@ -218,19 +223,148 @@ pub fn retrain(
     let gates: Vec<f32> = kept.iter().map(|&k| f32::from(u8::from(k))).collect();
     let gates = Tensor::from_slice(&gates).to_device(net.device());
     let mut opt = optimizer(net, cfg)?;
+    let micro_batches = MicroBatches::new(cfg.micro_batches);
+    let pass = Pass::Gated(gates);
     for epoch in 0..cfg.epochs {
         for chunk in epoch_order(train.len(), seed, epoch).chunks(cfg.batch_size) {
             let index = Tensor::from_slice(chunk).to_device(net.device());
             let batch = train.select(&index);
-            let loss = net
-                .forward_gated(&batch.inputs, &gates)
-                .cross_entropy_for_logits(&batch.labels);
-            opt.backward_step(&loss);
+            micro_batches.step(net, &mut opt, &pass, &batch.inputs, &batch.labels);
             on_step();
         }
     }
     net.remove_units(kept);
     Ok(())
+}
+
+/// The training forward pass of one mini-batch.
+enum Pass {
+    /// [`Network::forward_train`] with this dropout rate.
+    Train { dropout: f64 },
+    /// [`Network::forward_gated`] with these gates (retraining a sub-network).
+    Gated(Tensor),
+}
+
+impl Pass {
+    fn logits(&self, net: &Network, xs: &Tensor) -> Tensor {
+        match self {
+            Pass::Train { dropout } => net.forward_train(xs, *dropout),
+            Pass::Gated(gates) => net.forward_gated(xs, gates),
+        }
+    }
+
+    /// This pass for another thread.
+    fn shallow_clone(&self) -> Pass {
+        match self {
+            Pass::Train { dropout } => Pass::Train { dropout: *dropout },
+            Pass::Gated(gates) => Pass::Gated(gates.shallow_clone()),
+        }
+    }
+
+    /// Whether it draws from libtorch's global RNG (dropout), whose draws must come in one
+    /// order.
+    fn draws(&self) -> bool {
+        matches!(self, Pass::Train { dropout } if *dropout > 0.0)
+    }
+}
+
+/// How a mini-batch's gradient is computed (`TrainConfig::micro_batches`).
+///
+/// With one part: one forward and backward pass over the mini-batch (the bytes of every
+/// checkpoint trained before micro-batches). With M ≥ 2: the mini-batch's examples split into
+/// M consecutive parts (sizes differing by at most one), each part's gradient of its summed
+/// loss over the mini-batch size computed on one libtorch thread
+/// ([`crate::numerics::map_in_parallel`]; convolutions by strided columns, see
+/// [`crate::numerics::with_strided_gradients`]), and the M gradients added in part order.
+/// The result depends on M, never on the number of threads: the same bytes on one core or
+/// sixteen. Dropout draws from libtorch's global RNG, so with dropout the parts run one after
+/// another on this thread, in order.
+#[derive(Debug, Clone, Copy)]
+struct MicroBatches(usize);
+
+impl MicroBatches {
+    fn new(parts: usize) -> MicroBatches {
+        MicroBatches(parts.max(1))
+    }
+
+    /// One optimiser step on the mini-batch `(xs, ys)`; returns its mean loss.
+    fn step(
+        self,
+        net: &Network,
+        opt: &mut tch::nn::Optimizer,
+        pass: &Pass,
+        xs: &Tensor,
+        ys: &Tensor,
+    ) -> f64 {
+        if self.0 == 1 {
+            let loss = pass.logits(net, xs).cross_entropy_for_logits(ys);
+            opt.backward_step(&loss);
+            return loss.to_kind(Kind::Double).double_value(&[]);
+        }
+        let b = xs.size()[0];
+        let parts = (self.0 as i64).min(b);
+        let variables = net.vs.trainable_variables();
+        let mut work = Vec::with_capacity(parts as usize);
+        let mut start = 0;
+        for part in 0..parts {
+            let len = b / parts + i64::from(part < b % parts);
+            work.push((
+                net.shallow_clone(),
+                pass.shallow_clone(),
+                xs.narrow(0, start, len),
+                ys.narrow(0, start, len),
+                variables
+                    .iter()
+                    .map(Tensor::shallow_clone)
+                    .collect::<Vec<_>>(),
+            ));
+            start += len;
+        }
+        let gradients =
+            |(net, pass, xs, ys, variables): (Network, Pass, Tensor, Tensor, Vec<Tensor>)| {
+                crate::numerics::with_strided_gradients(|| {
+                    let loss = pass.logits(&net, &xs).cross_entropy_loss::<Tensor>(
+                        &ys,
+                        None,
+                        tch::Reduction::Sum,
+                        -100,
+                        0.0,
+                    ) / b as f64;
+                    let grads = Tensor::run_backward(&[&loss], &variables, false, false);
+                    (loss.to_kind(Kind::Double).double_value(&[]), grads)
+                })
+            };
+        let done = if pass.draws() {
+            work.into_iter().map(gradients).collect()
+        } else {
+            crate::numerics::map_in_parallel(work, gradients)
+        };
+        // Gradients added in part order; a variable no part reached has none.
+        let mut loss = 0.0;
+        let mut total: Vec<Option<Tensor>> = variables.iter().map(|_| None).collect();
+        for (part_loss, grads) in done {
+            loss += part_loss;
+            for (sum, g) in total.iter_mut().zip(grads) {
+                if g.defined() {
+                    *sum = Some(match sum.take() {
+                        Some(s) => s + g,
+                        None => g,
+                    });
+                }
+            }
+        }
+        // The optimiser reads `.grad`: a backward pass of Σ⟨v, g⟩ sets each variable's
+        // gradient to g exactly (1·g), whatever state the optimiser left it in.
+        let surrogate = variables
+            .iter()
+            .zip(&total)
+            .filter_map(|(v, g)| g.as_ref().map(|g| (v * g.detach()).sum(Kind::Float)))
+            .reduce(|a, b| a + b);
+        if let Some(surrogate) = surrogate {
+            opt.backward_step(&surrogate);
+        }
+        loss
+    }
 }
 
 /// The optimiser `cfg` names, over every variable of `net`.

@@ -90,6 +90,7 @@ fn bench_network(
     let cfg = gtap_nn::TrainConfig {
         augment: Default::default(),
         schedule: Default::default(),
+        micro_batches: 1,
         epochs: 1,
         batch_size: 64,
         lr: 1e-3,
@@ -237,11 +238,16 @@ const WALK_STEPS: usize = gtap_nn::walks::REFRESH - 1;
 #[derive(Debug, Clone)]
 pub struct TrainingRate {
     pub arch: Arch,
-    /// Mini-batches of 128 per second (Adam, forward + backward + step).
-    pub steps_per_second: f64,
+    /// Mini-batches of 128 per second (Adam, forward + backward + step), for each number of
+    /// micro-batches in [`TRAINING_PARTS`].
+    pub steps_per_second: Vec<(usize, f64)>,
     /// Examples per second through [`gtap_nn::evaluate`] (no gradients).
     pub eval_examples_per_second: f64,
 }
+
+/// Micro-batches per mini-batch that [`training`] measures: 1 (one pass, the default) and
+/// the side-by-side recipes.
+pub const TRAINING_PARTS: [usize; 3] = [1, 2, 4];
 
 /// Measures training steps and evaluation on random MNIST-shaped data (speed does not depend on
 /// the values) for both LeNets.
@@ -257,6 +263,7 @@ pub fn training(min_seconds: f64) -> anyhow::Result<Vec<TrainingRate>> {
     let cfg = gtap_nn::TrainConfig {
         augment: Default::default(),
         schedule: Default::default(),
+        micro_batches: 1,
         epochs: 1,
         batch_size: 128,
         lr: 1e-3,
@@ -268,10 +275,20 @@ pub fn training(min_seconds: f64) -> anyhow::Result<Vec<TrainingRate>> {
     let mut out = Vec::new();
     for arch in [Arch::Lenet300100, Arch::Lenet5] {
         let mut net = Network::new(arch, device, 0);
-        let t = time_per_call(min_seconds, || {
-            gtap_nn::train(&mut net, &train, &probe, &cfg, 0, &mut || {}).expect("training runs");
-        });
-        let steps_per_second = 10.0 / t;
+        let steps_per_second = TRAINING_PARTS
+            .into_iter()
+            .map(|parts| {
+                let cfg = gtap_nn::TrainConfig {
+                    micro_batches: parts,
+                    ..cfg.clone()
+                };
+                let t = time_per_call(min_seconds, || {
+                    gtap_nn::train(&mut net, &train, &probe, &cfg, 0, &mut || {})
+                        .expect("training runs");
+                });
+                (parts, 10.0 / t)
+            })
+            .collect();
         let t = time_per_call(min_seconds, || {
             gtap_nn::evaluate(&net, &test);
         });

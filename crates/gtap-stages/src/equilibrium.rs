@@ -124,6 +124,7 @@ impl Stage for EquilibriumStage {
             weight_decay: p.weight_decay,
             train_examples: p.train_examples,
             schedule: p.schedule,
+            micro_batches: 1,
         })?;
         for (key, value) in [
             ("alpha", p.alpha),
@@ -170,6 +171,7 @@ impl Stage for EquilibriumStage {
             train: TrainConfig {
                 augment: Default::default(),
                 schedule: p.schedule,
+                micro_batches: 1,
                 epochs: p.epochs,
                 batch_size: p.batch_size,
                 lr: p.lr,

@@ -57,6 +57,12 @@ pub struct RetrainParams {
     /// Retrain on the first this many training examples; all by default, and then not keyed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_examples: Option<usize>,
+    /// As `train`'s: parts of each mini-batch computed side by side; 1 is not keyed.
+    #[serde(
+        default = "crate::train::one",
+        skip_serializing_if = "crate::train::is_one"
+    )]
+    pub micro_batches: usize,
 }
 
 pub struct RetrainStage;
@@ -90,6 +96,7 @@ impl Stage for RetrainStage {
             weight_decay: p.weight_decay,
             train_examples: p.train_examples,
             schedule: Default::default(),
+            micro_batches: p.micro_batches,
         })
     }
 
@@ -105,6 +112,7 @@ impl Stage for RetrainStage {
         let cfg = TrainConfig {
             augment: Default::default(),
             schedule: Default::default(),
+            micro_batches: p.micro_batches,
             epochs: p.epochs,
             batch_size: p.batch_size,
             lr: p.lr,

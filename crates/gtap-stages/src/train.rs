@@ -53,6 +53,19 @@ pub struct TrainParams {
     /// all by default, and then left out of the cache key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_examples: Option<usize>,
+    /// Parts each mini-batch is split into, their gradients computed side by side on the
+    /// cores and added in order: the same bytes on any thread count, other bytes than 1
+    /// (`gtap_nn::TrainConfig::micro_batches`). 1 (the default: one pass per mini-batch) is
+    /// left out of the cache key.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub micro_batches: usize,
+}
+
+pub(crate) fn one() -> usize {
+    1
+}
+pub(crate) fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 pub(crate) fn default_batch() -> usize {
@@ -123,7 +136,12 @@ pub(crate) struct Recipe {
     pub weight_decay: f64,
     pub train_examples: Option<usize>,
     pub schedule: Schedule,
+    pub micro_batches: usize,
 }
+
+/// Most parts a mini-batch may be split into: beyond the cores of a large node, more parts
+/// only make each part's products smaller.
+const MAX_MICRO_BATCHES: usize = 64;
 
 /// Most examples in one training step: a batch is one tensor (AlexNet at 65,536 images would
 /// already hold tens of GB of activations).
@@ -152,6 +170,17 @@ pub(crate) fn validate_recipe(r: &Recipe) -> Result<(), Invalid> {
     ensure(r.train_examples != Some(0), "train_examples", || {
         "must be at least 1".into()
     })?;
+    ensure(
+        (1..=MAX_MICRO_BATCHES.min(r.batch_size)).contains(&r.micro_batches),
+        "micro_batches",
+        || {
+            format!(
+                "must be between 1 and {} (at most the batch size and {MAX_MICRO_BATCHES}; got {})",
+                MAX_MICRO_BATCHES.min(r.batch_size),
+                r.micro_batches
+            )
+        },
+    )?;
     let warmup = r.schedule.warmup_epochs;
     ensure(
         warmup >= 0.0 && warmup <= r.epochs as f64,
@@ -196,6 +225,7 @@ impl Stage for TrainStage {
             weight_decay: p.weight_decay,
             train_examples: p.train_examples,
             schedule: p.schedule,
+            micro_batches: p.micro_batches,
         })?;
         ensure((0.0..1.0).contains(&p.dropout), "dropout", || {
             format!("must be in [0, 1) (got {})", p.dropout)
@@ -265,6 +295,7 @@ impl Stage for TrainStage {
             weight_decay: p.weight_decay,
             dropout: p.dropout,
             schedule: p.schedule,
+            micro_batches: p.micro_batches,
         };
         let steps = (p.epochs * train.len().div_ceil(p.batch_size)) as u64;
         let bar = progress::bar(ctx.env.progress, steps, ctx.instance);

@@ -14,6 +14,7 @@ fn config(alpha: f64, beta: f64, gamma: f64, eta: f64, participation_lr: f64) ->
         train: TrainConfig {
             augment: Default::default(),
             schedule: Default::default(),
+            micro_batches: 1,
             epochs: 1,
             batch_size: 64,
             // Weights frozen: these tests are about the participations.

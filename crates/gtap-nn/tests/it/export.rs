@@ -18,6 +18,7 @@ fn trained_ish(arch: Arch) -> Network {
     let cfg = TrainConfig {
         augment: Default::default(),
         schedule: Default::default(),
+        micro_batches: 1,
         epochs: 1,
         batch_size: 32,
         lr: 1e-3,

@@ -7,6 +7,7 @@ mod export;
 mod gemm;
 mod importance;
 mod layers;
+mod micro_batches;
 mod numerics;
 mod retrain;
 mod text_transformer;
@@ -232,6 +233,7 @@ fn train(dir: &std::path::Path, arch: Arch, name: &str, dropout: f64) -> Vec<u8>
     let cfg = TrainConfig {
         augment: Default::default(),
         schedule: Default::default(),
+        micro_batches: 1,
         epochs: 2,
         batch_size: 64,
         lr: 1e-3,
@@ -420,6 +422,7 @@ fn training_a_tiny_mlp_reduces_the_loss_and_checkpoints_keep_the_shape() {
     let cfg = TrainConfig {
         augment: Default::default(),
         schedule: Default::default(),
+        micro_batches: 1,
         epochs: 3,
         batch_size: 32,
         lr: 1e-3,

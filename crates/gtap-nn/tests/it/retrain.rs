@@ -10,6 +10,7 @@ fn config() -> TrainConfig {
     TrainConfig {
         augment: Default::default(),
         schedule: Default::default(),
+        micro_batches: 1,
         epochs: 2,
         batch_size: 32,
         lr: 1e-2,

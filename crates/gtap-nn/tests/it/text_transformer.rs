@@ -130,6 +130,7 @@ fn it_learns_from_token_identity_and_loads_back_with_its_vocabulary_and_length()
     let cfg = TrainConfig {
         augment: Default::default(),
         schedule: Default::default(),
+        micro_batches: 1,
         epochs: 4,
         batch_size: 30,
         lr: 3e-3,

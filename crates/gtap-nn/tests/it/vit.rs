@@ -151,6 +151,7 @@ fn training_with_head_dropout_is_deterministic_and_scores_every_unit() {
     let cfg = TrainConfig {
         augment: Default::default(),
         schedule: Default::default(),
+        micro_batches: 1,
         epochs: 1,
         batch_size: 50,
         lr: 1e-3,
