@@ -95,7 +95,7 @@ impl Conv {
         }
         .relu();
         if self.spec.pool > 1 {
-            h.max_pool2d_default(self.spec.pool as i64)
+            crate::numerics::max_pool2d(&h, self.spec.pool as i64)
         } else {
             h
         }
