@@ -136,6 +136,10 @@ bench-slurm SCALE="ci": build
 bench-alexnet *ARGS: build
     target/debug/gtap bench alexnet {{ARGS}}
 
+# gtap's training and evaluation against a plain PyTorch loop, in one run (BENCHMARKS.md)
+bench-training: build
+    python bench/peers/training.py --gtap target/debug/gtap
+
 # Price of portable numerics: training, evaluation and coalition throughput, portable then --fast-math
 bench-numerics: build
     target/debug/gtap bench training

@@ -670,13 +670,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 print!(" {label:>22}");
             }
-            println!(" {:>18}", "eval examples/s");
+            println!(" {:>18} {:>18}", "eval examples/s", "accuracy ex./s");
             for r in gtap_stages::bench::training(seconds)? {
                 print!("{:<14}", r.arch.name());
                 for (_, rate) in &r.steps_per_second {
                     print!(" {rate:>22.1}");
                 }
-                println!(" {:>18.0}", r.eval_examples_per_second);
+                println!(
+                    " {:>18.0} {:>18.0}",
+                    r.eval_examples_per_second, r.accuracy_examples_per_second
+                );
             }
         }
         Command::Show { table, rows } => {

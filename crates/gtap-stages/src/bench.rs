@@ -243,6 +243,8 @@ pub struct TrainingRate {
     pub steps_per_second: Vec<(usize, f64)>,
     /// Examples per second through [`gtap_nn::evaluate`] (no gradients).
     pub eval_examples_per_second: f64,
+    /// Examples per second through [`gtap_nn::accuracy`] (the count alone, small chunks).
+    pub accuracy_examples_per_second: f64,
 }
 
 /// Micro-batches per mini-batch that [`training`] measures: 1 (one pass, the default) and
@@ -292,10 +294,15 @@ pub fn training(min_seconds: f64) -> anyhow::Result<Vec<TrainingRate>> {
         let t = time_per_call(min_seconds, || {
             gtap_nn::evaluate(&net, &test);
         });
+        let eval_examples_per_second = 10_000.0 / t;
+        let t = time_per_call(min_seconds, || {
+            gtap_nn::accuracy(&net, &test);
+        });
         out.push(TrainingRate {
             arch,
             steps_per_second,
-            eval_examples_per_second: 10_000.0 / t,
+            eval_examples_per_second,
+            accuracy_examples_per_second: 10_000.0 / t,
         });
     }
     Ok(out)

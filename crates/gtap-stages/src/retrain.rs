@@ -159,7 +159,7 @@ impl Stage for RetrainStage {
                     players_kept: r as u32,
                     params_kept: cost.params,
                     flops_kept: cost.flops,
-                    test_accuracy: gtap_nn::evaluate(&net, &test).accuracy,
+                    test_accuracy: gtap_nn::accuracy(&net, &test),
                 });
             }
         }
