@@ -133,7 +133,12 @@ fn allowances(inputs: i64) -> (f32, f32) {
 /// `|W| (γ|h| + (1 + 2γ) error)`. `h` and `error` are float32 CPU tensors of one shape.
 pub(crate) fn product_error(h: &Tensor, error: &Tensor, weight: &Tensor) -> ProductError {
     let inputs = weight.size()[1];
-    let g = gamma(inputs);
+    let reach = reach(h, error, gamma(inputs));
+    ProductError::known(fast_linear(&reach, &weight.abs()), inputs)
+}
+
+/// `γ|h| + (1 + 2γ) error`, elementwise: what a product's bound multiplies by `|W|`.
+fn reach(h: &Tensor, error: &Tensor, g: f64) -> Tensor {
     let (h, error) = (h.contiguous(), error.contiguous());
     let mut reach = h.empty_like();
     let (of_value, of_error) = (g as f32, (1.0 + 2.0 * g) as f32);
@@ -144,7 +149,37 @@ pub(crate) fn product_error(h: &Tensor, error: &Tensor, weight: &Tensor) -> Prod
     {
         *r = x.abs() * of_value + e * of_error;
     }
-    ProductError::known(fast_linear(&reach, &weight.abs()), inputs)
+    reach
+}
+
+/// A convolution `x ⋆ W` (`x`: `[N, C, H, W]`, `weight`: `[O, C, kh, kw]`, square stride and
+/// zero padding, no bias) by libtorch's kernel (oneDNN on a CPU): like [`fast_linear`], only
+/// its bound matters, never its bytes.
+pub(crate) fn fast_conv(x: &Tensor, weight: &Tensor, stride: i64, padding: i64) -> Tensor {
+    x.conv2d(
+        weight,
+        None::<Tensor>,
+        [stride, stride],
+        [padding, padding],
+        [1, 1],
+        1,
+    )
+}
+
+/// [`product_error`] of a convolution: each output is a sum of `C·kh·kw` products over its
+/// window (zero padding adds exact zeros), so the same bound with `|W|` convolved instead of
+/// multiplied: `|W| ⋆ (γ|h| + (1 + 2γ) error)`.
+pub(crate) fn conv_product_error(
+    h: &Tensor,
+    error: &Tensor,
+    weight: &Tensor,
+    stride: i64,
+    padding: i64,
+) -> ProductError {
+    let (_, c, kh, kw) = weight.size4().expect("a conv weight");
+    let inputs = c * kh * kw;
+    let reach = reach(h, error, gamma(inputs));
+    ProductError::known(fast_conv(&reach, &weight.abs(), stride, padding), inputs)
 }
 
 /// A dense layer's output from its fast product `z` (`[R, out]` rows; any leading shape) and
@@ -172,7 +207,6 @@ pub(crate) fn finish(
         None => Tensor::zeros([out as i64], (Kind::Float, Device::Cpu)),
     };
     let (b, (pad, tiny)) = (values(&bias), (error.pad, error.tiny));
-    let rounding = (4.0 * UNIT_ROUNDOFF) as f32;
     let (z_values, bound_values) = (values_mut(&mut z), values_mut(&mut bound));
     for (r, (zr, br)) in z_values
         .chunks_mut(out)
@@ -182,13 +216,67 @@ pub(crate) fn finish(
         let raw_row = &raw_values[(r / rep) * out..][..out];
         // Plain loops over equal-length slices, branch-free, so that they vectorise.
         for (((v, e), &p), &bj) in zr.iter_mut().zip(br.iter_mut()).zip(raw_row).zip(b) {
-            let sum = *v + bj;
-            let e0 = p * pad + tiny;
-            let bound = e0 + (sum.abs() + e0) * rounding;
-            // NaN fails `<=`: it stays NaN (and decides nothing).
-            let settled = relu && sum <= -2.0 * bound;
-            *e = if settled { 0.0 } else { bound };
-            *v = if relu && sum <= 0.0 { 0.0 } else { sum };
+            (*v, *e) = settle(*v + bj, p, pad, tiny, relu);
+        }
+    }
+    (z, bound)
+}
+
+/// One output of [`finish`]: its value after the bias (`sum`) and the ReLU or none, and its
+/// bound, from its product's raw bound `raw`.
+#[inline(always)]
+fn settle(sum: f32, raw: f32, pad: f32, tiny: f32, relu: bool) -> (f32, f32) {
+    let e0 = raw * pad + tiny;
+    let bound = e0 + (sum.abs() + e0) * (4.0 * UNIT_ROUNDOFF) as f32;
+    // NaN fails `<=`: it stays NaN (and decides nothing).
+    let settled = relu && sum <= -2.0 * bound;
+    (
+        if relu && sum <= 0.0 { 0.0 } else { sum },
+        if settled { 0.0 } else { bound },
+    )
+}
+
+/// A conv layer's output from its fast product `z` (`[N, S·O, H, W]`: `stacked` coalitions'
+/// filter banks side by side, or one) and that product's error (`[N, O, H, W]`: per example,
+/// serving each stacked bank), after its bias (one per filter) and ReLU or none: [`finish`]
+/// plane by plane.
+pub(crate) fn finish_planes(
+    z: Tensor,
+    error: ProductError,
+    stacked: i64,
+    bias: Option<&Tensor>,
+    relu: bool,
+) -> (Tensor, Tensor) {
+    let (n, channels, h, w) = z.size4().expect("feature maps");
+    let filters = (channels / stacked.max(1)).max(1) as usize;
+    let plane = (h * w) as usize;
+    let mut z = z.contiguous();
+    let mut bound = z.empty_like();
+    let raw = error.raw.contiguous();
+    assert_eq!(
+        raw.numel() as i64 * stacked.max(1),
+        n * channels * h * w,
+        "one raw bound per example, filter and position"
+    );
+    let raw_values = values(&raw);
+    let bias = match bias {
+        Some(b) => b.contiguous(),
+        None => Tensor::zeros([filters as i64], (Kind::Float, Device::Cpu)),
+    };
+    let (b, (pad, tiny)) = (values(&bias), (error.pad, error.tiny));
+    let banks = filters * plane;
+    for (i, (zp, bp)) in values_mut(&mut z)
+        .chunks_mut(plane)
+        .zip(values_mut(&mut bound).chunks_mut(plane))
+        .enumerate()
+    {
+        // Plane i is filter `i % filters` of bank `(i / filters) % stacked` of example
+        // `i / (filters · stacked)`.
+        let (filter, example) = (i % filters, i / (filters * stacked.max(1) as usize));
+        let raw_plane = &raw_values[example * banks + filter * plane..][..plane];
+        let bj = b[filter];
+        for ((v, e), &p) in zp.iter_mut().zip(bp.iter_mut()).zip(raw_plane) {
+            (*v, *e) = settle(*v + bj, p, pad, tiny, relu);
         }
     }
     (z, bound)
@@ -339,6 +427,56 @@ mod tests {
                 (f64::from(got[1]) - tiny).abs() <= 16.0 * u * tiny,
                 "{got:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_convolutions_logits_lie_within_the_bound_of_the_reference_ones() {
+        let _g = tch::no_grad_guard();
+        for by in [1.0, 30.0] {
+            let net = Network::with_widths(
+                Arch::Alexnet,
+                crate::Shape::features(3 * 64 * 64, 10),
+                crate::AlexnetWidths::scaled(0.125),
+                Device::Cpu,
+                3,
+            )
+            .unwrap();
+            scale(&net, "conv2.weight", by);
+            let (inputs, masks) = crate::with_torch_rng(22, || {
+                let inputs = Tensor::randn([6, 3 * 64 * 64], (Kind::Float, Device::Cpu));
+                let p = Tensor::linspace(0.1, 0.9, 5, (Kind::Float, Device::Cpu));
+                let masks = Tensor::rand([5, net.num_players() as i64], (Kind::Float, Device::Cpu))
+                    .lt_tensor(&p.unsqueeze(1))
+                    .to_kind(Kind::Float);
+                (inputs, masks)
+            });
+            // Every start layer: conv1's suffix has seven layers after it, conv5's two.
+            for start in 0..net.player_layers().len() {
+                let head = net.masked_suffix(start);
+                let features = net.activations_at(&inputs, start);
+                let (fast, bound) = head.certified_logits(&features, &masks, None).unwrap();
+                let reference = head.masked_logits(&features, &masks).unwrap();
+                let worst = ((&fast - &reference).abs() - &bound * 2.0)
+                    .max()
+                    .double_value(&[]);
+                assert!(worst <= 0.0, "start {start} ×{by}: {worst}");
+                let rows = features.narrow(0, 0, 5);
+                let (paired, paired_bound) = head.certified_paired_logits(&rows, &masks).unwrap();
+                let reference_pairs = head.paired_logits(&rows, &masks).unwrap();
+                let gap = (&paired - &reference_pairs).abs() - &paired_bound * 2.0;
+                assert!(
+                    gap.max().double_value(&[]) <= 0.0,
+                    "start {start} ×{by}: pairs"
+                );
+                // The bound grows about tenfold per layer (|W| ⋆ |h| against the cancelling
+                // sums): worth having from conv5 on (one convolution, then dense layers).
+                if net.player_layers()[start].name == "conv5" {
+                    let scale = reference.abs().mean(Kind::Float).double_value(&[]);
+                    let typical = bound.mean(Kind::Float).double_value(&[]);
+                    assert!(typical < 0.2 * scale, "bound {typical} at scale {scale}");
+                }
+            }
         }
     }
 

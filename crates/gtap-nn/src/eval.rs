@@ -169,6 +169,9 @@ const BLOCK_FLOATS: i64 = 1 << 26;
 /// Examples per evaluation chunk at most: enough chunks for the cores to share.
 const EVAL_CHUNK: i64 = 250;
 
+/// Pairs the certified path decides before [`MaskedEvaluator::bound_too_loose`] may judge it.
+const LOOSE_AFTER_PAIRS: u64 = 1_000;
+
 /// Examples per tile of the certified path at most.
 const CERTIFIED_CHUNK: i64 = 500;
 
@@ -284,6 +287,16 @@ impl MaskedEvaluator {
         (self.decided.load(Relaxed), self.recomputed.load(Relaxed))
     }
 
+    /// Whether the certified path has handed most of its pairs back so far: its bound grows
+    /// about tenfold per layer, so behind many layers (AlexNet's conv1 game) it decides
+    /// little and would cost its fast pass on top of the reference's. Then the reference runs
+    /// alone (the same values: only speed depends on this).
+    fn bound_too_loose(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (decided, recomputed) = (self.decided.load(Relaxed), self.recomputed.load(Relaxed));
+        decided >= LOOSE_AFTER_PAIRS && recomputed * 2 > decided
+    }
+
     pub fn num_examples(&self) -> usize {
         self.lock().labels.size()[0] as usize
     }
@@ -316,7 +329,8 @@ impl MaskedEvaluator {
         let certified = self.certify
             && utility == Utility::Accuracy
             && crate::certify::applies_to(&state.features)
-            && state.head.certifiable();
+            && state.head.certifiable()
+            && !self.bound_too_loose();
         if certified && state.start_bound.is_none() {
             let _guard = tch::no_grad_guard();
             state.start_bound = state.head.start_bound(&state.features);

@@ -230,7 +230,8 @@ impl MaskedSuffix {
         let (Coalitions::Each { h, .. }, Coalitions::Each { h: err, .. }) = (x, error) else {
             unreachable!("pairs stay one row each")
         };
-        Some((h, err))
+        // One row of logits per pair (a flattened feature map arrives as rows `[P, 1, C]`).
+        Some((h.reshape([p, -1]), err.reshape([p, -1])))
     }
 
     /// Whether every step has a bound ([`crate::certify`]).

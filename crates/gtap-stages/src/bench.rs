@@ -320,6 +320,11 @@ pub struct LayerRate {
     /// The consuming layer's own operation at the evaluator's shape (its `K` masked weight
     /// sets over the shared input: one convolution or one GEMM), on the same threads.
     pub op_gflops: f64,
+    /// The same values by the reference path alone (certification off).
+    pub reference_per_second: f64,
+    /// Share of its (example, coalition) pairs the certified path handed to the reference
+    /// path in the timed calls (1 where it gave the game to the reference alone).
+    pub recomputed: f64,
 }
 
 /// Coalition evaluations per second of each AlexNet layer-wise game (width `width`, `examples`
@@ -368,6 +373,18 @@ pub fn alexnet_layers(
                 .expect("mask width matches");
         });
         let evaluations_per_second = batch as f64 / t;
+        let (decided, recomputed) = evaluator.certification();
+        let recomputed = match decided {
+            0 => 1.0,
+            _ => recomputed as f64 / decided as f64,
+        };
+        let reference = MaskedEvaluator::starting_at(&net, &data, Utility::Accuracy, batch, l)
+            .with_certification(false);
+        let t_reference = time_per_call(min_seconds, || {
+            reference
+                .values_of_masks(&masks)
+                .expect("mask width matches");
+        });
         // The consumer's operation alone: its weights stacked K times over the shared input.
         let features = net.activations_at(&data.inputs, l);
         let variables = net.named_variables();
@@ -405,6 +422,8 @@ pub fn alexnet_layers(
             evaluations_per_second,
             gflops: evaluations_per_second * examples as f64 * flops_per_pair / 1e9,
             op_gflops: op_flops / t_op / 1e9,
+            reference_per_second: batch as f64 / t_reference,
+            recomputed,
         });
     }
     Ok(rates)

@@ -166,6 +166,86 @@ impl Layer for Conv {
         }
     }
 
+    fn certifiable(&self) -> bool {
+        true
+    }
+
+    /// Values by libtorch's convolution (oneDNN), the bound by
+    /// [`crate::certify::conv_product_error`] (with a pending mask, the `K` masked banks
+    /// stacked as in [`Layer::forward_coalitions`], and the unmasked bound serving each:
+    /// masking only removes terms); ReLU settles as a dense layer's does, and max-pooling
+    /// moves a value by at most the largest bound in its window, so the bound pools as the
+    /// values do.
+    fn forward_certified(
+        &self,
+        x: Coalitions,
+        error: Coalitions,
+        _shared_bound: Option<&Tensor>,
+    ) -> Option<(Coalitions, Coalitions)> {
+        use crate::certify::{conv_product_error, fast_conv, finish_planes};
+        let (stride, padding) = (self.spec.stride as i64, self.spec.padding as i64);
+        let (o, c, kh, kw) = self.weight.size4().ok()?;
+        if o == 0 || c == 0 {
+            // A bank pruned to nothing computes its bias alone: the reference path runs it.
+            return None;
+        }
+        let pool = self.spec.pool as i64;
+        let finish = |z: Tensor, h: &Tensor, err: &Tensor, stacked: i64| {
+            let raw = conv_product_error(h, err, &self.weight, stride, padding);
+            let (v, b) = finish_planes(z, raw, stacked, self.bias.as_ref(), true);
+            match pool > 1 {
+                true => (v.max_pool2d_default(pool), b.max_pool2d_default(pool)),
+                false => (v, b),
+            }
+        };
+        Some(match (x, error) {
+            (
+                Coalitions::Shared {
+                    h,
+                    pending: Some(m),
+                    k,
+                },
+                Coalitions::Shared { h: err, .. },
+            ) => {
+                let e = h.size()[0];
+                let weight =
+                    (self.weight.unsqueeze(0) * m.view([k, 1, c, 1, 1])).view([k * o, c, kh, kw]);
+                let z = fast_conv(&h, &weight, stride, padding);
+                let (v, b) = finish(z, &h, &err, k);
+                let (side_h, side_w) = (v.size()[2], v.size()[3]);
+                let each = |t: Tensor| Coalitions::Each {
+                    h: t.view([e * k, o, side_h, side_w]),
+                    e,
+                    k,
+                    rows: false,
+                };
+                (each(v), each(b))
+            }
+            (
+                Coalitions::Shared {
+                    h,
+                    pending: None,
+                    k,
+                },
+                Coalitions::Shared { h: err, .. },
+            ) => {
+                let (v, b) = finish(fast_conv(&h, &self.weight, stride, padding), &h, &err, 1);
+                let shared = |h| Coalitions::Shared {
+                    h,
+                    pending: None,
+                    k,
+                };
+                (shared(v), shared(b))
+            }
+            (Coalitions::Each { h, e, k, rows }, Coalitions::Each { h: err, .. }) => {
+                let (v, b) = finish(fast_conv(&h, &self.weight, stride, padding), &h, &err, 1);
+                let each = |h| Coalitions::Each { h, e, k, rows };
+                (each(v), each(b))
+            }
+            _ => return None,
+        })
+    }
+
     /// Square maps of its input channels, large enough for a kernel and a pooling window.
     fn takes(&self, input: &[i64]) -> bool {
         let s = &self.spec;

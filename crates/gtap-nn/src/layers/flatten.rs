@@ -39,6 +39,20 @@ impl Layer for Flatten {
         }
     }
 
+    fn certifiable(&self) -> bool {
+        true
+    }
+
+    /// Reshaping moves values and their bounds alike.
+    fn forward_certified(
+        &self,
+        x: Coalitions,
+        error: Coalitions,
+        _shared_bound: Option<&Tensor>,
+    ) -> Option<(Coalitions, Coalitions)> {
+        Some((self.forward_coalitions(x), self.forward_coalitions(error)))
+    }
+
     fn output_shape(&self, input: &[i64]) -> Vec<i64> {
         vec![input.iter().product()]
     }

@@ -86,12 +86,12 @@ fn lenet5_is_certified_from_its_pooled_positions_on() {
     assert_eq!(fast, values(&net, &data, &masks, false).0);
 }
 
-#[test]
-fn layers_without_a_bound_run_the_reference_path() {
-    // AlexNet's suffix has convolutions: no bound yet, so nothing is certified.
-    let data = gtap_nn::with_torch_rng(12, || TensorData {
-        inputs: Tensor::randn([8, 3 * 64 * 64], (Kind::Float, Device::Cpu)),
-        labels: Tensor::randint(10, [8], (Kind::Int64, Device::Cpu)),
+/// An eighth-width AlexNet (players from conv1's channels on: its suffix is convolutions,
+/// then dense layers) and random 64×64 images.
+fn small_alexnet(examples: i64, seed: u64) -> (Network, TensorData) {
+    let data = gtap_nn::with_torch_rng(seed, || TensorData {
+        inputs: Tensor::randn([examples, 3 * 64 * 64], (Kind::Float, Device::Cpu)),
+        labels: Tensor::randint(10, [examples], (Kind::Int64, Device::Cpu)),
     });
     let net = Network::with_widths(
         Arch::Alexnet,
@@ -101,6 +101,61 @@ fn layers_without_a_bound_run_the_reference_path() {
         5,
     )
     .unwrap();
+    (net, data)
+}
+
+#[test]
+fn alexnet_is_certified_through_its_convolutions() {
+    let (net, data) = small_alexnet(12, 12);
+    let masks = sweep_masks(4, net.num_players() as i64, 4);
+    let reference = values(&net, &data, &masks, false).0;
+    let (fast, counts) = values(&net, &data, &masks, true);
+    assert_eq!(counts.0, 12 * 4, "every pair decided");
+    assert_eq!(fast, reference);
+    // Sharper logits: pairs settled by the bound, the same values.
+    scale(&net, "fc3.weight", 50.0);
+    let reference = values(&net, &data, &masks, false).0;
+    let (fast, (decided, recomputed)) = values(&net, &data, &masks, true);
+    assert_eq!(fast, reference);
+    assert!(recomputed < decided, "{recomputed} of {decided} recomputed");
+    // MCUE's trials: example j under mask j.
+    let _g = tch::no_grad_guard();
+    let head = net.masked_suffix(0);
+    let features = net.prefix(&data.inputs);
+    let pairs = masks.repeat([3, 1]);
+    assert_eq!(
+        head.paired_correct(&features, &pairs, &data.labels)
+            .unwrap(),
+        reference_answers(&head, &features, &pairs, &data.labels)
+    );
+}
+
+#[test]
+fn a_bound_too_loose_hands_the_game_to_the_reference_path() {
+    // conv1's game: seven layers behind the gate, a bound far above the logits' scale, so
+    // the first call recomputes most pairs and the later ones run the reference alone.
+    let (net, data) = small_alexnet(300, 13);
+    let masks = sweep_masks(4, net.num_players() as i64, 5);
+    let ev = MaskedEvaluator::new(&net, &data, Utility::Accuracy, 64);
+    let first = ev.values_of_masks(&masks).unwrap();
+    let (decided, recomputed) = ev.certification();
+    assert_eq!(decided, 1200);
+    assert!(recomputed * 2 > decided, "{recomputed} of {decided}");
+    let second = ev.values_of_masks(&masks).unwrap();
+    assert_eq!(
+        ev.certification(),
+        (decided, recomputed),
+        "the reference ran alone"
+    );
+    assert_eq!(first, second);
+    assert_eq!(first, values(&net, &data, &masks, false).0);
+}
+
+#[test]
+fn layers_without_a_bound_run_the_reference_path() {
+    // The ViT's suffix has attention and layer norm: no bound yet, so nothing is certified.
+    let data = synthetic(8, 12);
+    let net = Network::new(Arch::Vit, Device::Cpu, 5);
     let masks = sweep_masks(3, net.num_players() as i64, 4);
     let (fast, counts) = values(&net, &data, &masks, true);
     assert_eq!(counts, (0, 0));
