@@ -20,6 +20,8 @@ pub struct MaskedSuffix {
     players: Vec<PlayerLayer>,
     /// The player layer whose gate the suffix starts at.
     start: usize,
+    /// Pairs its certified paired path decided and handed back, shared by its handles.
+    paired_record: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
 }
 
 impl MaskedSuffix {
@@ -34,6 +36,7 @@ impl MaskedSuffix {
             shapes,
             players,
             start,
+            paired_record: Default::default(),
         }
     }
 
@@ -44,6 +47,7 @@ impl MaskedSuffix {
             shapes: self.shapes.clone(),
             players: self.players.clone(),
             start: self.start,
+            paired_record: self.paired_record.clone(),
         }
     }
 
@@ -149,6 +153,14 @@ impl MaskedSuffix {
         Ok(h)
     }
 
+    /// (pairs decided, pairs handed back to the reference) by [`MaskedSuffix::paired_correct`]'s
+    /// certified path so far, over every handle on this suffix.
+    pub fn paired_certification(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let [decided, handed_back] = &*self.paired_record;
+        (decided.load(Relaxed), handed_back.load(Relaxed))
+    }
+
     /// Per pair (row `j` of `features` under mask row `j`, label `labels[j]`): whether the
     /// argmax is the label (MCUE's correctness trials). The reference path's answers; computed
     /// by the certified path ([`crate::certify`]) where it applies, the pairs its bound leaves
@@ -169,7 +181,13 @@ impl MaskedSuffix {
                     .to_device(tch::Device::Cpu),
             )?)
         };
-        let certified = crate::certify::applies_to(features)
+        // As an evaluator does: once the bound has handed most pairs back (a deep suffix),
+        // the reference runs alone (the same answers either way).
+        use std::sync::atomic::Ordering::Relaxed;
+        let [decided, handed_back] = &*self.paired_record;
+        let loose =
+            decided.load(Relaxed) >= 1_000 && handed_back.load(Relaxed) * 2 > decided.load(Relaxed);
+        let certified = (!loose && crate::certify::applies_to(features))
             .then(|| self.certified_paired_logits(features, masks))
             .flatten();
         let Some((logits, bound)) = certified else {
@@ -180,6 +198,8 @@ impl MaskedSuffix {
         let open: Vec<i64> = (0..correct.len() as i64)
             .filter(|&p| !decisions.certain[p as usize])
             .collect();
+        decided.fetch_add(correct.len() as u64, Relaxed);
+        handed_back.fetch_add(open.len() as u64, Relaxed);
         if !open.is_empty() {
             let rows = Tensor::from_slice(&open);
             let answers = reference(

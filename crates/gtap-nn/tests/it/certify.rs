@@ -149,6 +149,32 @@ fn a_bound_too_loose_hands_the_game_to_the_reference_path() {
     );
     assert_eq!(first, second);
     assert_eq!(first, values(&net, &data, &masks, false).0);
+    // MCUE's trials likewise.
+    let _g = tch::no_grad_guard();
+    let head = net.masked_suffix(0);
+    let features = net.prefix(&data.inputs);
+    let pairs = masks.repeat([75, 1]);
+    let expected = reference_answers(&head, &features, &pairs, &data.labels);
+    assert_eq!(
+        head.paired_correct(&features, &pairs, &data.labels)
+            .unwrap(),
+        expected
+    );
+    let (decided, handed_back) = head.paired_certification();
+    assert_eq!(decided, 300);
+    assert!(handed_back * 2 > decided, "{handed_back} of {decided}");
+    let again = head.shallow_clone();
+    for _ in 0..4 {
+        assert_eq!(
+            again
+                .paired_correct(&features, &pairs, &data.labels)
+                .unwrap(),
+            expected
+        );
+    }
+    // Four calls of 300 pairs judged on the first 1,200: the fifth ran the reference alone.
+    let counts = head.paired_certification();
+    assert_eq!(counts.0, 1200, "{counts:?}");
 }
 
 #[test]
