@@ -302,7 +302,7 @@ pub(crate) fn mask_rows(mut h: Tensor, mut error: Tensor, m: &Tensor) -> (Tensor
 
 /// The values of a contiguous float32 CPU tensor.
 #[allow(unsafe_code)]
-fn values(t: &Tensor) -> &[f32] {
+pub(crate) fn values(t: &Tensor) -> &[f32] {
     check_values(t);
     let n = t.numel();
     if n == 0 {
@@ -317,7 +317,7 @@ fn values(t: &Tensor) -> &[f32] {
 /// The values of a contiguous float32 CPU tensor the caller has just created (no other
 /// handle reads or writes them while the slice lives).
 #[allow(unsafe_code)]
-fn values_mut(t: &mut Tensor) -> &mut [f32] {
+pub(crate) fn values_mut(t: &mut Tensor) -> &mut [f32] {
     check_values(t);
     let n = t.numel();
     if n == 0 {

@@ -62,7 +62,6 @@ enum Layout {
 
 /// The product of `a` (`m × k`) and `b` (`layout`), rows over `threads` threads. Lengths are
 /// checked by the callers.
-#[allow(unsafe_code)]
 fn product(
     a: &[f32],
     b: &[f32],
@@ -72,51 +71,72 @@ fn product(
     layout: Layout,
     threads: usize,
 ) -> Vec<f32> {
+    let mut c = vec![0f32; m * n];
+    product_into(a, b, &mut c, (m, k, n), layout, threads);
+    c
+}
+
+/// [`product`] into `c` (`m × n`, row-major). One thread runs on the caller's (a dense layer
+/// of the reference path runs this for every step of every walk: a thread start each time
+/// cost more than the product at small `m`).
+#[allow(unsafe_code)]
+fn product_into(
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    (m, k, n): (usize, usize, usize),
+    layout: Layout,
+    threads: usize,
+) {
     assert!(
-        a.len() == m * k && b.len() == k * n,
+        a.len() == m * k && b.len() == k * n && c.len() == m * n,
         "checked by the callers"
     );
-    let mut c = vec![0f32; m * n];
     if m == 0 || n == 0 {
-        return c;
+        return;
     }
     let (rsb, csb) = match layout {
         Layout::RowMajor => (n as isize, 1),
         Layout::Transposed => (1, k as isize),
     };
+    let rows_of = |a_part: &[f32], c_part: &mut [f32]| {
+        let rows = c_part.len() / n;
+        // The one unsafe call in gtap-nn's products: matrixmultiply has no safe entry point.
+        // SAFETY: the pointers and strides describe a `rows × k` row-major buffer, a `k × n`
+        // operand of `k·n` values (row-major, or the transpose of a row-major `n × k`) and a
+        // `rows × n` row-major output, of exactly those lengths (asserted above and by the
+        // split below), and `c_part` is borrowed mutably here alone.
+        unsafe {
+            matrixmultiply::sgemm(
+                rows,
+                k,
+                n,
+                1.0,
+                a_part.as_ptr(),
+                k as isize,
+                1,
+                b.as_ptr(),
+                rsb,
+                csb,
+                0.0,
+                c_part.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+    };
     let rows_per = m.div_ceil(threads.max(1));
+    if rows_per >= m {
+        rows_of(a, c);
+        return;
+    }
     std::thread::scope(|scope| {
         for (i, c_part) in c.chunks_mut(rows_per * n).enumerate() {
             let rows = c_part.len() / n;
             let a_part = &a[i * rows_per * k..(i * rows_per + rows) * k];
-            scope.spawn(move || {
-                // The one unsafe call in gtap-nn: matrixmultiply has no safe entry point.
-                // SAFETY: the pointers and strides describe a `rows × k` row-major buffer, a
-                // `k × n` operand of `k·n` values (row-major, or the transpose of a row-major
-                // `n × k`) and a `rows × n` row-major output, of exactly those lengths
-                // (asserted above), and `c_part` is borrowed mutably by this thread alone.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        rows,
-                        k,
-                        n,
-                        1.0,
-                        a_part.as_ptr(),
-                        k as isize,
-                        1,
-                        b.as_ptr(),
-                        rsb,
-                        csb,
-                        0.0,
-                        c_part.as_mut_ptr(),
-                        n as isize,
-                        1,
-                    );
-                }
-            });
+            scope.spawn(move || rows_of(a_part, c_part));
         }
     });
-    c
 }
 
 fn values(t: &Tensor) -> Result<Vec<f32>, NnError> {
@@ -161,6 +181,22 @@ pub fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor, NnError> {
     }
     let (k, n) = (inputs as usize, sw[0] as usize);
     let m = sx[..sx.len() - 1].iter().product::<i64>() as usize;
+    let mut shape = sx.clone();
+    *shape.last_mut().expect("not empty") = sw[0];
+    if x.device() == Device::Cpu && x.kind() == Kind::Float && weight.kind() == Kind::Float {
+        // Straight from and into the tensors' buffers: no copies on the hot path.
+        let (x, weight) = (x.f_contiguous()?, weight.f_contiguous()?);
+        let mut c = Tensor::f_zeros(shape.as_slice(), (Kind::Float, Device::Cpu))?;
+        product_into(
+            crate::certify::values(&x),
+            crate::certify::values(&weight),
+            crate::certify::values_mut(&mut c),
+            (m, k, n),
+            Layout::Transposed,
+            1,
+        );
+        return Ok(c);
+    }
     let c = product(
         &values(x)?,
         &values(weight)?,
@@ -170,8 +206,6 @@ pub fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor, NnError> {
         Layout::Transposed,
         1,
     );
-    let mut shape = sx.clone();
-    *shape.last_mut().expect("not empty") = sw[0];
     Ok(Tensor::f_from_slice(&c)?
         .f_view(shape.as_slice())?
         .f_to_device(x.device())?)
