@@ -26,18 +26,9 @@ pub fn evaluate_gated(net: &Network, data: &TensorData, gates: &Tensor) -> Evalu
 fn evaluate_with(net: &Network, data: &TensorData, gates: Option<&Tensor>) -> Evaluation {
     crate::numerics::current();
     let n = data.len();
-    let chunk = 2_000;
-    let work: Vec<_> = (0..n)
-        .step_by(chunk)
-        .map(|start| {
-            let len = chunk.min(n - start) as i64;
-            (
-                net.shallow_clone(),
-                data.inputs.narrow(0, start as i64, len),
-                data.labels.narrow(0, start as i64, len),
-                gates.map(|g| g.detach()),
-            )
-        })
+    let work: Vec<_> = chunks_of(net, data, 2_000)
+        .into_iter()
+        .map(|(net, xs, ys)| (net, xs, ys, gates.map(|g| g.detach())))
         .collect();
     let parts = crate::numerics::map_in_parallel(work, |(net, xs, ys, gates)| {
         let _guard = tch::no_grad_guard();
@@ -75,17 +66,7 @@ pub fn accuracy(net: &Network, data: &TensorData) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
-    let work: Vec<_> = (0..n)
-        .step_by(ACCURACY_CHUNK)
-        .map(|start| {
-            let len = ACCURACY_CHUNK.min(n - start) as i64;
-            (
-                net.shallow_clone(),
-                data.inputs.narrow(0, start as i64, len),
-                data.labels.narrow(0, start as i64, len),
-            )
-        })
-        .collect();
+    let work = chunks_of(net, data, ACCURACY_CHUNK);
     let correct: i64 = crate::numerics::map_in_parallel(work, |(net, xs, ys)| {
         let _guard = tch::no_grad_guard();
         net.forward(&xs)
@@ -97,6 +78,23 @@ pub fn accuracy(net: &Network, data: &TensorData) -> f64 {
     .into_iter()
     .sum();
     correct as f64 / n as f64
+}
+
+/// `data` in consecutive chunks of `size` examples (the last one shorter), each with a handle
+/// on the network for another thread.
+fn chunks_of(net: &Network, data: &TensorData, size: usize) -> Vec<(Network, Tensor, Tensor)> {
+    let n = data.len();
+    (0..n)
+        .step_by(size.max(1))
+        .map(|start| {
+            let len = size.min(n - start) as i64;
+            (
+                net.shallow_clone(),
+                data.inputs.narrow(0, start as i64, len),
+                data.labels.narrow(0, start as i64, len),
+            )
+        })
+        .collect()
 }
 
 /// Examples per chunk of [`accuracy`].

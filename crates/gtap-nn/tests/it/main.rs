@@ -474,3 +474,15 @@ fn player_layers_are_known_from_the_architecture_alone() {
         assert_eq!(arch.player_layers(narrow), built, "{arch}");
     }
 }
+
+#[test]
+fn accuracy_counts_what_evaluate_counts() {
+    // Chunks of 256 against evaluate's 2,000: the same count (601 examples: a short last chunk).
+    let data = synthetic(601, 31);
+    for arch in [Arch::Lenet5, Arch::Lenet300100] {
+        let net = Network::new(arch, Device::Cpu, 2);
+        let accuracy = gtap_nn::accuracy(&net, &data);
+        assert_eq!(accuracy, gtap_nn::evaluate(&net, &data).accuracy, "{arch}");
+        assert!(accuracy > 0.0 && accuracy < 1.0, "{arch}: {accuracy}");
+    }
+}
