@@ -303,10 +303,15 @@ thread_local! {
 /// (`TrainConfig::micro_batches` ≥ 2), whose bytes are new anyway. Elsewhere the original
 /// `col2im` gradient keeps trained checkpoints' bytes.
 pub(crate) fn with_strided_gradients<R>(f: impl FnOnce() -> R) -> R {
-    let before = STRIDED_GRADIENTS.with(|s| s.replace(true));
-    let out = f();
-    STRIDED_GRADIENTS.with(|s| s.set(before));
-    out
+    /// Restores the thread's setting however `f` ends (the pool's threads outlive a panic).
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STRIDED_GRADIENTS.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(STRIDED_GRADIENTS.with(|s| s.replace(true)));
+    f()
 }
 
 /// Max-pooling over `k`×`k` windows at stride `k` (no padding; a partial window at the edge

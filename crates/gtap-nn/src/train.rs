@@ -186,7 +186,7 @@ pub fn train(
             let pass = Pass::Train {
                 dropout: cfg.dropout,
             };
-            loss_sum += micro_batches.step(net, &mut opt, &pass, &inputs, &batch.labels);
+            loss_sum += micro_batches.step(net, &mut opt, &pass, &inputs, &batch.labels)?;
             batches += 1;
             on_step();
         }
@@ -229,7 +229,7 @@ pub fn retrain(
         for chunk in epoch_order(train.len(), seed, epoch).chunks(cfg.batch_size) {
             let index = Tensor::from_slice(chunk).to_device(net.device());
             let batch = train.select(&index);
-            micro_batches.step(net, &mut opt, &pass, &batch.inputs, &batch.labels);
+            micro_batches.step(net, &mut opt, &pass, &batch.inputs, &batch.labels)?;
             on_step();
         }
     }
@@ -295,11 +295,11 @@ impl MicroBatches {
         pass: &Pass,
         xs: &Tensor,
         ys: &Tensor,
-    ) -> f64 {
+    ) -> Result<f64, NnError> {
         if self.0 == 1 {
             let loss = pass.logits(net, xs).cross_entropy_for_logits(ys);
             opt.backward_step(&loss);
-            return loss.to_kind(Kind::Double).double_value(&[]);
+            return Ok(loss.to_kind(Kind::Double).double_value(&[]));
         }
         let b = xs.size()[0];
         let parts = (self.0 as i64).min(b);
@@ -330,19 +330,20 @@ impl MicroBatches {
                         -100,
                         0.0,
                     ) / b as f64;
-                    let grads = Tensor::run_backward(&[&loss], &variables, false, false);
-                    (loss.to_kind(Kind::Double).double_value(&[]), grads)
+                    let grads = Tensor::f_run_backward(&[&loss], &variables, false, false)?;
+                    Ok::<_, NnError>((loss.to_kind(Kind::Double).double_value(&[]), grads))
                 })
             };
         let done = if pass.draws() {
-            work.into_iter().map(gradients).collect()
+            work.into_iter().map(gradients).collect::<Vec<_>>()
         } else {
             crate::numerics::map_in_parallel(work, gradients)
         };
         // Gradients added in part order; a variable no part reached has none.
         let mut loss = 0.0;
         let mut total: Vec<Option<Tensor>> = variables.iter().map(|_| None).collect();
-        for (part_loss, grads) in done {
+        for part in done {
+            let (part_loss, grads) = part?;
             loss += part_loss;
             for (sum, g) in total.iter_mut().zip(grads) {
                 if g.defined() {
@@ -363,7 +364,7 @@ impl MicroBatches {
         if let Some(surrogate) = surrogate {
             opt.backward_step(&surrogate);
         }
-        loss
+        Ok(loss)
     }
 }
 
