@@ -50,7 +50,7 @@ impl Layer for Flatten {
         error: Coalitions,
         _shared_bound: Option<&Tensor>,
     ) -> Option<(Coalitions, Coalitions)> {
-        Some((self.forward_coalitions(x), self.forward_coalitions(error)))
+        super::moved_alike(self, x, error)
     }
 
     fn output_shape(&self, input: &[i64]) -> Vec<i64> {

@@ -230,6 +230,16 @@ pub(crate) fn feature_mask(m: &Tensor, size: &[i64]) -> Tensor {
     m.view(shape.as_slice())
 }
 
+/// [`Layer::forward_certified`] of a layer that only moves values (a reshape, a selection):
+/// the bound moves with them.
+fn moved_alike(
+    layer: &dyn Layer,
+    x: Coalitions,
+    error: Coalitions,
+) -> Option<(Coalitions, Coalitions)> {
+    Some((layer.forward_coalitions(x), layer.forward_coalitions(error)))
+}
+
 /// What every layer kind provides. Layers own shallow handles on tensors of the network's
 /// `VarStore` (no copy), so a suffix can move to another thread.
 pub(crate) trait Layer: Send + std::fmt::Debug {

@@ -62,7 +62,7 @@ impl Layer for Select {
         error: Coalitions,
         _shared_bound: Option<&Tensor>,
     ) -> Option<(Coalitions, Coalitions)> {
-        Some((self.forward_coalitions(x), self.forward_coalitions(error)))
+        super::moved_alike(self, x, error)
     }
 
     fn takes(&self, input: &[i64]) -> bool {
