@@ -63,6 +63,26 @@ pub enum GameError {
         /// The requested pool size.
         samples: usize,
     },
+    /// The control-variate estimator's stars do not fit its folds or its coalitions.
+    #[error(
+        "the control-variate estimator needs 2 <= folds, 2 x folds <= stars <= samples \
+         (each fold at least 2 stars, the stars among the predicted coalitions); got \
+         stars = {stars}, folds = {folds}, samples = {samples}"
+    )]
+    InvalidStars {
+        /// Coalitions with exact contributions.
+        stars: usize,
+        /// Cross-fitting folds.
+        folds: usize,
+        /// Coalitions with predicted contributions.
+        samples: usize,
+    },
+    /// The control-variate estimator on a game without predictions.
+    #[error(
+        "the control-variate estimator needs a game that predicts marginal contributions \
+         (a network's gate gradients); this game does not"
+    )]
+    NoPredictions,
     /// The adaptive separation was configured inconsistently.
     #[error("adaptive separation: {0}")]
     InvalidSeparation(String),

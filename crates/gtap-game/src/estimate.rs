@@ -94,6 +94,24 @@ pub enum Estimator {
     /// ([`Game::incremental`]). Samples of one player are independent across sweeps (the
     /// standard error is theirs); players of one sweep are correlated.
     Sweep,
+    /// Banzhaf-type only, for games that predict marginal contributions
+    /// ([`Game::predicts_marginals`]; a network: one backward pass through its gates):
+    /// `samples` coalitions C ~ R_d over the free players each get every free player's
+    /// predicted contribution p_i(C); the first `stars` of them also the exact ones,
+    /// Δ_i(C) = ν(C ∪ {i}) − ν(C \ {i}), from a star (C, then each free player toggled
+    /// alone: f + 1 evaluations, a walk). The prediction is a control variate
+    /// (multi-fidelity Monte Carlo): per player, the mean of Δ − c·p over the stars plus c
+    /// times the mean of p over every coalition, with c fitted per player group
+    /// ([`Game::player_groups`]) on the other folds of the stars (cross-fitting), so the
+    /// estimate is **unbiased** whatever the prediction; its variance is that of Δ − c·p
+    /// where the prediction explains Δ. The standard error counts both means and their
+    /// shared coalitions. Needs `2 ≤ folds`, `2·folds ≤ stars ≤ samples`.
+    ControlVariate {
+        /// Coalitions (the first of the `samples`) whose exact contributions are evaluated.
+        stars: usize,
+        /// Parts of the stars for cross-fitting, at least 2; each needs at least 2 stars.
+        folds: usize,
+    },
     /// Every coalition of the free players (2^f evaluations, f ≤ [`crate::MAX_EXACT_FREE`]):
     /// the index itself, any index, standard error 0; `samples` is not used.
     Exact,
@@ -108,6 +126,7 @@ impl Estimator {
             Estimator::SharedRegression => "SharedRegression",
             Estimator::SharedCrossFit { .. } => "SharedCrossFit",
             Estimator::Sweep => "Sweep",
+            Estimator::ControlVariate { .. } => "ControlVariate",
             Estimator::Exact => "Exact",
         }
     }
@@ -120,7 +139,8 @@ pub struct EstimateConfig {
     pub index: IndexKind,
     /// The sampling scheme; must suit `index`.
     pub estimator: Estimator,
-    /// Permutations (Permutation), k per player (Paired), pool size (Shared), sweeps (Sweep).
+    /// Permutations (Permutation), k per player (Paired), pool size (Shared), sweeps (Sweep),
+    /// predicted coalitions (ControlVariate).
     pub samples: usize,
     /// Seed of every random stream; sample j draws from its own stream of this seed.
     pub seed: u64,
@@ -193,6 +213,9 @@ pub fn evaluations(
             Some(d),
         ) => s.pooled_values(d, part, progress),
         (Estimator::Sweep, Some(d)) => s.sweep_values(d, part, progress),
+        (Estimator::ControlVariate { stars, .. }, Some(d)) => {
+            s.control_values(d, stars, part, progress)
+        }
         _ => unreachable!("checked"),
     })
 }
@@ -216,6 +239,7 @@ pub fn estimate_from_evaluations(
         Estimator::Permutation { antithetic: false } | Estimator::Sweep => k * (f + 1),
         Estimator::Paired => 2 * f * k,
         Estimator::Shared | Estimator::SharedRegression | Estimator::SharedCrossFit { .. } => k,
+        Estimator::ControlVariate { stars, .. } => stars * (f + 1) + k * f,
         Estimator::Exact => 1 << f,
     };
     if values.len() != expected {
@@ -232,6 +256,9 @@ pub fn estimate_from_evaluations(
         (Estimator::SharedRegression, Some(d)) => s.shared_regression(d, values),
         (Estimator::SharedCrossFit { folds }, Some(d)) => s.shared_cross_fit(d, folds, values),
         (Estimator::Sweep, Some(d)) => s.sweep(d, values),
+        (Estimator::ControlVariate { stars, folds }, Some(d)) => {
+            s.control_variate(d, stars, folds, values)
+        }
         _ => unreachable!("checked"),
     })
 }
@@ -255,7 +282,8 @@ fn check(
             | Estimator::Shared
             | Estimator::SharedRegression
             | Estimator::SharedCrossFit { .. }
-            | Estimator::Sweep,
+            | Estimator::Sweep
+            | Estimator::ControlVariate { .. },
             None,
         ) => return Err(incompatible("Permutation")),
         _ => {}
@@ -285,6 +313,18 @@ fn check(
                 folds,
                 samples: cfg.samples,
             });
+        }
+    }
+    if let Estimator::ControlVariate { stars, folds } = cfg.estimator {
+        if folds < 2 || stars < 2 * folds || stars > cfg.samples {
+            return Err(GameError::InvalidStars {
+                stars,
+                folds,
+                samples: cfg.samples,
+            });
+        }
+        if !game.predicts_marginals() {
+            return Err(GameError::NoPredictions);
         }
     }
     let resolved = constraints.resolve(game.num_players())?;

@@ -37,6 +37,23 @@ pub trait Game: Sync {
         false
     }
 
+    /// Whether [`Game::predicted_marginals`] predicts: the games whose value is a network
+    /// that can be differentiated through its units' gates.
+    fn predicts_marginals(&self) -> bool {
+        false
+    }
+
+    /// For each coalition C, a prediction of every player's marginal contribution
+    /// ν(C ∪ {i}) − ν(C \ {i}), coalition-major (`num_players` values per coalition), from
+    /// something cheaper than evaluating the toggles (a network: one backward pass through its
+    /// gates, the first-order change of each example's score). The control-variate estimator
+    /// ([`crate::Estimator::ControlVariate`]) needs no accuracy from it to stay unbiased, only
+    /// correlation to gain. Games that do not predict ([`Game::predicts_marginals`]) leave
+    /// `out` as it is.
+    fn predicted_marginals(&self, coalitions: &[Coalition], out: &mut [f64]) {
+        let _ = (coalitions, out);
+    }
+
     /// Whether several `values` calls may run concurrently on rayon threads. Cheap pure-Rust
     /// games say true; a network game that is already multi-threaded inside says false.
     fn parallel(&self) -> bool {

@@ -113,4 +113,22 @@ impl Game for LogisticGame {
     fn player_groups(&self) -> Option<Vec<usize>> {
         self.groups.clone()
     }
+
+    fn predicts_marginals(&self) -> bool {
+        true
+    }
+
+    /// The first-order change: ∂ν/∂m_i at C's gates, σ'(z)·w_i/temperature (exact for small
+    /// weights, a poor guess where one player crosses the threshold).
+    fn predicted_marginals(&self, coalitions: &[Coalition], out: &mut [f64]) {
+        let n = self.weights.len();
+        for (c, row) in coalitions.iter().zip(out.chunks_mut(n.max(1))) {
+            let total: f64 = c.iter().map(|i| self.weights[i]).sum();
+            let v = 1.0 / (1.0 + (-(total - self.threshold) / self.temperature).exp());
+            let slope = v * (1.0 - v) / self.temperature;
+            for (o, w) in row.iter_mut().zip(&self.weights) {
+                *o = slope * w;
+            }
+        }
+    }
 }

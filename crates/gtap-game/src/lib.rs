@@ -41,6 +41,7 @@
 mod adaptive;
 mod coalition;
 mod constraints;
+mod control;
 mod crossfit;
 mod error;
 mod estimate;

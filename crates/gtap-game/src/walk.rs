@@ -62,8 +62,23 @@ pub(crate) fn evaluate_walks<B>(
 where
     B: Fn(Range<usize>, &mut Vec<Walk>) + Sync,
 {
+    let units = part.units(total, game.batch_size().max(1));
+    evaluate_walk_units(game, units, per, build, progress)
+}
+
+/// [`evaluate_walks`] of the walks `units` (starting at a multiple of the game's batch size,
+/// so that every call gets the same walks whatever the parts).
+pub(crate) fn evaluate_walk_units<B>(
+    game: &dyn Game,
+    units: Range<usize>,
+    per: usize,
+    build: B,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Vec<f64>
+where
+    B: Fn(Range<usize>, &mut Vec<Walk>) + Sync,
+{
     let walks_per_call = game.batch_size().max(1);
-    let units = part.units(total, walks_per_call);
     let mut vals = vec![f64::NAN; units.len() * per];
     let run = |(b, out): (usize, &mut [f64])| {
         let start = units.start + b * walks_per_call;

@@ -4,6 +4,7 @@ mod adaptive;
 mod axioms;
 mod common;
 mod constraints;
+mod control;
 mod crossfit;
 mod determinism;
 mod errors;
