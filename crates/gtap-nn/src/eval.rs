@@ -541,4 +541,68 @@ impl Game for MaskedEvaluator {
         // libtorch already uses every core inside one batch.
         false
     }
+
+    fn predicts_marginals(&self) -> bool {
+        true
+    }
+
+    /// One backward pass through the gates per coalition ([`crate::linearise`]).
+    fn predicted_marginals(&self, coalitions: &[Coalition], out: &mut [f64]) {
+        out.copy_from_slice(
+            &self
+                .predicted_marginals_of(coalitions)
+                .expect("mask width matches the network"),
+        );
+    }
+}
+
+impl MaskedEvaluator {
+    /// Each player's predicted marginal contribution at each coalition, coalition-major
+    /// ([`crate::linearise`]): the mean over the examples of the linearised change of the
+    /// utility when the player alone is toggled. Examples in chunks side by side, summed in
+    /// chunk order.
+    pub fn predicted_marginals_of(&self, coalitions: &[Coalition]) -> Result<Vec<f64>, NnError> {
+        crate::numerics::current();
+        let players = self.players;
+        let mut rows = vec![0f32; coalitions.len() * players];
+        for (coalition, row) in coalitions.iter().zip(rows.chunks_mut(players)) {
+            coalition.write_mask(row);
+        }
+        let state = self.lock();
+        let masks = Network::mask_tensor(&rows, players, state.features.device());
+        let e = state.features.size()[0];
+        let work: Vec<_> = self
+            .example_chunks(&state, 1)
+            .into_iter()
+            .map(|chunk| (chunk, masks.shallow_clone()))
+            .collect();
+        let utility = self.utility;
+        let parts = crate::numerics::map_in_parallel(work, |(chunk, masks)| {
+            crate::linearise::predicted_totals(
+                &chunk.head,
+                &chunk.features,
+                &chunk.labels,
+                &masks,
+                utility,
+            )
+        });
+        let mut total: Option<Tensor> = None;
+        for part in parts {
+            let part = part?;
+            total = Some(match total {
+                Some(t) => t + part,
+                None => part,
+            });
+        }
+        let total = match total {
+            Some(t) => t / e as f64,
+            None => Tensor::zeros(
+                [coalitions.len() as i64, players as i64],
+                (Kind::Double, masks.device()),
+            ),
+        };
+        Ok(Vec::<f64>::try_from(
+            total.to_device(tch::Device::Cpu).reshape([-1]),
+        )?)
+    }
 }

@@ -33,6 +33,7 @@ mod export;
 pub mod gemm;
 mod importance;
 mod layers;
+mod linearise;
 mod masked;
 mod model;
 pub mod numerics;

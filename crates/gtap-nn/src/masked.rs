@@ -153,6 +153,31 @@ impl MaskedSuffix {
         Ok(h)
     }
 
+    /// [`MaskedSuffix::paired_logits`] by the layers' training forward (libtorch's kernels,
+    /// differentiable with respect to `masks` and `features`; not the reference's bytes): the
+    /// gate gradients of [`crate::linearise`].
+    pub(crate) fn differentiable_paired_logits(
+        &self,
+        features: &Tensor,
+        masks: &Tensor,
+    ) -> Result<Tensor, NnError> {
+        self.check_masks(masks)?;
+        let mut h = features.shallow_clone();
+        let mut saved = Vec::new();
+        for step in &self.steps {
+            h = match step {
+                Step::Gate(g) => g.paired(&h, &self.gate_mask(g, masks)),
+                Step::Layer(layer) => layer.forward(&h),
+                Step::Save => {
+                    saved.push(h.shallow_clone());
+                    h
+                }
+                Step::Add => saved.pop().expect("a block's start") + h,
+            };
+        }
+        Ok(h)
+    }
+
     /// (pairs decided, pairs handed back to the reference) by [`MaskedSuffix::paired_correct`]'s
     /// certified path so far, over every handle on this suffix.
     pub fn paired_certification(&self) -> (u64, u64) {

@@ -7,6 +7,7 @@ mod export;
 mod gemm;
 mod importance;
 mod layers;
+mod linearise;
 mod micro_batches;
 mod numerics;
 mod retrain;
