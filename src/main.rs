@@ -616,6 +616,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "algorithm 2 (paired, 1 pair per player, incremental): {:.1} coalitions/s",
                 report.algorithm2_evaluations_per_second
             );
+            println!(
+                "predicted marginals (control-variate; one backward pass through the gates per coalition): {:.1} coalitions/s, {:.1}x the time of a full evaluation (prediction_cost)",
+                report.predictions_per_second, report.prediction_cost
+            );
         }
         Command::Bench(Bench::Alexnet {
             width,

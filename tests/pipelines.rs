@@ -23,6 +23,8 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
         // Shares figure-3's stages through the cache: only the retraining runs.
         "figure-3-retrained.toml",
         "estimators.toml",
+        // Shares estimators.toml's model through the cache: only the estimates run.
+        "control-variates.toml",
     ] {
         common::run_shipped(root, &data, pipeline);
     }
@@ -71,6 +73,7 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
     check_figure_3(root);
     check_figure_3_retrained(root);
     check_estimators(root);
+    check_control_variates(root);
     compare_shows_only_the_changed_method(root, &data);
 
     // Same config, fresh cache: every table is the same bytes.
@@ -269,6 +272,41 @@ fn check_estimators(root: &Path) {
             .join(format!("figures/estimators-{game}-ci.png"))
             .exists());
     }
+}
+
+/// The control-variate estimates: their cost counts the stars' incremental evaluations and the
+/// predictions (`prediction_cost` each), and each one's per-layer fit is a correlation.
+fn check_control_variates(root: &Path) {
+    let agreement = table(root, "control-variates", "agreement");
+    // Per game (β_d, Banzhaf): four control-variate estimates and two sweeps.
+    assert_eq!(agreement.height(), 12, "{agreement}");
+    let estimators = strs(&agreement, "estimator");
+    let stages = strs(&agreement, "stage");
+    let evaluations = agreement.column("evaluations").unwrap().u64().unwrap();
+    let cost = f64s(&agreement, "cost");
+    // ci scale: (stars, predicted coalitions) per control-variate stage.
+    let predicted = |stage: &str| match stage {
+        s if s.ends_with("_200") => 20.0,
+        s if s.ends_with("_400") => 30.0,
+        _ => 40.0,
+    };
+    for i in 0..agreement.height() {
+        let stars_part = evaluations.get(i).unwrap() as f64 * 0.33;
+        let want = match estimators[i].starts_with("control-variate") {
+            true => stars_part + 6.1 * predicted(&stages[i]),
+            false => stars_part,
+        };
+        assert!((cost[i] - want).abs() < 1e-9, "row {i}: {agreement}");
+    }
+    let fit = table(root, "control-variates", "linearisation");
+    // Eight control-variate stages, LeNet5's three player layers each.
+    assert_eq!(fit.height(), 8 * 3, "{fit}");
+    assert!(
+        f64s(&fit, "correlation")
+            .iter()
+            .all(|r| (-1.0..=1.0).contains(r)),
+        "{fit}"
+    );
 }
 
 /// Figure 3 again with one method's parameter changed (β_d Top-n: 800 coalitions instead of

@@ -152,24 +152,7 @@ impl Setup<'_> {
         vals: &[f64],
     ) -> Vec<PlayerEstimate> {
         let (f, k) = (self.free.len(), self.samples);
-        let (star_values, predicted) = vals.split_at(stars * (f + 1));
-        // Exact contributions, star-major.
-        let mut exact = vec![0.0; stars * f];
-        for (s, (v, row)) in star_values
-            .chunks_exact(f + 1)
-            .zip(exact.chunks_exact_mut(f))
-            .enumerate()
-        {
-            for ((o, &toggled), member) in
-                row.iter_mut().zip(&v[1..]).zip(self.control_members(s, d))
-            {
-                *o = if member {
-                    v[0] - toggled
-                } else {
-                    toggled - v[0]
-                };
-            }
-        }
+        let (exact, predicted) = self.control_split(d, stars, vals);
         let group_of = self.dense_groups();
         let groups = group_of.iter().max().map_or(0, |g| g + 1);
         let fold_of = |j: usize| stars * j / folds..stars * (j + 1) / folds;
@@ -252,6 +235,64 @@ impl Setup<'_> {
             .collect()
     }
 
+    /// The stars' exact contributions (`stars × f`, star-major) and every coalition's
+    /// predictions (`samples × f`) from [`Setup::control_values`]'s values.
+    fn control_split<'v>(&self, d: f64, stars: usize, vals: &'v [f64]) -> (Vec<f64>, &'v [f64]) {
+        let f = self.free.len();
+        let (star_values, predicted) = vals.split_at(stars * (f + 1));
+        let mut exact = vec![0.0; stars * f];
+        for (s, (v, row)) in star_values
+            .chunks_exact(f + 1)
+            .zip(exact.chunks_exact_mut(f))
+            .enumerate()
+        {
+            let members = self.control_members(s, d);
+            for ((o, &toggled), member) in row.iter_mut().zip(&v[1..]).zip(members) {
+                *o = if member {
+                    v[0] - toggled
+                } else {
+                    toggled - v[0]
+                };
+            }
+        }
+        (exact, predicted)
+    }
+
+    /// Per player group, over the stars: the Pearson correlation of predicted with exact
+    /// contributions (pooled over the group's players, each centred on its own means, as
+    /// the coefficient is fitted) and that coefficient on all stars.
+    pub(crate) fn control_fit(&self, d: f64, stars: usize, vals: &[f64]) -> Vec<GroupFit> {
+        let f = self.free.len();
+        let (exact, predicted) = self.control_split(d, stars, vals);
+        let group_of = self.dense_groups();
+        let labels = self.game.player_groups();
+        let groups = group_of.iter().max().map_or(0, |g| g + 1);
+        let mut sums = vec![(0.0, 0.0, 0.0, 0usize, usize::MAX); groups];
+        for slot in 0..f {
+            let mut m = Moments::default();
+            for s in 0..stars {
+                m.push(exact[s * f + slot], predicted[s * f + slot]);
+            }
+            let (cov, var_p) = m.centred();
+            let var_y = (m.yy - m.y * m.y / m.n.max(1.0)).max(0.0);
+            let g = &mut sums[group_of[slot]];
+            g.0 += cov;
+            g.1 += var_p;
+            g.2 += var_y;
+            g.3 += 1;
+            let label = labels.as_ref().map_or(0, |l| l[self.free[slot]]);
+            g.4 = g.4.min(label);
+        }
+        sums.into_iter()
+            .map(|(cov, var_p, var_y, players, label)| GroupFit {
+                group: if label == usize::MAX { 0 } else { label },
+                players,
+                correlation: cov / (var_p * var_y).sqrt(),
+                coefficient: if var_p > 0.0 { cov / var_p } else { 0.0 },
+            })
+            .collect()
+    }
+
     /// A dense group id per free slot ([`crate::Game::player_groups`]; one group without).
     fn dense_groups(&self) -> Vec<usize> {
         let Some(labels) = self.game.player_groups() else {
@@ -274,7 +315,22 @@ impl Setup<'_> {
     }
 }
 
-/// Sums over one player's stars: n, ΣΔ, Σp, ΣΔp, Σp².
+/// How well one player group's predictions track its exact contributions
+/// ([`crate::control_fit`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupFit {
+    /// The group's label ([`crate::Game::player_groups`]; 0 without groups).
+    pub group: usize,
+    /// Free players in the group.
+    pub players: usize,
+    /// Pearson correlation of predicted with exact contributions over the stars, each
+    /// player centred on its own means; NaN where either does not vary.
+    pub correlation: f64,
+    /// The control-variate coefficient fitted on every star.
+    pub coefficient: f64,
+}
+
+/// Sums over one player's stars: n, ΣΔ, Σp, ΣΔp, Σp², ΣΔ².
 #[derive(Debug, Clone, Copy, Default)]
 struct Moments {
     n: f64,
@@ -282,6 +338,7 @@ struct Moments {
     p: f64,
     yp: f64,
     pp: f64,
+    yy: f64,
 }
 
 impl Moments {
@@ -291,6 +348,7 @@ impl Moments {
         self.p += p;
         self.yp += y * p;
         self.pp += p * p;
+        self.yy += y * y;
     }
 
     fn add(&mut self, o: &Moments) {
@@ -299,6 +357,7 @@ impl Moments {
         self.p += o.p;
         self.yp += o.yp;
         self.pp += o.pp;
+        self.yy += o.yy;
     }
 
     /// Centred sums Σ(Δ − Δ̄)(p − p̄) and Σ(p − p̄)².

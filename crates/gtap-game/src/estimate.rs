@@ -263,6 +263,30 @@ pub fn estimate_from_evaluations(
     })
 }
 
+/// For a [`Estimator::ControlVariate`] estimate's evaluations: per player group, how well the
+/// predictions tracked the exact contributions at the stars ([`crate::GroupFit`]). Empty for
+/// other estimators.
+pub fn control_fit(
+    game: &dyn Game,
+    cfg: &EstimateConfig,
+    constraints: &Constraints,
+    values: &[f64],
+) -> Result<Vec<crate::GroupFit>, GameError> {
+    let (resolved, bias) = check(game, cfg, constraints)?;
+    let s = Setup::new(game, &resolved, cfg);
+    let (Estimator::ControlVariate { stars, .. }, Some(d)) = (cfg.estimator, bias) else {
+        return Ok(Vec::new());
+    };
+    let expected = stars * (s.free.len() + 1) + cfg.samples * s.free.len();
+    if values.len() != expected {
+        return Err(GameError::WrongEvaluationCount {
+            expected,
+            got: values.len(),
+        });
+    }
+    Ok(s.control_fit(d, stars, values))
+}
+
 /// Validates a configuration against a game: the resolved constraints and the index's bias.
 fn check(
     game: &dyn Game,

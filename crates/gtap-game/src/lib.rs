@@ -57,10 +57,11 @@ mod walk;
 pub use adaptive::{separate, Separation, SeparationConfig};
 pub use coalition::Coalition;
 pub use constraints::{Constraints, Resolved};
+pub use control::GroupFit;
 pub use error::GameError;
 pub use estimate::{
-    estimate, estimate_from_evaluations, evaluations, EstimateConfig, Estimator, IndexKind,
-    PlayerEstimate, MAX_SAMPLES,
+    control_fit, estimate, estimate_from_evaluations, evaluations, EstimateConfig, Estimator,
+    IndexKind, PlayerEstimate, MAX_SAMPLES,
 };
 pub use eval::Part;
 pub use exact::{exact, MAX_EXACT_FREE};

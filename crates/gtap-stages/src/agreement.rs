@@ -38,6 +38,16 @@ pub struct EstimatorAgreementParams {
     /// machine-dependent number stated in the pipeline file, so the tables stay deterministic.
     #[serde(default = "one")]
     pub incremental_cost: f64,
+    /// Time of one predicted coalition of `control-variate` (a backward pass through the
+    /// gates on every probe example) relative to one coalition evaluated in full: measured
+    /// like `incremental_cost` and stated in the pipeline file. Default 3 (a backward pass
+    /// costs about twice its forward).
+    #[serde(default = "three")]
+    pub prediction_cost: f64,
+}
+
+fn three() -> f64 {
+    3.0
 }
 
 fn one() -> f64 {
@@ -82,6 +92,11 @@ impl Stage for EstimatorAgreementStage {
             p.incremental_cost > 0.0 && p.incremental_cost <= 1.0,
             "incremental_cost",
             || format!("must lie in (0, 1] (got {})", p.incremental_cost),
+        )?;
+        ensure(
+            p.prediction_cost > 0.0 && p.prediction_cost.is_finite(),
+            "prediction_cost",
+            || format!("must be positive (got {})", p.prediction_cost),
         )?;
         if let Some(name) = &p.figure {
             crate::checks::file_stem("figure", name)?;
@@ -129,7 +144,7 @@ impl Stage for EstimatorAgreementStage {
                     seed,
                     &upstream.stage,
                     &x,
-                    p.incremental_cost,
+                    (p.incremental_cost, p.prediction_cost),
                     rho,
                     rho / reliability.sqrt(),
                     split_half,
@@ -170,6 +185,8 @@ struct Estimates {
     index: String,
     estimator: String,
     samples: u64,
+    /// `control-variate`'s predicted coalitions (its `samples` are its stars); 0 elsewhere.
+    predicted: u64,
 }
 
 impl Estimates {
@@ -190,6 +207,11 @@ impl Estimates {
             index: first("index")?,
             estimator: first("estimator")?,
             samples: df.column("samples")?.u64()?.get(0).unwrap_or(0),
+            // `control-variate` writes its predicted coalitions beside its per-layer fit.
+            predicted: match upstream.read_table("linearisation") {
+                Ok(fit) => fit.column("predicted")?.u64()?.get(0).unwrap_or(0),
+                Err(_) => 0,
+            },
         })
     }
 
@@ -198,12 +220,13 @@ impl Estimates {
         self.estimator.ends_with(INCREMENTAL_SUFFIX)
     }
 
-    /// Coalition evaluations the estimate cost (as `power-indices` counts them).
+    /// Coalition evaluations the estimate cost (as `power-indices` counts them), predictions
+    /// aside.
     fn evaluations(&self) -> u64 {
         let players = self.players.len() as u64;
         // "(incremental)" names the same coalitions, each evaluated more cheaply.
         match self.estimator.trim_end_matches(INCREMENTAL_SUFFIX) {
-            "permutation" | "sweep" => self.samples * (players + 1),
+            "permutation" | "sweep" | "control-variate" => self.samples * (players + 1),
             "paired" => 2 * self.samples * players,
             _ => self.samples,
         }
@@ -268,7 +291,7 @@ impl Rows {
         seed: Option<u64>,
         stage: &str,
         x: &Estimates,
-        incremental_cost: f64,
+        (incremental_cost, prediction_cost): (f64, f64),
         rho: f64,
         corrected: f64,
         split_half: f64,
@@ -285,7 +308,8 @@ impl Rows {
         } else {
             1.0
         };
-        self.cost.push(x.evaluations() as f64 * per_evaluation);
+        self.cost
+            .push(x.evaluations() as f64 * per_evaluation + x.predicted as f64 * prediction_cost);
         self.spearman.push(rho);
         self.corrected.push(corrected);
         self.split_half.push(split_half);

@@ -43,6 +43,12 @@ pub struct CoalitionBench {
     /// The paper's Algorithm 2 (β_{1/2}, one pair per player: 1,208 coalitions) through
     /// [`gtap_game::estimate`] with incremental evaluation, coalitions per second.
     pub algorithm2_evaluations_per_second: f64,
+    /// Coalitions per second whose every player's marginal contribution is predicted
+    /// ([`MaskedEvaluator::predicted_marginals_of`], [`PREDICTED`] per call).
+    pub predictions_per_second: f64,
+    /// Time of one prediction over one full evaluation of the same coalitions: the
+    /// `prediction_cost` of `estimator-agreement`.
+    pub prediction_cost: f64,
 }
 
 /// Runs `f` until at least `min_seconds` have passed (after one warm-up call); seconds per call.
@@ -203,8 +209,28 @@ pub fn coalitions(
         )
         .expect("a valid configuration");
     });
+    let algorithm2_evaluations_per_second = (2 * 604) as f64 / t;
+    // The control-variate estimator's predictions: one backward pass through the gates per
+    // coalition, against a full (certified) evaluation of the same coalitions.
+    let coalitions: Vec<Coalition> = {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        (0..PREDICTED)
+            .map(|_| Coalition::from_players(604, (0..604).filter(|_| rng.random_bool(0.5))))
+            .collect()
+    };
+    let t_predicted = time_per_call(min_seconds, || {
+        evaluator
+            .predicted_marginals_of(&coalitions)
+            .expect("mask width matches");
+    });
+    let mut out = vec![0.0; PREDICTED];
+    let t_full = time_per_call(min_seconds, || {
+        gtap_game::Game::values(&evaluator, &coalitions, &mut out)
+    });
     Ok(CoalitionBench {
-        algorithm2_evaluations_per_second: (2 * 604) as f64 / t,
+        algorithm2_evaluations_per_second,
+        predictions_per_second: PREDICTED as f64 / t_predicted,
+        prediction_cost: t_predicted / t_full,
         examples: data.len(),
         weights,
         threads: tch::get_num_threads(),
@@ -229,6 +255,9 @@ fn toggle_walks(count: usize, players: usize) -> Vec<Walk> {
         })
         .collect()
 }
+
+/// Coalitions per call when predictions are timed.
+const PREDICTED: usize = 8;
 
 /// Steps per benchmark walk: [`gtap_nn::walks::REFRESH`], so each walk pays one full evaluation
 /// per period, as a long walk does.

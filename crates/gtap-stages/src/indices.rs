@@ -40,6 +40,11 @@ pub enum EstimatorName {
     /// Every coalition of the free players (at most 20 of them): the index itself, for any
     /// index; no `samples`.
     Exact,
+    /// Exact contributions on `stars` coalitions (each free player toggled alone, as walks),
+    /// the network's gate-gradient predictions on all `samples` coalitions, the predictions
+    /// as a cross-fitted control variate: unbiased, tighter where the linearisation explains
+    /// the contributions (Banzhaf-type).
+    ControlVariate,
 }
 
 /// The bias d of β_d: a number in (0, 1), or "mcue" to take d = 1 − argmax of the MCUE diagonal
@@ -72,10 +77,14 @@ pub struct PowerIndexParams {
     /// (the default) is left out of it.
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub incremental: bool,
-    /// `shared-crossfit` only: parts of the pool (default 5); each part's surrogate is fitted on
-    /// the others.
+    /// `shared-crossfit` and `control-variate`: parts of the pool or of the stars (default 5);
+    /// each part's surrogate or coefficient is fitted on the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folds: Option<usize>,
+    /// `control-variate` only (required there): coalitions whose exact contributions are
+    /// evaluated, among the `samples` whose contributions are predicted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stars: Option<usize>,
     #[serde(default = "default_utility")]
     pub utility: Utility,
     /// Player layers that are free; the others are always present. Default: every layer.
@@ -268,6 +277,8 @@ impl PowerIndexParams {
             | EstimatorName::SharedRegression
             | EstimatorName::SharedCrossfit => self.samples,
             EstimatorName::Exact => 1 << free.min(gtap_game::MAX_EXACT_FREE),
+            // Star values, then one prediction (a backward pass) per coalition.
+            EstimatorName::ControlVariate => self.stars.unwrap_or(0) * (free + 1) + self.samples,
         };
         let cfg = self.config(d, seed);
         if !ctx.parts().is_empty() {
@@ -282,6 +293,7 @@ impl PowerIndexParams {
                 );
             }
             let estimates = gtap_game::estimate_from_evaluations(game, &cfg, constraints, &values)?;
+            self.record_fit(net, game, &cfg, constraints, &values, ctx)?;
             tracing::info!(
                 "{}: {} players from {total} coalition values in {} parts",
                 ctx.instance,
@@ -292,8 +304,13 @@ impl PowerIndexParams {
         }
         let bar = progress::bar(ctx.env.progress, total as u64, ctx.instance);
         let started = std::time::Instant::now();
-        let estimates = gtap_game::estimate(game, &cfg, constraints, &|n| bar.inc(n))?;
+        let values =
+            gtap_game::evaluations(game, &cfg, constraints, gtap_game::Part::WHOLE, &|n| {
+                bar.inc(n)
+            })?;
+        let estimates = gtap_game::estimate_from_evaluations(game, &cfg, constraints, &values)?;
         bar.finish_and_clear();
+        self.record_fit(net, game, &cfg, constraints, &values, ctx)?;
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(
             "{}: {} players, {total} coalitions in {seconds:.1}s ({:.0}/s)",
@@ -302,6 +319,52 @@ impl PowerIndexParams {
             total as f64 / seconds
         );
         Ok(estimates)
+    }
+
+    /// `control-variate` only: how well the predictions tracked the exact contributions at
+    /// the stars, per player layer ([`gtap_game::control_fit`]), logged and written as the
+    /// `linearisation` table.
+    fn record_fit(
+        &self,
+        net: &Network,
+        game: &MaskedEvaluator,
+        cfg: &EstimateConfig,
+        constraints: &Constraints,
+        values: &[f64],
+        ctx: &StageContext<'_>,
+    ) -> anyhow::Result<()> {
+        let fits = gtap_game::control_fit(game, cfg, constraints, values)?;
+        if fits.is_empty() {
+            return Ok(());
+        }
+        let layer = |f: &gtap_game::GroupFit| net.player_layers()[f.group].name.clone();
+        for f in &fits {
+            tracing::info!(
+                "{}: layer {} ({} players): predicted vs exact contributions, correlation {:.3}, coefficient {:.3}",
+                ctx.instance,
+                layer(f),
+                f.players,
+                f.correlation,
+                f.coefficient
+            );
+        }
+        let index_name = serde_json::to_value(self.index)?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let d = cfg.index.bias()?.unwrap_or(f64::NAN);
+        let mut df = df!(
+            "index" => vec![index_name.as_str(); fits.len()],
+            "d" => vec![d; fits.len()],
+            "layer" => fits.iter().map(layer).collect::<Vec<_>>(),
+            "players" => fits.iter().map(|f| f.players as u32).collect::<Vec<_>>(),
+            "correlation" => fits.iter().map(|f| f.correlation).collect::<Vec<_>>(),
+            "coefficient" => fits.iter().map(|f| f.coefficient).collect::<Vec<_>>(),
+            "stars" => vec![self.stars.unwrap_or(0) as u64; fits.len()],
+            "predicted" => vec![self.samples as u64; fits.len()],
+        )?;
+        ctx.write_table("linearisation", &mut df)?;
+        Ok(())
     }
 
     /// Writes the `power_indices` table: one row per estimated player.
@@ -406,6 +469,10 @@ impl PowerIndexParams {
             },
             EstimatorName::Sweep => Estimator::Sweep,
             EstimatorName::Exact => Estimator::Exact,
+            EstimatorName::ControlVariate => Estimator::ControlVariate {
+                stars: self.stars.unwrap_or(0),
+                folds: self.folds.unwrap_or(DEFAULT_FOLDS),
+            },
         }
     }
 }
@@ -476,7 +543,7 @@ impl Stage for PowerIndexStage {
         match p.estimator {
             EstimatorName::Exact => {}
             EstimatorName::Permutation => ensure(!banzhaf_type, "estimator", || {
-                "`permutation` estimates Shapley values; use `paired`, `sweep`, `shared`, `shared-regression` or `shared-crossfit` for Banzhaf-type indices".into()
+                "`permutation` estimates Shapley values; use `paired`, `sweep`, `shared`, `shared-regression`, `shared-crossfit` or `control-variate` for Banzhaf-type indices".into()
             })?,
             _ => ensure(banzhaf_type, "estimator", || {
                 "Shapley values use the `permutation` estimator (`paired`, `sweep` and the `shared` family are for Banzhaf-type indices)".into()
@@ -491,22 +558,49 @@ impl Stage for PowerIndexStage {
             !p.incremental
                 || matches!(
                     p.estimator,
-                    EstimatorName::Permutation | EstimatorName::Paired | EstimatorName::Sweep
+                    EstimatorName::Permutation
+                        | EstimatorName::Paired
+                        | EstimatorName::Sweep
+                        | EstimatorName::ControlVariate
                 ),
             "incremental",
             || {
-                "applies to the estimators that walk (permutation, paired, sweep); a shared pool's coalitions are independent draws".into()
+                "applies to the estimators that walk (permutation, paired, sweep, control-variate's stars); a shared pool's coalitions are independent draws".into()
             },
         )?;
         if let Some(folds) = p.folds {
             ensure(
-                p.estimator == EstimatorName::SharedCrossfit,
+                matches!(
+                    p.estimator,
+                    EstimatorName::SharedCrossfit | EstimatorName::ControlVariate
+                ),
                 "folds",
-                || "applies to the shared-crossfit estimator only".into(),
+                || "applies to the shared-crossfit and control-variate estimators only".into(),
             )?;
             ensure(folds >= 2, "folds", || {
                 format!("must be at least 2 (got {folds})")
             })?;
+        }
+        match (p.estimator, p.stars) {
+            (EstimatorName::ControlVariate, None) => {
+                return Err(Invalid::new(
+                    "stars",
+                    "control-variate needs `stars`: the coalitions whose exact contributions are evaluated (at most `samples`)",
+                ))
+            }
+            (EstimatorName::ControlVariate, Some(stars)) => {
+                let folds = p.folds.unwrap_or(DEFAULT_FOLDS);
+                ensure(stars >= 2 * folds && stars <= p.samples, "stars", || {
+                    format!("needs 2 stars per fold and at most `samples` ({folds} folds: between {} and {}; got {stars})", 2 * folds, p.samples)
+                })?;
+            }
+            (_, Some(_)) => {
+                return Err(Invalid::new(
+                    "stars",
+                    "applies to the control-variate estimator only",
+                ))
+            }
+            (_, None) => {}
         }
         if p.estimator == EstimatorName::SharedCrossfit {
             let folds = p.folds.unwrap_or(DEFAULT_FOLDS);
@@ -535,6 +629,13 @@ impl Stage for PowerIndexStage {
         if let Some(n) = p.probe_examples {
             ensure(n >= 1, "probe_examples", || "must be at least 1".into())?;
         }
+        ensure(
+            !p.layer_wise || p.estimator != EstimatorName::ControlVariate,
+            "layer_wise",
+            || {
+                "control-variate estimates one game per stage for now (its per-layer fit is one table)".into()
+            },
+        )?;
         ensure(!p.layer_wise || p.parts() == 1, "shards", || {
             "layer-wise games are estimated in one instance (shards split one game)".into()
         })?;
@@ -700,7 +801,7 @@ mod tests {
             (
                 "estimator = \"shared\"\nfolds = 3",
                 "folds",
-                "applies to the shared-crossfit estimator only",
+                "applies to the shared-crossfit and control-variate estimators only",
             ),
             (
                 "estimator = \"shared-crossfit\"\nfolds = 1",
@@ -720,5 +821,49 @@ mod tests {
         // Left out of the cache key unless set: existing stages keep their keys.
         let key = serde_json::to_value(parse("estimator = \"shared-crossfit\"")).unwrap();
         assert!(key.get("folds").is_none(), "{key}");
+    }
+
+    #[test]
+    fn stars_belong_to_control_variate_and_fit_its_folds_and_samples() {
+        let error = |extra: &str| {
+            let p: PowerIndexParams =
+                toml::from_str(&format!("index = \"banzhaf\"\nsamples = 40\n{extra}")).unwrap();
+            PowerIndexStage::validate(&p)
+                .err()
+                .map(|e| format!("{}: {}", e.key, e.message))
+        };
+        let cv = "estimator = \"control-variate\"";
+        assert_eq!(error(&format!("{cv}\nstars = 10")), None);
+        assert_eq!(
+            error(&format!("{cv}\nstars = 8\nfolds = 4\nincremental = true")),
+            None
+        );
+        let cases = [
+            (cv.to_owned(), "stars", "control-variate needs `stars`"),
+            (
+                format!("{cv}\nstars = 9"),
+                "stars",
+                "5 folds: between 10 and 40; got 9",
+            ),
+            (
+                format!("{cv}\nstars = 41"),
+                "stars",
+                "between 10 and 40; got 41",
+            ),
+            (
+                "estimator = \"sweep\"\nstars = 10".to_owned(),
+                "stars",
+                "applies to the control-variate estimator only",
+            ),
+            (
+                format!("{cv}\nstars = 10\nlayer_wise = true"),
+                "layer_wise",
+                "one game per stage",
+            ),
+        ];
+        for (extra, key, message) in cases {
+            let got = error(&extra).unwrap_or_default();
+            assert!(got.contains(key) && got.contains(message), "{extra}: {got}");
+        }
     }
 }
