@@ -3,7 +3,7 @@
 
 use tch::Tensor;
 
-use crate::layers::{Coalitions, Dense, Gate, LayerSpec, Step};
+use crate::layers::{Coalitions, Dense, Gate, Layer, LayerSpec, Step};
 use crate::model::PlayerLayer;
 use crate::NnError;
 
@@ -136,21 +136,7 @@ impl MaskedSuffix {
     /// Logits `[K, C]` for `K` (example, coalition) pairs: row `j` of `features` under mask row
     /// `j` (MCUE's trials, each on its own example).
     pub fn paired_logits(&self, features: &Tensor, masks: &Tensor) -> Result<Tensor, NnError> {
-        self.check_masks(masks)?;
-        let mut h = features.shallow_clone();
-        let mut saved = Vec::new();
-        for step in &self.steps {
-            h = match step {
-                Step::Gate(g) => g.paired(&h, &self.gate_mask(g, masks)),
-                Step::Layer(layer) => layer.forward_paired(&h),
-                Step::Save => {
-                    saved.push(h.shallow_clone());
-                    h
-                }
-                Step::Add => saved.pop().expect("a block's start") + h,
-            };
-        }
-        Ok(h)
+        self.run_paired(features, masks, |layer, h| layer.forward_paired(h))
     }
 
     /// [`MaskedSuffix::paired_logits`] by the layers' training forward (libtorch's kernels,
@@ -161,13 +147,23 @@ impl MaskedSuffix {
         features: &Tensor,
         masks: &Tensor,
     ) -> Result<Tensor, NnError> {
+        self.run_paired(features, masks, |layer, h| layer.forward(h))
+    }
+
+    /// The steps on (example, coalition) pairs, each layer by `forward`.
+    fn run_paired(
+        &self,
+        features: &Tensor,
+        masks: &Tensor,
+        forward: impl Fn(&dyn Layer, &Tensor) -> Tensor,
+    ) -> Result<Tensor, NnError> {
         self.check_masks(masks)?;
         let mut h = features.shallow_clone();
         let mut saved = Vec::new();
         for step in &self.steps {
             h = match step {
                 Step::Gate(g) => g.paired(&h, &self.gate_mask(g, masks)),
-                Step::Layer(layer) => layer.forward(&h),
+                Step::Layer(layer) => forward(layer.as_ref(), &h),
                 Step::Save => {
                     saved.push(h.shallow_clone());
                     h

@@ -72,7 +72,8 @@ fn the_json_form_of_a_spec_is_the_documented_one() {
     );
 }
 
-fn dense(name: &str, inputs: usize, outputs: usize, relu: bool) -> LayerSpec {
+/// A dense layer spec, ReLU or no activation (also the hand-written networks of `linearise`).
+pub fn dense(name: &str, inputs: usize, outputs: usize, relu: bool) -> LayerSpec {
     LayerSpec::Dense(DenseSpec {
         name: name.into(),
         inputs,

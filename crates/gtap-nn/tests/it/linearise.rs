@@ -3,24 +3,10 @@
 //! usable by the control-variate estimator.
 
 use gtap_game::{Coalition, Constraints, EstimateConfig, Estimator, Game, IndexKind};
-use gtap_nn::{
-    Activation, Arch, DenseSpec, GateSpec, LayerSpec, MaskedEvaluator, Network, Shape, TensorData,
-    Utility,
-};
+use gtap_nn::{Arch, GateSpec, LayerSpec, MaskedEvaluator, Network, Shape, TensorData, Utility};
 use tch::{Device, Kind, Tensor};
 
-fn dense(name: &str, inputs: usize, outputs: usize, relu: bool) -> LayerSpec {
-    LayerSpec::Dense(DenseSpec {
-        name: name.into(),
-        inputs,
-        outputs,
-        activation: if relu {
-            Activation::Relu
-        } else {
-            Activation::None
-        },
-    })
-}
+use crate::layers::dense;
 
 /// 12 inputs, one hidden layer of 9 players, `classes` logits.
 fn network(classes: usize, seed: u64) -> Network {
