@@ -77,19 +77,23 @@ fn row_predictions(
     mask: &Tensor,
     utility: Utility,
 ) -> Result<Tensor, NnError> {
-    let (score, flips) = tch::with_grad(|| match utility {
-        Utility::Accuracy => {
-            let label = logits.gather(1, &ys.unsqueeze(1), false);
-            let others = logits.scatter_value(1, &ys.unsqueeze(1), f64::NEG_INFINITY);
-            (label - others.amax([1], true), true)
-        }
-        Utility::NegativeCrossEntropy => (
-            logits
-                .log_softmax(-1, Kind::Float)
-                .gather(1, &ys.unsqueeze(1), false),
-            false,
-        ),
-    });
+    // A label outside the logits is libtorch's error here, returned, not a panic.
+    let (score, flips) = tch::with_grad(|| -> Result<(Tensor, bool), NnError> {
+        let at_label = ys.unsqueeze(1);
+        Ok(match utility {
+            Utility::Accuracy => {
+                let label = logits.f_gather(1, &at_label, false)?;
+                let others = logits.f_scatter_value(1, &at_label, f64::NEG_INFINITY)?;
+                (label - others.amax([1], true), true)
+            }
+            Utility::NegativeCrossEntropy => (
+                logits
+                    .log_softmax(-1, Kind::Float)
+                    .f_gather(1, &at_label, false)?,
+                false,
+            ),
+        })
+    })?;
     let grad = Tensor::f_run_backward(&[score.sum(Kind::Float)], &[gates], false, false)?
         .pop()
         .expect("one gradient per input");

@@ -139,3 +139,14 @@ fn the_control_variate_estimator_runs_on_a_network() {
     let again = gtap_game::estimate(&game, &cfg, &Constraints::none(), &|_| {}).unwrap();
     assert_eq!(est, again);
 }
+
+/// A label outside the network's classes is an error of the prediction, not a panic.
+#[test]
+fn a_label_out_of_range_is_an_error() {
+    let net = network(3, 9);
+    let mut bad = data(20, 3, 10);
+    bad.labels = bad.labels.fill(7);
+    let game = MaskedEvaluator::new(&net, &bad, Utility::Accuracy, 8);
+    let cs = coalitions(game.num_players(), 2);
+    assert!(game.predicted_marginals_of(&cs).is_err());
+}
