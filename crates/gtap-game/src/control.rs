@@ -2,7 +2,7 @@
 //! (stars), predicted ones on many, the predictions as a control variate.
 //!
 //! Multi-fidelity Monte Carlo (Peherstorfer et al. 2016) with a cross-fitted coefficient. For
-//! player i, coalitions C_s ~ R_d (s < k) each have a prediction p_s = p_i(C_s); the first m
+//! player i, coalitions C_s ~ R_d (s < k, R_d or, for Shapley, R_q with q ~ U(0, 1)) each have a prediction p_s = p_i(C_s); the first m
 //! (the stars, cut into folds B_j) also the exact Δ_s = ν(C_s ∪ {i}) − ν(C_s \ {i}). A = the
 //! coalitions past the stars. Fold j's estimate, with c_j fitted on the other folds only:
 //!
@@ -26,6 +26,7 @@
 //! its own means (its own index is what differs, not the slope); 0 where the predictions do not
 //! vary. Where they explain nothing, c_j ≈ 0 and the estimate is the stars' plain mean.
 
+use rand::Rng;
 use rayon::prelude::*;
 
 use crate::estimate::{PlayerEstimate, Setup};
@@ -34,21 +35,21 @@ use crate::walk::evaluate_walk_units;
 use crate::{Coalition, Walk};
 
 impl Setup<'_> {
-    /// The free slots' memberships of coalition `s`, from sample `s`'s own stream.
-    fn control_members(&self, s: usize, d: f64) -> Vec<bool> {
+    /// The free slots' memberships of coalition `s`, from sample `s`'s own stream: each free
+    /// player present with probability `bias` (Banzhaf-type), or, for Shapley (`None`), with a
+    /// probability q ~ U(0, 1) drawn first for the whole coalition. Owen's multilinear
+    /// extension: the Shapley value is ∫₀¹ β_q dq, so Δ_i at such a coalition is an unbiased
+    /// sample of it for every player at once (the size of C \ {i} is uniform on 0..f−1).
+    fn control_members(&self, s: usize, bias: Option<f64>) -> Vec<bool> {
         let f = self.free.len();
         let mut member = vec![false; f];
-        draw_members(
-            &mut sample_rng(self.seed, s as u64),
-            f,
-            None,
-            d,
-            |slot, m| member[slot] = m,
-        );
+        let mut rng = sample_rng(self.seed, s as u64);
+        let d = bias.unwrap_or_else(|| rng.random::<f64>());
+        draw_members(&mut rng, f, None, d, |slot, m| member[slot] = m);
         member
     }
 
-    fn control_coalition(&self, s: usize, d: f64) -> Coalition {
+    fn control_coalition(&self, s: usize, d: Option<f64>) -> Coalition {
         let mut c = self.base.clone();
         for (slot, &m) in self.control_members(s, d).iter().enumerate() {
             if m {
@@ -60,7 +61,7 @@ impl Setup<'_> {
 
     /// Star `s`: coalition `s`, then each free player toggled alone, in slot order (each step
     /// toggles the previous player back and the next one).
-    fn star(&self, s: usize, d: f64) -> Walk {
+    fn star(&self, s: usize, d: Option<f64>) -> Walk {
         let steps = (0..self.free.len())
             .map(|slot| match slot {
                 0 => vec![self.free[0]],
@@ -78,7 +79,7 @@ impl Setup<'_> {
     /// cut, so the parts' values concatenate to the whole's.
     pub(crate) fn control_values(
         &self,
-        d: f64,
+        d: Option<f64>,
         stars: usize,
         part: Part,
         progress: &(dyn Fn(u64) + Sync),
@@ -112,7 +113,7 @@ impl Setup<'_> {
     fn predictions(
         &self,
         range: std::ops::Range<usize>,
-        d: f64,
+        d: Option<f64>,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Vec<f64> {
         let (f, n) = (self.free.len(), self.game.num_players());
@@ -146,7 +147,7 @@ impl Setup<'_> {
     /// The estimate from [`Setup::control_values`]'s values (module docs).
     pub(crate) fn control_variate(
         &self,
-        d: f64,
+        d: Option<f64>,
         stars: usize,
         folds: usize,
         vals: &[f64],
@@ -237,7 +238,12 @@ impl Setup<'_> {
 
     /// The stars' exact contributions (`stars × f`, star-major) and every coalition's
     /// predictions (`samples × f`) from [`Setup::control_values`]'s values.
-    fn control_split<'v>(&self, d: f64, stars: usize, vals: &'v [f64]) -> (Vec<f64>, &'v [f64]) {
+    fn control_split<'v>(
+        &self,
+        d: Option<f64>,
+        stars: usize,
+        vals: &'v [f64],
+    ) -> (Vec<f64>, &'v [f64]) {
         let f = self.free.len();
         let (star_values, predicted) = vals.split_at(stars * (f + 1));
         let mut exact = vec![0.0; stars * f];
@@ -261,7 +267,7 @@ impl Setup<'_> {
     /// Per player group, over the stars: the Pearson correlation of predicted with exact
     /// contributions (pooled over the group's players, each centred on its own means, as
     /// the coefficient is fitted) and that coefficient on all stars.
-    pub(crate) fn control_fit(&self, d: f64, stars: usize, vals: &[f64]) -> Vec<GroupFit> {
+    pub(crate) fn control_fit(&self, d: Option<f64>, stars: usize, vals: &[f64]) -> Vec<GroupFit> {
         let f = self.free.len();
         let (exact, predicted) = self.control_split(d, stars, vals);
         let group_of = self.dense_groups();

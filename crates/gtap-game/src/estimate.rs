@@ -94,9 +94,10 @@ pub enum Estimator {
     /// ([`Game::incremental`]). Samples of one player are independent across sweeps (the
     /// standard error is theirs); players of one sweep are correlated.
     Sweep,
-    /// Banzhaf-type only, for games that predict marginal contributions
+    /// Any index, for games that predict marginal contributions
     /// ([`Game::predicts_marginals`]; a network: one backward pass through its gates):
-    /// `samples` coalitions C ~ R_d over the free players each get every free player's
+    /// `samples` coalitions C ~ R_d over the free players (Shapley: C ~ R_q with q ~ U(0, 1)
+    /// per coalition, Owen's multilinear extension) each get every free player's
     /// predicted contribution p_i(C); the first `stars` of them also the exact ones,
     /// Δ_i(C) = ν(C ∪ {i}) − ν(C \ {i}), from a star (C, then each free player toggled
     /// alone: f + 1 evaluations, a walk). The prediction is a control variate
@@ -213,8 +214,8 @@ pub fn evaluations(
             Some(d),
         ) => s.pooled_values(d, part, progress),
         (Estimator::Sweep, Some(d)) => s.sweep_values(d, part, progress),
-        (Estimator::ControlVariate { stars, .. }, Some(d)) => {
-            s.control_values(d, stars, part, progress)
+        (Estimator::ControlVariate { stars, .. }, bias) => {
+            s.control_values(bias, stars, part, progress)
         }
         _ => unreachable!("checked"),
     })
@@ -256,8 +257,8 @@ pub fn estimate_from_evaluations(
         (Estimator::SharedRegression, Some(d)) => s.shared_regression(d, values),
         (Estimator::SharedCrossFit { folds }, Some(d)) => s.shared_cross_fit(d, folds, values),
         (Estimator::Sweep, Some(d)) => s.sweep(d, values),
-        (Estimator::ControlVariate { stars, folds }, Some(d)) => {
-            s.control_variate(d, stars, folds, values)
+        (Estimator::ControlVariate { stars, folds }, bias) => {
+            s.control_variate(bias, stars, folds, values)
         }
         _ => unreachable!("checked"),
     })
@@ -274,7 +275,7 @@ pub fn control_fit(
 ) -> Result<Vec<crate::GroupFit>, GameError> {
     let (resolved, bias) = check(game, cfg, constraints)?;
     let s = Setup::new(game, &resolved, cfg);
-    let (Estimator::ControlVariate { stars, .. }, Some(d)) = (cfg.estimator, bias) else {
+    let Estimator::ControlVariate { stars, .. } = cfg.estimator else {
         return Ok(Vec::new());
     };
     let expected = stars * (s.free.len() + 1) + cfg.samples * s.free.len();
@@ -284,7 +285,7 @@ pub fn control_fit(
             got: values.len(),
         });
     }
-    Ok(s.control_fit(d, stars, values))
+    Ok(s.control_fit(bias, stars, values))
 }
 
 /// Validates a configuration against a game: the resolved constraints and the index's bias.
@@ -306,8 +307,7 @@ fn check(
             | Estimator::Shared
             | Estimator::SharedRegression
             | Estimator::SharedCrossFit { .. }
-            | Estimator::Sweep
-            | Estimator::ControlVariate { .. },
+            | Estimator::Sweep,
             None,
         ) => return Err(incompatible("Permutation")),
         _ => {}

@@ -43,7 +43,8 @@ pub enum EstimatorName {
     /// Exact contributions on `stars` coalitions (each free player toggled alone, as walks),
     /// the network's gate-gradient predictions on all `samples` coalitions, the predictions
     /// as a cross-fitted control variate: unbiased, tighter where the linearisation explains
-    /// the contributions (Banzhaf-type).
+    /// the contributions; any index (Shapley: each coalition's inclusion probability drawn
+    /// uniformly).
     ControlVariate,
 }
 
@@ -322,8 +323,8 @@ impl PowerIndexParams {
     }
 
     /// `control-variate` only: how well the predictions tracked the exact contributions at
-    /// the stars, per player layer ([`gtap_game::control_fit`]), logged and written as the
-    /// `linearisation` table.
+    /// the stars, per player layer ([`gtap_game::control_fit`]), logged and written as (or
+    /// appended to) the `linearisation` table.
     fn record_fit(
         &self,
         net: &Network,
@@ -363,6 +364,14 @@ impl PowerIndexParams {
             "stars" => vec![self.stars.unwrap_or(0) as u64; fits.len()],
             "predicted" => vec![self.samples as u64; fits.len()],
         )?;
+        // An iterated `gtap` stage estimates once per iteration: its table lists every
+        // iteration's fit in order (fewer free players each time).
+        let path = ctx
+            .out_dir()
+            .join(gtap_engine::table::table_file("linearisation"));
+        if path.exists() {
+            df = gtap_engine::table::read_parquet(&path)?.vstack(&df)?;
+        }
         ctx.write_table("linearisation", &mut df)?;
         Ok(())
     }
@@ -541,12 +550,12 @@ impl Stage for PowerIndexStage {
         ensure(p.batch >= 1, "batch", || "must be at least 1".into())?;
         let banzhaf_type = p.index != IndexName::Shapley;
         match p.estimator {
-            EstimatorName::Exact => {}
+            EstimatorName::Exact | EstimatorName::ControlVariate => {}
             EstimatorName::Permutation => ensure(!banzhaf_type, "estimator", || {
                 "`permutation` estimates Shapley values; use `paired`, `sweep`, `shared`, `shared-regression`, `shared-crossfit` or `control-variate` for Banzhaf-type indices".into()
             })?,
             _ => ensure(banzhaf_type, "estimator", || {
-                "Shapley values use the `permutation` estimator (`paired`, `sweep` and the `shared` family are for Banzhaf-type indices)".into()
+                "Shapley values use the `permutation` or `control-variate` estimator (`paired`, `sweep` and the `shared` family are for Banzhaf-type indices)".into()
             })?,
         }
         ensure(

@@ -75,7 +75,11 @@ fn observed_variance(game: &dyn Game, runs: u64, cfg: impl Fn(u64) -> EstimateCo
 #[test]
 fn unbiased_with_the_variance_and_coverage_it_reports() {
     let game = logistic12();
-    for index in [IndexKind::Banzhaf, IndexKind::BiasedBanzhaf { d: 0.3 }] {
+    for index in [
+        IndexKind::Banzhaf,
+        IndexKind::BiasedBanzhaf { d: 0.3 },
+        IndexKind::Shapley,
+    ] {
         assert_calibrated(&game, index, 400, |seed| control(index, 200, 24, seed));
     }
 }
@@ -86,8 +90,9 @@ fn unbiased_with_the_variance_and_coverage_it_reports() {
 #[test]
 fn calibrated_when_the_predictions_are_noise() {
     let game = Noise(logistic12());
-    let index = IndexKind::BiasedBanzhaf { d: 0.4 };
-    assert_calibrated(&game, index, 400, |seed| control(index, 400, 80, seed));
+    for index in [IndexKind::BiasedBanzhaf { d: 0.4 }, IndexKind::Shapley] {
+        assert_calibrated(&game, index, 400, |seed| control(index, 400, 80, seed));
+    }
 }
 
 /// With as many predicted coalitions as stars the estimate is the stars' plain mean of exact
@@ -108,21 +113,22 @@ fn without_extra_predictions_it_is_the_stars_plain_mean() {
 /// noise of a fitted coefficient.
 #[test]
 fn good_predictions_shrink_the_variance_and_noise_does_no_harm() {
-    let index = IndexKind::BiasedBanzhaf { d: 0.5 };
-    let plain = observed_variance(&logistic12(), 300, |s| control(index, 24, 24, s));
-    let good = observed_variance(&logistic12(), 300, |s| control(index, 240, 24, s));
-    let noise = observed_variance(&Noise(logistic12()), 300, |s| control(index, 240, 24, s));
-    // The ceiling is 1 / (1 − 0.9ρ²) at ten times the coalitions: ≈ 2.7 at ρ² ≈ 0.7 here.
-    assert!(
-        plain / good > 2.0,
-        "variance only {}x smaller",
-        plain / good
-    );
-    assert!(
-        noise / plain < 1.2,
-        "noise predictions cost {}x the variance",
-        noise / plain
-    );
+    for index in [IndexKind::BiasedBanzhaf { d: 0.5 }, IndexKind::Shapley] {
+        let plain = observed_variance(&logistic12(), 300, |s| control(index, 24, 24, s));
+        let good = observed_variance(&logistic12(), 300, |s| control(index, 240, 24, s));
+        let noise = observed_variance(&Noise(logistic12()), 300, |s| control(index, 240, 24, s));
+        // The ceiling is 1 / (1 − 0.9ρ²) at ten times the coalitions: ≈ 2.7 at ρ² ≈ 0.7 here.
+        assert!(
+            plain / good > 2.0,
+            "{index:?}: variance only {}x smaller",
+            plain / good
+        );
+        assert!(
+            noise / plain < 1.2,
+            "{index:?}: noise predictions cost {}x the variance",
+            noise / plain
+        );
+    }
 }
 
 /// A game whose predictions are its exact contributions: the estimate is exact in the limit,
@@ -156,15 +162,16 @@ fn exact_predictions_reach_the_exact_index() {
         }
     }
     let game = Exactly(crate::common::pairwise10());
-    let index = IndexKind::BiasedBanzhaf { d: 0.3 };
-    let want = exact_values(&game, index, &Constraints::none());
-    let est = run(&game, &control(index, 20_000, 40, 1), &Constraints::none());
-    for (e, w) in est.iter().zip(&want) {
-        assert!(
-            (e.estimate - w).abs() < 4.0 * e.stderr + 1e-12,
-            "{e:?} vs {w}"
-        );
-        assert!(e.stderr < 0.02, "{e:?}");
+    for index in [IndexKind::BiasedBanzhaf { d: 0.3 }, IndexKind::Shapley] {
+        let want = exact_values(&game, index, &Constraints::none());
+        let est = run(&game, &control(index, 20_000, 40, 1), &Constraints::none());
+        for (e, w) in est.iter().zip(&want) {
+            assert!(
+                (e.estimate - w).abs() < 4.0 * e.stderr + 1e-12,
+                "{index:?}: {e:?} vs {w}"
+            );
+            assert!(e.stderr < 0.02, "{index:?}: {e:?}");
+        }
     }
 }
 
@@ -262,14 +269,10 @@ fn configurations_are_validated() {
     .unwrap_err();
     assert_eq!(err, GameError::NoPredictions);
     assert!(err.to_string().contains("predicts marginal contributions"));
-    let shapley = estimate(
-        &game,
-        &control(IndexKind::Shapley, 100, 20, 0),
-        &Constraints::none(),
-        &|_| {},
-    );
-    assert!(matches!(
-        shapley,
-        Err(GameError::IncompatibleEstimator { .. })
-    ));
+    let sweep = EstimateConfig {
+        estimator: Estimator::Sweep,
+        ..control(IndexKind::Shapley, 100, 20, 0)
+    };
+    let err = estimate(&game, &sweep, &Constraints::none(), &|_| {}).unwrap_err();
+    assert!(err.to_string().contains("(use Permutation)"), "{err}");
 }
