@@ -25,6 +25,9 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
         "estimators.toml",
         // Shares estimators.toml's model through the cache: only the estimates run.
         "control-variates.toml",
+        // Shares figure-3's models, MCUE grids and rankings: only the control-variate
+        // rankings and the curves run.
+        "control-variate-pruning.toml",
     ] {
         common::run_shipped(root, &data, pipeline);
     }
@@ -74,6 +77,7 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
     check_figure_3_retrained(root);
     check_estimators(root);
     check_control_variates(root);
+    check_control_variate_pruning(root);
     compare_shows_only_the_changed_method(root, &data);
 
     // Same config, fresh cache: every table is the same bytes.
@@ -278,8 +282,9 @@ fn check_estimators(root: &Path) {
 /// predictions (`prediction_cost` each), and each one's per-layer fit is a correlation.
 fn check_control_variates(root: &Path) {
     let agreement = table(root, "control-variates", "agreement");
-    // Per game (β_d, Banzhaf): four control-variate estimates and two sweeps.
-    assert_eq!(agreement.height(), 12, "{agreement}");
+    // Per game: four control-variate estimates and two sweeps (Shapley: permutations); for
+    // β_d and Banzhaf also the two shared-crossfit estimates that were the references.
+    assert_eq!(agreement.height(), 3 * 6 + 2 * 2, "{agreement}");
     let estimators = strs(&agreement, "estimator");
     let stages = strs(&agreement, "stage");
     let evaluations = agreement.column("evaluations").unwrap().u64().unwrap();
@@ -292,19 +297,73 @@ fn check_control_variates(root: &Path) {
     };
     for i in 0..agreement.height() {
         let stars_part = evaluations.get(i).unwrap() as f64 * 0.33;
-        let want = match estimators[i].starts_with("control-variate") {
-            true => stars_part + 6.1 * predicted(&stages[i]),
-            false => stars_part,
+        let want = match estimators[i].as_str() {
+            e if e.starts_with("control-variate") => stars_part + 6.1 * predicted(&stages[i]),
+            e if e.contains("incremental") => stars_part,
+            // Full evaluations at cost 1.
+            _ => evaluations.get(i).unwrap() as f64,
         };
         assert!((cost[i] - want).abs() < 1e-9, "row {i}: {agreement}");
     }
+    // The references are control-variate estimates with independent samples.
+    let split_half = f64s(&agreement, "reference_split_half");
+    assert!(split_half.iter().all(|r| (-1.0..=1.0).contains(r)));
     let fit = table(root, "control-variates", "linearisation");
-    // Eight control-variate stages, LeNet5's three player layers each.
-    assert_eq!(fit.height(), 8 * 3, "{fit}");
+    // Twelve control-variate estimates and six references, LeNet5's three player layers each.
+    assert_eq!(fit.height(), 18 * 3, "{fit}");
     assert!(
         f64s(&fit, "correlation")
             .iter()
             .all(|r| (-1.0..=1.0).contains(r)),
+        "{fit}"
+    );
+}
+
+/// Figure-3's rankings beside control-variate ones: the `variant` column and the figure's
+/// legend tell them apart, and an iterated stage's linearisation table has one fit per
+/// iteration, in order (fewer free units each time).
+fn check_control_variate_pruning(root: &Path) {
+    let curves = table(root, "control-variate-pruning", "curves");
+    let variant = strs(&curves, "variant");
+    let index = strs(&curves, "index");
+    let strategy = strs(&curves, "strategy");
+    let mut ids: Vec<String> = (0..curves.height())
+        .map(|i| format!("{} {} {}", index[i], strategy[i], variant[i]))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    // 15 rankings, each its own curve.
+    assert_eq!(ids.len(), 15, "{ids:?}");
+    assert_eq!(
+        ids.iter()
+            .filter(|i| i.ends_with("control variate"))
+            .count(),
+        7,
+        "{ids:?}"
+    );
+    let critical = table(root, "control-variate-pruning", "critical_accuracy");
+    let mut labels = strs(&critical, "label");
+    labels.sort();
+    labels.dedup();
+    for label in [
+        "GTAP β_d",
+        "GTAP β_d, control variate",
+        "GTAP Shapley, control variate",
+    ] {
+        assert!(labels.contains(&label.to_owned()), "{labels:?}");
+    }
+    let fit = table(root, "control-variate-pruning", "linearisation");
+    let players = fit.column("players").unwrap().u32().unwrap();
+    let layer = strs(&fit, "layer");
+    // Iterated Pruning at ci scale removes 200 of 604 units per iteration: a layer's free
+    // units never grow from one fit to the next within a stage; Top-n fits once.
+    let conv2: Vec<u32> = (0..fit.height())
+        .filter(|&i| layer[i] == "conv2")
+        .map(|i| players.get(i).unwrap())
+        .collect();
+    assert!(conv2.len() > 7, "one fit per iteration: {fit}");
+    assert!(
+        conv2.contains(&400) && conv2.iter().any(|&p| p < 400),
         "{fit}"
     );
 }

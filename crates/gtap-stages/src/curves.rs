@@ -42,6 +42,8 @@ pub(crate) struct Point {
     pub method: String,
     pub index: String,
     pub strategy: String,
+    /// The ranking's [`crate::ranking::Label::variant`]; empty for most.
+    pub variant: String,
     pub size_fraction: f64,
     pub players_kept: u32,
     pub params_kept: u64,
@@ -55,7 +57,8 @@ impl Stage for CurvesStage {
     type Params = CurveParams;
     const KIND: &'static str = "curves";
     const FLOAT_MATH: bool = true;
-    const VERSION: u32 = 2;
+    // 3: the `variant` column.
+    const VERSION: u32 = 3;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["model", "data", "rankings"];
     const ABOUT: &'static str =
@@ -94,6 +97,7 @@ impl Stage for CurvesStage {
                     method: ranking.method.clone(),
                     index: ranking.label.index.clone(),
                     strategy: ranking.label.strategy.clone(),
+                    variant: ranking.label.variant.clone(),
                     size_fraction: r as f64 / n as f64,
                     players_kept: r as u32,
                     params_kept: cost.params,
@@ -121,7 +125,8 @@ impl Stage for UnstructuredStage {
     type Params = UnstructuredParams;
     const KIND: &'static str = "unstructured";
     const FLOAT_MATH: bool = true;
-    const VERSION: u32 = 1;
+    // 2: the curves' `variant` column.
+    const VERSION: u32 = 2;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["model", "data"];
     const ABOUT: &'static str =
@@ -154,6 +159,7 @@ impl Stage for UnstructuredStage {
                 method: method.into(),
                 index: String::new(),
                 strategy: "unstructured".into(),
+                variant: String::new(),
                 size_fraction: u.weights_kept as f64 / u.weights_total as f64,
                 players_kept: n as u32,
                 params_kept: u.cost.params,
@@ -190,6 +196,7 @@ pub(crate) fn curves_frame(
         "method" => col(&|p| p.method.clone()),
         "index" => col(&|p| p.index.clone()),
         "strategy" => col(&|p| p.strategy.clone()),
+        "variant" => col(&|p| p.variant.clone()),
         "size_fraction" => points.iter().map(|p| p.size_fraction).collect::<Vec<_>>(),
         "players_kept" => points.iter().map(|p| p.players_kept).collect::<Vec<_>>(),
         "params_kept" => points.iter().map(|p| p.params_kept).collect::<Vec<_>>(),

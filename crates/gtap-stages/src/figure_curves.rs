@@ -419,6 +419,7 @@ fn equilibrium_points(run: &DataFrame) -> anyhow::Result<DataFrame> {
         "method" => vec!["equilibrium"; rows],
         "index" => vec![""; rows],
         "strategy" => vec!["equilibrium"; rows],
+        "variant" => vec![""; rows],
         "size_fraction" => kept.iter().zip(&players).map(|(&k, &n)| k as f64 / n as f64).collect::<Vec<_>>(),
         "players_kept" => kept.iter().map(|&k| k as u32).collect::<Vec<_>>(),
         "params_kept" => run.column("params_kept")?.clone().take_materialized_series(),
@@ -467,10 +468,11 @@ fn select_rows(curves: &DataFrame, spec: &PanelSpec) -> anyhow::Result<DataFrame
 /// Legend labels: β_d, Shapley, Banzhaf for GTAP (with the strategy when a panel mixes them),
 /// WMP, W·GMP, random, Michel et al. for the baselines, the method name otherwise.
 fn labels(rows: &DataFrame, with_strategy: bool) -> anyhow::Result<Vec<String>> {
-    let (method, index, strategy) = (
+    let (method, index, strategy, variant) = (
         strings(rows, "method")?,
         strings(rows, "index")?,
         strings(rows, "strategy")?,
+        strings(rows, "variant")?,
     );
     Ok((0..rows.height())
         .map(|i| {
@@ -495,6 +497,10 @@ fn labels(rows: &DataFrame, with_strategy: bool) -> anyhow::Result<Vec<String>> 
                 "iterated-building" => "Iterated Building",
                 "unstructured" => "global unstructured",
                 _ => "",
+            };
+            let base = match variant[i].as_str() {
+                "" => base,
+                variant => format!("{base}, {variant}"),
             };
             if (with_strategy && method[i] == "gtap") || strategy == "global unstructured" {
                 format!("{base} ({strategy})")
@@ -569,6 +575,30 @@ fn interpolate(s: &Series, x: f64) -> Option<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_variant_tells_apart_rankings_of_one_index_and_strategy() {
+        let rows = df!(
+            "method" => ["gtap", "gtap", "gtap", "wmp"],
+            "index" => ["biased-banzhaf", "biased-banzhaf", "shapley", ""],
+            "strategy" => ["top-n", "top-n", "iterated-pruning", "unit"],
+            "variant" => ["", "control variate", "control variate", ""],
+        )
+        .unwrap();
+        assert_eq!(
+            labels(&rows, false).unwrap(),
+            [
+                "GTAP β_d",
+                "GTAP β_d, control variate",
+                "GTAP Shapley, control variate",
+                "WMP"
+            ]
+        );
+        assert_eq!(
+            labels(&rows, true).unwrap()[2],
+            "GTAP Shapley, control variate (Iterated Pruning)"
+        );
+    }
 
     fn bias_upstream(root: &std::path::Path, stage: &str, seed: u64, d: f64) -> Upstream {
         let dir = root.join(format!("{stage}-{seed}"));

@@ -44,6 +44,7 @@ pub trait Ranker: Send + Sync + 'static {
         Label {
             index: String::new(),
             strategy: "unit".into(),
+            variant: String::new(),
         }
     }
 
@@ -90,6 +91,10 @@ pub struct Label {
     pub index: String,
     /// `top-n`, `iterated-pruning`, `iterated-building`, or `unit` for score-based baselines.
     pub strategy: String,
+    /// Tells apart rankings of one method, index and strategy (the `gtap` stage's `variant`,
+    /// e.g. its estimator); empty for most, and then absent from `ranking.json`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub variant: String,
 }
 
 /// What a method may use: the trained network, the probe split (never the test split), the
@@ -270,6 +275,7 @@ mod tests {
             label: Label {
                 index: String::new(),
                 strategy: "unit".into(),
+                variant: String::new(),
             },
             model: "lenet5".into(),
             seed: 0,

@@ -71,7 +71,8 @@ impl Stage for RetrainStage {
     type Params = RetrainParams;
     const KIND: &'static str = "retrain";
     const FLOAT_MATH: bool = true;
-    const VERSION: u32 = 1;
+    // 2: the curves' `variant` column.
+    const VERSION: u32 = 2;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["model", "data", "rankings"];
     const ABOUT: &'static str =
@@ -155,6 +156,7 @@ impl Stage for RetrainStage {
                     method: ranking.method.clone(),
                     index: ranking.label.index.clone(),
                     strategy: ranking.label.strategy.clone(),
+                    variant: ranking.label.variant.clone(),
                     size_fraction: r as f64 / n as f64,
                     players_kept: r as u32,
                     params_kept: cost.params,

@@ -49,6 +49,11 @@ pub struct GtapParams {
     /// estimates as a `power_indices` table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer_budgets: Option<LayerBudgets>,
+    /// A name that tells this ranking's curves apart from others of the same index and
+    /// strategy (the curves' `variant` column, appended to the figure's legend), e.g. the
+    /// estimator when two are compared; empty by default.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub variant: String,
 }
 
 /// Where [`GtapParams::layer_budgets`] takes each layer's share of a target size from.
@@ -203,6 +208,7 @@ impl Ranker for Gtap {
                 Some(budgets) => format!("layer-wise, {} budgets", serde_name(&budgets)),
                 None => serde_name(&p.strategy),
             },
+            variant: p.variant.clone(),
         }
     }
 

@@ -57,6 +57,7 @@ impl Ranker for Michel {
                 Some(_) => "iterated-pruning".into(),
                 None => "unit".into(),
             },
+            variant: String::new(),
         }
     }
 
