@@ -8,6 +8,36 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gtap_engine::{Env, Outcome, Overrides, Pipeline, Runner, State, Upstream};
 
+/// `println!` / `print!` that end the process quietly when stdout is closed (`gtap show … |
+/// head`), as Unix tools do, instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            stdout_failed(e);
+        }
+    }};
+}
+
+macro_rules! out_inline {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            stdout_failed(e);
+        }
+    }};
+}
+
+/// A closed stdout ends the process with success (its reader wanted no more); any other
+/// failure to write is an error.
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: writing to stdout: {e}");
+    std::process::exit(2);
+}
+
 #[derive(Parser)]
 #[command(
     name = "gtap",
@@ -296,8 +326,8 @@ fn main() -> ExitCode {
 fn print_report(report: &gtap_engine::RunReport) {
     for r in &report.instances {
         match r.outcome {
-            Outcome::Cached => println!("cached  {:<32} {}", r.instance.id, &r.key[..16]),
-            Outcome::Built { seconds } => println!(
+            Outcome::Cached => out!("cached  {:<32} {}", r.instance.id, &r.key[..16]),
+            Outcome::Built { seconds } => out!(
                 "built   {:<32} {} in {seconds:.1}s",
                 r.instance.id,
                 &r.key[..16]
@@ -305,7 +335,7 @@ fn print_report(report: &gtap_engine::RunReport) {
         }
     }
     for table in &report.tables {
-        println!("wrote   {}", table.display());
+        out!("wrote   {}", table.display());
     }
 }
 
@@ -356,7 +386,7 @@ fn run_on_slurm(
         .with_context(|| format!("running {} on Slurm", pipeline.path.display()))?;
     for job in &run.jobs {
         let how = if job.adopted { "queued " } else { "submitted" };
-        println!(
+        out!(
             "{how} {:<32} job {:<8} {}",
             job.instance.id,
             job.id,
@@ -365,8 +395,8 @@ fn run_on_slurm(
     }
     match &run.report {
         Some(report) => print_report(report),
-        None if run.jobs.is_empty() => println!("nothing to submit: every instance is cached"),
-        None => println!(
+        None if run.jobs.is_empty() => out!("nothing to submit: every instance is cached"),
+        None => out!(
             "{} job(s) queued; `gtap run {} --executor slurm` watches them and writes the tables",
             run.jobs.len(),
             args.pipeline.display()
@@ -382,20 +412,20 @@ fn verify(runner: &Runner<'_>, pipeline: &Pipeline) -> anyhow::Result<()> {
     let mut corrupt = Vec::new();
     for v in &verified {
         match &v.problem {
-            None => println!(
+            None => out!(
                 "ok      {:<32} {} {} bytes",
                 v.instance.id,
                 &v.key[..16],
                 v.bytes
             ),
             Some(problem) => {
-                println!("corrupt {:<32} {}", v.instance.id, problem);
+                out!("corrupt {:<32} {}", v.instance.id, problem);
                 corrupt.push(v.instance.id.as_str());
             }
         }
     }
     let bytes: u64 = verified.iter().map(|v| v.bytes).sum();
-    println!(
+    out!(
         "checked {} cached entries ({:.1} MB) in {:.2}s",
         verified.len(),
         bytes as f64 / 1e6,
@@ -473,8 +503,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build_instance(&pipeline, &instance, force)
                 .with_context(|| format!("building {instance} of {}", pipeline.path.display()))?;
             match report.outcome {
-                Outcome::Cached => println!("cached  {:<32} {}", instance, &report.key[..16]),
-                Outcome::Built { seconds } => println!(
+                Outcome::Cached => out!("cached  {:<32} {}", instance, &report.key[..16]),
+                Outcome::Built { seconds } => out!(
                     "built   {:<32} {} in {seconds:.1}s",
                     instance,
                     &report.key[..16]
@@ -501,7 +531,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status { pipeline } => {
             let pipeline = load(&pipeline, &registry)?;
-            println!(
+            out!(
                 "{} (scale {}, seeds {:?})",
                 pipeline.path.display(),
                 pipeline.scale,
@@ -514,9 +544,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     State::Blocked => "blocked",
                 };
                 let key = s.key.as_deref().map(|k| &k[..16]).unwrap_or("?");
-                println!(
+                out!(
                     "{:<32} {:<10} {key:<16} {state}",
-                    s.instance.id, s.instance.kind
+                    s.instance.id,
+                    s.instance.kind
                 );
             }
         }
@@ -525,17 +556,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let pipeline = load(&pipeline, &registry)?;
             for why in runner.why(&pipeline, &stage)? {
                 match &why.changes {
-                    None => println!(
+                    None => out!(
                         "{}: never run in pipeline `{}`",
-                        why.instance.id, pipeline.name
+                        why.instance.id,
+                        pipeline.name
                     ),
                     Some(changes) if changes.is_empty() => {
-                        println!("{}: unchanged since the last run", why.instance.id)
+                        out!("{}: unchanged since the last run", why.instance.id)
                     }
                     Some(changes) => {
-                        println!("{}: changed since the last run:", why.instance.id);
+                        out!("{}: changed since the last run:", why.instance.id);
                         for change in changes {
-                            println!("  {change}");
+                            out!("  {change}");
                         }
                     }
                 }
@@ -549,39 +581,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let report =
                 gtap_stages::bench::coalitions(examples, &batches, seconds, &env.data_dir)?;
-            println!(
+            out!(
                 "numerics: {}, device: {:?}",
                 gtap_nn::numerics::current(),
                 gtap_nn::device()
             );
-            println!(
+            out!(
                 "LeNet5 head, {} examples, {} libtorch threads, {:.1} MFLOP per coalition",
                 report.examples,
                 report.threads,
                 report.flops_per_evaluation / 1e6
             );
-            println!("weights: {}", report.weights);
-            println!(
+            out!("weights: {}", report.weights);
+            out!(
                 "dense matmul [E,400]x[400,7680]: {:.1} GFLOP/s",
                 report.matmul_same_shape_gflops
             );
-            println!(
+            out!(
                 "dense matmul 2048^3:             {:.1} GFLOP/s",
                 report.matmul_square_gflops
             );
             if let Some((same, square)) = report.portable_gemm_gflops {
-                println!(
+                out!(
                     "portable GEMM (gtap_nn::gemm, 2 threads): {same:.1} GFLOP/s at [E,400]x[400,7680] (x{:.2} libtorch), {square:.1} at 2048^3 (x{:.2})",
                     same / report.matmul_same_shape_gflops,
                     square / report.matmul_square_gflops
                 );
             }
-            println!(
+            out!(
                 "{:>6} {:>14} {:>10} {:>10} {:>16} {:>9}",
-                "batch", "coalitions/s", "GFLOP/s", "of matmul", "walk values/s", "speed-up"
+                "batch",
+                "coalitions/s",
+                "GFLOP/s",
+                "of matmul",
+                "walk values/s",
+                "speed-up"
             );
             for r in &report.rates {
-                println!(
+                out!(
                     "{:>6} {:>14.1} {:>10.1} {:>9.0}% {:>16.1} {:>8.1}x",
                     r.batch,
                     r.evaluations_per_second,
@@ -591,19 +628,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     r.walk_evaluations_per_second / r.evaluations_per_second
                 );
             }
-            println!(
+            out!(
                 "walk values/s: `batch` walks of {} single toggles, evaluated incrementally",
                 gtap_nn::walks::REFRESH - 1
             );
-            println!(
+            out!(
                 "coalitions/s: the default, certified where it applies (gtap_nn::certify: fast kernels and a bound, undecided pairs recomputed); against the reference path alone, the same values:"
             );
-            println!(
+            out!(
                 "{:>6} {:>14} {:>14} {:>9} {:>11}",
-                "batch", "reference/s", "default/s", "ratio", "recomputed"
+                "batch",
+                "reference/s",
+                "default/s",
+                "ratio",
+                "recomputed"
             );
             for r in &report.rates {
-                println!(
+                out!(
                     "{:>6} {:>14.1} {:>14.1} {:>8.2}x {:>10.2}%",
                     r.batch,
                     r.reference_per_second,
@@ -612,11 +653,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     100.0 * r.recomputed_share
                 );
             }
-            println!(
+            out!(
                 "algorithm 2 (paired, 1 pair per player, incremental): {:.1} coalitions/s",
                 report.algorithm2_evaluations_per_second
             );
-            println!(
+            out!(
                 "predicted marginals (control-variate; one backward pass through the gates per coalition): {:.1} coalitions/s, {:.1}x the time of a full evaluation (prediction_cost)",
                 report.predictions_per_second, report.prediction_cost
             );
@@ -628,16 +669,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seconds,
         }) => {
             let rates = gtap_stages::bench::alexnet_layers(width, examples, batch, seconds)?;
-            println!(
+            out!(
                 "numerics: {}, device: {:?}",
                 gtap_nn::numerics::current(),
                 gtap_nn::device()
             );
-            println!(
+            out!(
                 "AlexNet width {width}, {examples} examples, {batch} coalitions per call, {} threads",
                 gtap_nn::numerics::workers()
             );
-            println!(
+            out!(
                 "{:<6} {:>6} {:>14} {:>14} {:>9} {:>16} {:>9} {:>12} {:>7} {:>11}",
                 "layer",
                 "units",
@@ -651,7 +692,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "recomputed"
             );
             for r in &rates {
-                println!(
+                out!(
                     "{:<6} {:>6} {:>14.2} {:>14.1} {:>9.2} {:>12.2} GF/s {:>8.0}% {:>12.1} {:>6.2}x {:>10.1}%",
                     r.layer,
                     r.units,
@@ -665,35 +706,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     100.0 * r.recomputed
                 );
             }
-            println!(
+            out!(
                 "coalitions/s: the default (certified where its bound decides; a game whose \
                  bound hands most pairs back runs the reference alone); reference/s: \
                  certification off, the same values"
             );
         }
         Command::Bench(Bench::Training { seconds }) => {
-            println!(
+            out!(
                 "numerics: {}, device: {:?}",
                 gtap_nn::numerics::current(),
                 gtap_nn::device()
             );
-            print!("{:<14}", "model");
+            out_inline!("{:<14}", "model");
             for parts in gtap_stages::bench::TRAINING_PARTS {
                 let label = format!(
                     "train steps/s ({parts} part{})",
                     if parts == 1 { "" } else { "s" }
                 );
-                print!(" {label:>22}");
+                out_inline!(" {label:>22}");
             }
-            println!(" {:>18} {:>18}", "eval examples/s", "accuracy ex./s");
+            out!(" {:>18} {:>18}", "eval examples/s", "accuracy ex./s");
             for r in gtap_stages::bench::training(seconds)? {
-                print!("{:<14}", r.arch.name());
+                out_inline!("{:<14}", r.arch.name());
                 for (_, rate) in &r.steps_per_second {
-                    print!(" {rate:>22.1}");
+                    out_inline!(" {rate:>22.1}");
                 }
-                println!(
+                out!(
                     " {:>18.0} {:>18.0}",
-                    r.eval_examples_per_second, r.accuracy_examples_per_second
+                    r.eval_examples_per_second,
+                    r.accuracy_examples_per_second
                 );
             }
         }
@@ -707,7 +749,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             std::env::set_var("POLARS_FMT_MAX_ROWS", df.height().to_string());
             std::env::set_var("POLARS_FMT_MAX_COLS", "64");
             std::env::set_var("POLARS_FMT_STR_LEN", "48");
-            println!("{df}");
+            out!("{df}");
         }
         Command::Compare {
             a,
@@ -721,7 +763,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Stages => {
             for (kind, about) in registry.kinds() {
-                println!("{kind:<12} {about}");
+                out!("{kind:<12} {about}");
             }
         }
     }
@@ -741,20 +783,20 @@ fn compare(
     let comparison = gtap_compare::compare(&a, &b, on)
         .with_context(|| format!("comparing {} with {}", file_a.display(), file_b.display()))?;
     let mut joined = comparison.table;
-    println!("A: {}", file_a.display());
-    println!("B: {}", file_b.display());
+    out!("A: {}", file_a.display());
+    out!("B: {}", file_b.display());
     if !comparison.roles.ignored.is_empty() {
-        println!("ignored: {}", comparison.roles.ignored.join(", "));
+        out!("ignored: {}", comparison.roles.ignored.join(", "));
     }
     // polars reads its printing limits from the environment: every row, no wrapping.
     std::env::set_var("POLARS_FMT_MAX_ROWS", joined.height().to_string());
     std::env::set_var("POLARS_FMT_MAX_COLS", "256");
     std::env::set_var("POLARS_FMT_STR_LEN", "48");
     std::env::set_var("POLARS_TABLE_WIDTH", "-1");
-    println!("{joined}");
-    println!("{}", comparison.summary);
+    out!("{joined}");
+    out!("{}", comparison.summary);
     gtap_engine::table::write_parquet(out, &mut joined)?;
-    println!("wrote   {}", out.display());
+    out!("wrote   {}", out.display());
     Ok(())
 }
 
@@ -895,29 +937,30 @@ fn export(
     )
     .with_context(|| format!("writing {}", out.join("export.json").display()))?;
 
-    println!(
+    out!(
         "{} pruned by {ranking}[{seed}] ({}) at size {size}",
-        net.arch, decl.kind
+        net.arch,
+        decl.kind
     );
-    println!("players kept   {r} of {n}");
-    println!(
+    out!("players kept   {r} of {n}");
+    out!(
         "parameters     {full_params} -> {pruned_params} ({:.1}% kept, {:.2}x fewer)",
         100.0 * pruned_params as f64 / full_params as f64,
         full_params as f64 / pruned_params as f64
     );
-    println!(
+    out!(
         "test accuracy  full {:.2}%, masked {:.2}%, pruned {:.2}% (predictions agree on {agree} of {examples})",
         100.0 * full_acc,
         100.0 * masked_acc,
         100.0 * pruned_acc
     );
-    println!(
+    out!(
         "CPU inference  {examples} test images, {} threads, median of 5: full {:.1} ms, pruned {:.1} ms ({:.2}x faster)",
         tch::get_num_threads(),
         1e3 * full_s,
         1e3 * pruned_s,
         full_s / pruned_s
     );
-    println!("wrote          {}", out.display());
+    out!("wrote          {}", out.display());
     Ok(())
 }

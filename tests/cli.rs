@@ -319,6 +319,33 @@ fn with_wmp() -> String {
     format!("{SMALL}\n[stage.wmp]\nkind = \"wmp\"\ninputs = {{ model = \"train\", data = \"mnist\" }}\n")
 }
 
+/// `gtap show big.parquet | head -1`: the reader closes the pipe before the table is written;
+/// the binary ends quietly with success, as Unix tools do, instead of panicking.
+#[test]
+fn show_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.parquet");
+    let rows = 20_000;
+    let mut df = polars::df!(
+        "player" => (0..rows).collect::<Vec<u32>>(),
+        "estimate" => (0..rows).map(|i| i as f64 / 7.0).collect::<Vec<f64>>(),
+    )
+    .unwrap();
+    gtap_engine::table::write_parquet(&path, &mut df).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gtap"))
+        .args(["show", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end at once: well over a pipe buffer (64 KiB) is still to come.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn export_writes_a_smaller_model_with_the_masked_accuracy() {
     let Some(data) = common::real_data() else {
