@@ -282,9 +282,9 @@ fn check_estimators(root: &Path) {
 /// predictions (`prediction_cost` each), and each one's per-layer fit is a correlation.
 fn check_control_variates(root: &Path) {
     let agreement = table(root, "control-variates", "agreement");
-    // Per game: four control-variate estimates and two sweeps (Shapley: permutations); for
+    // Per game: five control-variate estimates and two sweeps (Shapley: permutations); for
     // β_d and Banzhaf also the two shared-crossfit estimates that were the references.
-    assert_eq!(agreement.height(), 3 * 6 + 2 * 2, "{agreement}");
+    assert_eq!(agreement.height(), 3 * 7 + 2 * 2, "{agreement}");
     let estimators = strs(&agreement, "estimator");
     let stages = strs(&agreement, "stage");
     let evaluations = agreement.column("evaluations").unwrap().u64().unwrap();
@@ -292,6 +292,7 @@ fn check_control_variates(root: &Path) {
     // ci scale: (stars, predicted coalitions) per control-variate stage.
     let predicted = |stage: &str| match stage {
         s if s.ends_with("_200") => 20.0,
+        s if s.ends_with("_250") => 25.0,
         s if s.ends_with("_400") => 30.0,
         _ => 40.0,
     };
@@ -309,8 +310,8 @@ fn check_control_variates(root: &Path) {
     let split_half = f64s(&agreement, "reference_split_half");
     assert!(split_half.iter().all(|r| (-1.0..=1.0).contains(r)));
     let fit = table(root, "control-variates", "linearisation");
-    // Twelve control-variate estimates and six references, LeNet5's three player layers each.
-    assert_eq!(fit.height(), 18 * 3, "{fit}");
+    // Fifteen control-variate estimates and six references, LeNet5's three player layers each.
+    assert_eq!(fit.height(), 21 * 3, "{fit}");
     assert!(
         f64s(&fit, "correlation")
             .iter()
