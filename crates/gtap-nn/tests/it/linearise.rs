@@ -110,6 +110,51 @@ fn cross_entropy_predictions_are_the_gate_derivative() {
     }
 }
 
+/// A layer-wise game starts past the earlier layers (their units all present): its predictions
+/// for the later layer's units are the whole network's at coalitions holding every earlier unit
+/// (up to float32 rounding: the prefix runs apart).
+#[test]
+fn a_game_starting_at_a_later_layer_predicts_as_the_whole_network() {
+    let specs = vec![
+        dense("first", 12, 9, true),
+        LayerSpec::Gate(GateSpec { spread: 1 }),
+        dense("second", 9, 7, true),
+        LayerSpec::Gate(GateSpec { spread: 1 }),
+        dense("out", 7, 3, false),
+    ];
+    let net = Network::from_specs(
+        Arch::Mlp512x256,
+        Shape::features(12, 3),
+        &specs,
+        Device::Cpu,
+        8,
+    )
+    .unwrap();
+    let data = data(200, 3, 9);
+    let utility = Utility::NegativeCrossEntropy;
+    let whole = MaskedEvaluator::new(&net, &data, utility, 8);
+    let later = MaskedEvaluator::starting_at(&net, &data, utility, 8, 1);
+    let n = whole.num_players();
+    assert_eq!(n, 16);
+    let cs: Vec<Coalition> = (0..5)
+        .map(|j| Coalition::from_players(n, (0..9).chain((9..n).filter(|i| (i * 3 + j) % 4 < 2))))
+        .collect();
+    let (mut a, mut b) = (vec![f64::NAN; cs.len() * n], vec![f64::NAN; cs.len() * n]);
+    whole.predicted_marginals(&cs, &mut a);
+    later.predicted_marginals(&cs, &mut b);
+    for (ra, rb) in a.chunks(n).zip(b.chunks(n)) {
+        for i in 9..n {
+            assert!(
+                (ra[i] - rb[i]).abs() < 1e-6,
+                "player {i}: {} vs {}",
+                ra[i],
+                rb[i]
+            );
+        }
+        assert!(ra[9..].iter().any(|&p| p.abs() > 1e-4), "{ra:?}");
+    }
+}
+
 /// On a ten-class network (the margin's best rival can change) the predictions are not exact
 /// but the control-variate estimator runs on the network game and stays near the exact
 /// index; every byte repeats.
