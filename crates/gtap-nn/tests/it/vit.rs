@@ -459,3 +459,56 @@ fn whole_sublayers_are_players_and_play_as_all_their_units() {
 fn expand_index(all: &[Vec<bool>], row: &[bool]) -> i64 {
     all.iter().position(|r| r == row).unwrap() as i64
 }
+
+/// The gate gradients reach heads and FFN neurons alike: each unit's predicted contribution to
+/// ν = −cross-entropy is the derivative of ν along its gate (central finite differences on the
+/// masked network), at coalitions of about half of each layer.
+#[test]
+fn predicted_contributions_of_heads_and_ffn_neurons_are_gate_derivatives() {
+    let net = Network::new(Arch::Vit, Device::Cpu, 7);
+    let data = synthetic(24, 8);
+    let game = MaskedEvaluator::new(&net, &data, Utility::NegativeCrossEntropy, 4);
+    assert!(game.predicts_marginals());
+    let rows = coalitions(2);
+    let cs: Vec<Coalition> = rows
+        .iter()
+        .map(|r| Coalition::from_players(264, (0..264).filter(|&p| r[p])))
+        .collect();
+    let mut predicted = vec![f64::NAN; cs.len() * 264];
+    game.predicted_marginals(&cs, &mut predicted);
+    let _guard = tch::no_grad_guard();
+    let features = net.prefix(&data.inputs);
+    let nu = |mask: &[f32]| {
+        net.masked_logits(&features, &Tensor::from_slice(mask).view([1, 264]))
+            .unwrap()
+            .squeeze_dim(1)
+            .to_kind(Kind::Double)
+            .log_softmax(-1, Kind::Double)
+            .gather(1, &data.labels.unsqueeze(1), false)
+            .mean(Kind::Double)
+            .double_value(&[])
+    };
+    let h = 1e-2;
+    // Every head of both blocks and a spread of FFN neurons.
+    let units: Vec<usize> = (0..4)
+        .chain(132..136)
+        .chain((4..132).step_by(31))
+        .chain((136..264).step_by(29))
+        .collect();
+    for (row, p) in rows.iter().zip(predicted.chunks(264)) {
+        let mask: Vec<f32> = row.iter().map(|&k| f32::from(u8::from(k))).collect();
+        for &i in &units {
+            let (mut up, mut down) = (mask.clone(), mask.clone());
+            up[i] += h as f32;
+            down[i] -= h as f32;
+            let derivative = (nu(&up) - nu(&down)) / (2.0 * h);
+            assert!(
+                (p[i] - derivative).abs() < 1e-4 + 1e-2 * derivative.abs(),
+                "unit {i}: predicted {}, finite difference {derivative}",
+                p[i]
+            );
+        }
+        // Contributions here are 0.001-0.06: the tolerance separates them.
+        assert!(units.iter().any(|&i| p[i].abs() > 1e-2), "{p:?}");
+    }
+}
