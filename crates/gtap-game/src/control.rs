@@ -34,22 +34,54 @@ use crate::eval::{draw_members, sample_rng, Part, Stats};
 use crate::walk::evaluate_walk_units;
 use crate::{Coalition, Walk};
 
+/// How a control-variate estimate samples: the index's inclusion probability (`None`:
+/// Shapley), the stars and their folds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Design {
+    pub bias: Option<f64>,
+    pub stars: usize,
+    pub folds: usize,
+}
+
+impl Design {
+    fn fold(&self, j: usize) -> std::ops::Range<usize> {
+        self.stars * j / self.folds..self.stars * (j + 1) / self.folds
+    }
+
+    /// Shapley only: coalition `s`'s stratum among `of` equal strata of q in [0, 1): each
+    /// fold's stars are one stratified sample of q, and so are the coalitions past the stars.
+    fn stratum(&self, s: usize, samples: usize) -> (usize, usize) {
+        if s >= self.stars {
+            return (s - self.stars, samples - self.stars);
+        }
+        let j = (0..self.folds)
+            .find(|&j| self.fold(j).contains(&s))
+            .expect("a star lies in a fold");
+        let fold = self.fold(j);
+        (s - fold.start, fold.len())
+    }
+}
+
 impl Setup<'_> {
     /// The free slots' memberships of coalition `s`, from sample `s`'s own stream: each free
     /// player present with probability `bias` (Banzhaf-type), or, for Shapley (`None`), with a
-    /// probability q ~ U(0, 1) drawn first for the whole coalition. Owen's multilinear
-    /// extension: the Shapley value is ∫₀¹ β_q dq, so Δ_i at such a coalition is an unbiased
-    /// sample of it for every player at once (the size of C \ {i} is uniform on 0..f−1).
-    fn control_members(&self, s: usize, bias: Option<f64>) -> Vec<bool> {
+    /// probability q drawn first for the whole coalition, uniform within the coalition's
+    /// stratum ([`Design::stratum`]). Owen's multilinear extension: the Shapley value is
+    /// ∫₀¹ β_q dq, so the mean of Δ_i over a stratified sample of q is unbiased for it, for
+    /// every player at once, and free of the spread of E[Δ_i | q] across q.
+    fn control_members(&self, s: usize, d: Design) -> Vec<bool> {
         let f = self.free.len();
         let mut member = vec![false; f];
         let mut rng = sample_rng(self.seed, s as u64);
-        let d = bias.unwrap_or_else(|| rng.random::<f64>());
-        draw_members(&mut rng, f, None, d, |slot, m| member[slot] = m);
+        let q = d.bias.unwrap_or_else(|| {
+            let (t, of) = d.stratum(s, self.samples);
+            (t as f64 + rng.random::<f64>()) / of as f64
+        });
+        draw_members(&mut rng, f, None, q, |slot, m| member[slot] = m);
         member
     }
 
-    fn control_coalition(&self, s: usize, d: Option<f64>) -> Coalition {
+    fn control_coalition(&self, s: usize, d: Design) -> Coalition {
         let mut c = self.base.clone();
         for (slot, &m) in self.control_members(s, d).iter().enumerate() {
             if m {
@@ -61,7 +93,7 @@ impl Setup<'_> {
 
     /// Star `s`: coalition `s`, then each free player toggled alone, in slot order (each step
     /// toggles the previous player back and the next one).
-    fn star(&self, s: usize, d: Option<f64>) -> Walk {
+    fn star(&self, s: usize, d: Design) -> Walk {
         let steps = (0..self.free.len())
             .map(|slot| match slot {
                 0 => vec![self.free[0]],
@@ -79,12 +111,11 @@ impl Setup<'_> {
     /// cut, so the parts' values concatenate to the whole's.
     pub(crate) fn control_values(
         &self,
-        d: Option<f64>,
-        stars: usize,
+        d: Design,
         part: Part,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Vec<f64> {
-        let (f, k) = (self.free.len(), self.samples);
+        let (f, k, stars) = (self.free.len(), self.samples, d.stars);
         let batch = self.game.batch_size().max(1);
         let star_batches = stars.div_ceil(batch);
         let total = star_batches + k.div_ceil(batch);
@@ -113,7 +144,7 @@ impl Setup<'_> {
     fn predictions(
         &self,
         range: std::ops::Range<usize>,
-        d: Option<f64>,
+        d: Design,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Vec<f64> {
         let (f, n) = (self.free.len(), self.game.num_players());
@@ -145,18 +176,16 @@ impl Setup<'_> {
     }
 
     /// The estimate from [`Setup::control_values`]'s values (module docs).
-    pub(crate) fn control_variate(
-        &self,
-        d: Option<f64>,
-        stars: usize,
-        folds: usize,
-        vals: &[f64],
-    ) -> Vec<PlayerEstimate> {
-        let (f, k) = (self.free.len(), self.samples);
-        let (exact, predicted) = self.control_split(d, stars, vals);
+    pub(crate) fn control_variate(&self, d: Design, vals: &[f64]) -> Vec<PlayerEstimate> {
+        let (f, k, stars, folds) = (self.free.len(), self.samples, d.stars, d.folds);
+        let (exact, predicted) = self.control_split(d, vals);
         let group_of = self.dense_groups();
         let groups = group_of.iter().max().map_or(0, |g| g + 1);
-        let fold_of = |j: usize| stars * j / folds..stars * (j + 1) / folds;
+        let fold_of = |j: usize| d.fold(j);
+        // Shapley's stratified q: a stratified mean's variance from successive differences
+        // of neighbouring strata (unbiased without a trend across q, conservative with one),
+        // in place of the plain variance.
+        let stratified = d.bias.is_none();
         let rest = k - stars;
         // Per fold and slot: the moments a coefficient is fitted from.
         let moments: Vec<Vec<Moments>> = (0..folds)
@@ -211,11 +240,21 @@ impl Setup<'_> {
                     let w = n / stars as f64;
                     let damped = c * (1.0 - n / big_m);
                     let mut residual = Stats::default();
+                    let mut successive = 0.0;
+                    let mut previous = None;
                     for s in fold {
-                        residual.push(exact[s * f + slot] - damped * predicted[s * f + slot]);
+                        let r = exact[s * f + slot] - damped * predicted[s * f + slot];
+                        residual.push(r);
+                        if let Some(p) = previous {
+                            successive += (r - p) * (r - p) / 2.0;
+                        }
+                        previous = Some(r);
                     }
                     estimate += w * (residual.mean() + c * rest_sum / big_m);
-                    squares += residual.var() * (n - 1.0);
+                    squares += match stratified {
+                        true => successive,
+                        false => residual.var() * (n - 1.0),
+                    };
                     weights += w * w / n;
                     shared += w * c / big_m;
                 }
@@ -224,7 +263,18 @@ impl Setup<'_> {
                 // intervals that cover too rarely.
                 let mut variance = weights * squares / (stars - folds) as f64;
                 if rest > 0 {
-                    variance += rest as f64 * all.var() * shared * shared;
+                    let spread = match stratified && rest > 1 {
+                        true => {
+                            let mut sum = 0.0;
+                            for s in stars + 1..k {
+                                let step = predicted[s * f + slot] - predicted[(s - 1) * f + slot];
+                                sum += step * step;
+                            }
+                            sum / (2.0 * (rest - 1) as f64)
+                        }
+                        false => all.var(),
+                    };
+                    variance += rest as f64 * spread * shared * shared;
                 }
                 PlayerEstimate {
                     player: self.free[slot],
@@ -238,13 +288,8 @@ impl Setup<'_> {
 
     /// The stars' exact contributions (`stars × f`, star-major) and every coalition's
     /// predictions (`samples × f`) from [`Setup::control_values`]'s values.
-    fn control_split<'v>(
-        &self,
-        d: Option<f64>,
-        stars: usize,
-        vals: &'v [f64],
-    ) -> (Vec<f64>, &'v [f64]) {
-        let f = self.free.len();
+    fn control_split<'v>(&self, d: Design, vals: &'v [f64]) -> (Vec<f64>, &'v [f64]) {
+        let (f, stars) = (self.free.len(), d.stars);
         let (star_values, predicted) = vals.split_at(stars * (f + 1));
         let mut exact = vec![0.0; stars * f];
         for (s, (v, row)) in star_values
@@ -267,9 +312,9 @@ impl Setup<'_> {
     /// Per player group, over the stars: the Pearson correlation of predicted with exact
     /// contributions (pooled over the group's players, each centred on its own means, as
     /// the coefficient is fitted) and that coefficient on all stars.
-    pub(crate) fn control_fit(&self, d: Option<f64>, stars: usize, vals: &[f64]) -> Vec<GroupFit> {
-        let f = self.free.len();
-        let (exact, predicted) = self.control_split(d, stars, vals);
+    pub(crate) fn control_fit(&self, d: Design, vals: &[f64]) -> Vec<GroupFit> {
+        let (f, stars) = (self.free.len(), d.stars);
+        let (exact, predicted) = self.control_split(d, vals);
         let group_of = self.dense_groups();
         let labels = self.game.player_groups();
         let groups = group_of.iter().max().map_or(0, |g| g + 1);

@@ -97,7 +97,8 @@ pub enum Estimator {
     /// Any index, for games that predict marginal contributions
     /// ([`Game::predicts_marginals`]; a network: one backward pass through its gates):
     /// `samples` coalitions C ~ R_d over the free players (Shapley: C ~ R_q with q ~ U(0, 1)
-    /// per coalition, Owen's multilinear extension) each get every free player's
+    /// per coalition, Owen's multilinear extension, q stratified across each fold's stars and
+    /// across the coalitions past them) each get every free player's
     /// predicted contribution p_i(C); the first `stars` of them also the exact ones,
     /// Δ_i(C) = ν(C ∪ {i}) − ν(C \ {i}), from a star (C, then each free player toggled
     /// alone: f + 1 evaluations, a walk). The prediction is a control variate
@@ -214,8 +215,9 @@ pub fn evaluations(
             Some(d),
         ) => s.pooled_values(d, part, progress),
         (Estimator::Sweep, Some(d)) => s.sweep_values(d, part, progress),
-        (Estimator::ControlVariate { stars, .. }, bias) => {
-            s.control_values(bias, stars, part, progress)
+        (Estimator::ControlVariate { stars, folds }, bias) => {
+            let design = crate::control::Design { bias, stars, folds };
+            s.control_values(design, part, progress)
         }
         _ => unreachable!("checked"),
     })
@@ -258,7 +260,7 @@ pub fn estimate_from_evaluations(
         (Estimator::SharedCrossFit { folds }, Some(d)) => s.shared_cross_fit(d, folds, values),
         (Estimator::Sweep, Some(d)) => s.sweep(d, values),
         (Estimator::ControlVariate { stars, folds }, bias) => {
-            s.control_variate(bias, stars, folds, values)
+            s.control_variate(crate::control::Design { bias, stars, folds }, values)
         }
         _ => unreachable!("checked"),
     })
@@ -275,7 +277,7 @@ pub fn control_fit(
 ) -> Result<Vec<crate::GroupFit>, GameError> {
     let (resolved, bias) = check(game, cfg, constraints)?;
     let s = Setup::new(game, &resolved, cfg);
-    let Estimator::ControlVariate { stars, .. } = cfg.estimator else {
+    let Estimator::ControlVariate { stars, folds } = cfg.estimator else {
         return Ok(Vec::new());
     };
     let expected = stars * (s.free.len() + 1) + cfg.samples * s.free.len();
@@ -285,7 +287,7 @@ pub fn control_fit(
             got: values.len(),
         });
     }
-    Ok(s.control_fit(bias, stars, values))
+    Ok(s.control_fit(crate::control::Design { bias, stars, folds }, values))
 }
 
 /// Validates a configuration against a game: the resolved constraints and the index's bias.

@@ -175,6 +175,52 @@ fn exact_predictions_reach_the_exact_index() {
     }
 }
 
+/// Shapley's inclusion probability q is stratified across each fold's stars: with worthless
+/// predictions the estimate is the stars' stratified mean, whose spread lacks the part of
+/// Var(Δ_i) that comes from E[Δ_i | q] varying with q. Here every pair of players adds 1, so
+/// Δ_i is the number of others present: E[Δ_i | q] = 9q carries most of its variance, and the
+/// spread is well under Var(Δ_i) / stars of iid sampling, computed exactly.
+#[test]
+fn shapley_stratifies_the_inclusion_probability() {
+    let pairs = (0..10)
+        .flat_map(|i| (i + 1..10).map(move |j| (i, j, 1.0)))
+        .collect();
+    let game = Noise(gtap_game::games::PairwiseGame {
+        linear: vec![0.0; 10],
+        pairs,
+    });
+    let n = game.num_players();
+    // Var(Δ_i(C)) with C \ {i} of a uniform size, uniform given its size: iid sampling's.
+    let binomial =
+        |n: usize, k: usize| (0..k).fold(1.0, |b, j| b * (n - j) as f64 / (j + 1) as f64);
+    let mut iid = 0.0;
+    for i in 0..n {
+        let (mut mean, mut square) = (0.0, 0.0);
+        let others: Vec<usize> = (0..n).filter(|&j| j != i).collect();
+        for bits in 0u32..1 << (n - 1) {
+            let members = others
+                .iter()
+                .enumerate()
+                .filter(|(b, _)| bits >> b & 1 == 1)
+                .map(|(_, &j)| j);
+            let without = Coalition::from_players(n, members);
+            let mut with = without.clone();
+            with.insert(i);
+            let mut v = [0.0; 2];
+            game.values(&[with, without], &mut v);
+            let weight = 1.0 / (n as f64 * binomial(n - 1, bits.count_ones() as usize));
+            mean += weight * (v[0] - v[1]);
+            square += weight * (v[0] - v[1]) * (v[0] - v[1]);
+        }
+        iid += square - mean * mean;
+    }
+    let stars = 40;
+    let stratified =
+        observed_variance(&game, 300, |s| control(IndexKind::Shapley, stars, stars, s));
+    let ratio = stratified / (iid / stars as f64);
+    assert!(ratio < 0.5, "stratified / iid variance = {ratio}");
+}
+
 #[test]
 fn parts_threads_and_batches_leave_the_bytes_alone() {
     struct Batched {
