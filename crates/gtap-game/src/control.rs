@@ -2,7 +2,7 @@
 //! (stars), predicted ones on many, the predictions as a control variate.
 //!
 //! Multi-fidelity Monte Carlo (Peherstorfer et al. 2016) with a cross-fitted coefficient. For
-//! player i, coalitions C_s ~ R_d (s < k, R_d or, for Shapley, R_q with q ~ U(0, 1)) each have a prediction p_s = p_i(C_s); the first m
+//! player i, coalitions C_s ~ R_d (s < k) each have a prediction p_s = p_i(C_s); the first m
 //! (the stars, cut into folds B_j) also the exact Δ_s = ν(C_s ∪ {i}) − ν(C_s \ {i}). A = the
 //! coalitions past the stars. Fold j's estimate, with c_j fitted on the other folds only:
 //!
@@ -25,6 +25,14 @@
 //! Σ_i Var_i(p) over the group's players on the other folds, each player's moments centred on
 //! its own means (its own index is what differs, not the slope); 0 where the predictions do not
 //! vary. Where they explain nothing, c_j ≈ 0 and the estimate is the stars' plain mean.
+//!
+//! Shapley: coalition s draws its inclusion probability q first and then C_s ~ R_q; the Shapley
+//! value is ∫₀¹ β_q dq (Owen's multilinear extension), so every formula above holds with the
+//! mean over q. q is stratified: each fold's stars, and the coalitions of A, take one q from
+//! each of as many equal strata of [0, 1) as they have coalitions. A fold's mean is then a
+//! stratified mean, and Var(Δ − c'_j p) and Var(p) above are estimated from successive
+//! differences of neighbouring strata (unbiased where E[· | q] is flat, conservative where it
+//! is not) instead of the plain variance: the spread of E[Δ_i | q] across q leaves the estimate.
 
 use rand::Rng;
 use rayon::prelude::*;
@@ -181,7 +189,6 @@ impl Setup<'_> {
         let (exact, predicted) = self.control_split(d, vals);
         let group_of = self.dense_groups();
         let groups = group_of.iter().max().map_or(0, |g| g + 1);
-        let fold_of = |j: usize| d.fold(j);
         // Shapley's stratified q: a stratified mean's variance from successive differences
         // of neighbouring strata (unbiased without a trend across q, conservative with one),
         // in place of the plain variance.
@@ -191,7 +198,7 @@ impl Setup<'_> {
         let moments: Vec<Vec<Moments>> = (0..folds)
             .map(|j| {
                 let mut m = vec![Moments::default(); f];
-                for s in fold_of(j) {
+                for s in d.fold(j) {
                     for (slot, mo) in m.iter_mut().enumerate() {
                         mo.push(exact[s * f + slot], predicted[s * f + slot]);
                     }
@@ -234,7 +241,7 @@ impl Setup<'_> {
                 let (mut estimate, mut shared) = (0.0, 0.0);
                 let (mut squares, mut weights) = (0.0, 0.0);
                 for j in 0..folds {
-                    let fold = fold_of(j);
+                    let fold = d.fold(j);
                     let (n, c) = (fold.len() as f64, c_of(j));
                     let big_m = n + rest as f64;
                     let w = n / stars as f64;
