@@ -546,12 +546,15 @@ impl Game for MaskedEvaluator {
         true
     }
 
-    /// One backward pass through the gates per coalition ([`crate::linearise`]).
+    /// One backward pass through the gates per coalition ([`crate::linearise`]). Its errors
+    /// (a mask of the wrong width, a label outside the logits) cannot arise here: the masks
+    /// are built for this network, the loaders validate labels and the stages check that a
+    /// model and its data agree on the classes; `Game` has no error channel, as `values`.
     fn predicted_marginals(&self, coalitions: &[Coalition], out: &mut [f64]) {
         out.copy_from_slice(
             &self
                 .predicted_marginals_of(coalitions)
-                .expect("mask width matches the network"),
+                .expect("masks of this network's width, labels among its classes"),
         );
     }
 }
