@@ -82,6 +82,18 @@ reproduce-figure-3 SCALE="full": build
 reproduce-figure-4 SCALE="full": build
     target/debug/gtap run pipelines/figure-3.toml --scale {{SCALE}}
 
+# Figures 3 and 4 with LeNet5's FC layers as the only players (204): just reproduce-figure-3-fc [ci]
+reproduce-figure-3-fc SCALE="full": build
+    target/debug/gtap run pipelines/figure-3-fc.toml --scale {{SCALE}}
+
+# MCUE's readings (statistic x dilution x players), diagonal maxima vs the paper's: just mcue-readings [ci]
+mcue-readings SCALE="full": build
+    target/debug/gtap run pipelines/mcue-readings.toml --scale {{SCALE}}
+
+# Iterated Building at the paper's d: what its budget, step, estimator and probe size change: just iterated-building [ci]
+iterated-building SCALE="full": build
+    target/debug/gtap run pipelines/iterated-building.toml --scale {{SCALE}}
+
 # Figures 3 and 4 for LeNet-300-100: just reproduce-figure-3-lenet300 [ci]
 reproduce-figure-3-lenet300 SCALE="full": build
     target/debug/gtap run pipelines/figure-3-lenet300.toml --scale {{SCALE}}

@@ -20,6 +20,10 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
         "figure-2.toml",
         "power-indices.toml",
         "figure-3.toml",
+        // figure-3's model with only its FC layers as players.
+        "figure-3-fc.toml",
+        // figure-2's models: every MCUE reading on the diagonal.
+        "mcue-readings.toml",
         // Shares figure-3's stages through the cache: only the retraining runs.
         "figure-3-retrained.toml",
         "estimators.toml",
@@ -74,6 +78,8 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
     assert!(rho.iter().all(|r| (-1.0..=1.0).contains(r)), "{rho:?}");
 
     check_figure_3(root);
+    check_figure_3_fc(root);
+    check_mcue_readings(root);
     check_figure_3_retrained(root);
     check_estimators(root);
     check_control_variates(root);
@@ -125,9 +131,25 @@ fn check_figure_3(root: &Path) {
             "wmp  unstructured",
         ]
     );
+    // β_d at the paper's d = 0.225 beside ours: the same method, index and strategy, told
+    // apart by `variant`.
+    let variant = strs(&curves, "variant");
+    let mut paper: Vec<String> = (0..curves.height())
+        .filter(|&i| variant[i] == "paper's d = 0.225")
+        .map(|i| format!("{} {}", index[i], strategy[i]))
+        .collect();
+    paper.dedup();
+    assert_eq!(
+        paper,
+        [
+            "biased-banzhaf top-n",
+            "biased-banzhaf iterated-pruning",
+            "biased-banzhaf iterated-building"
+        ]
+    );
     assert_eq!(
         curves.height(),
-        12 * 10,
+        15 * 10,
         "ten grid points per curve at ci scale"
     );
     let unpruned = f64s(&table(root, "figure-3", "evaluation"), "test_accuracy")[0];
@@ -135,7 +157,7 @@ fn check_figure_3(root: &Path) {
         .filter(|&i| fraction[i] == 1.0)
         .map(|i| accuracy[i])
         .collect();
-    assert_eq!(at_full.len(), 12);
+    assert_eq!(at_full.len(), 15);
     assert!(
         at_full.iter().all(|a| (a - unpruned).abs() <= 1e-4 + 1e-12),
         "accuracy at size 1 {at_full:?} vs unpruned {unpruned}"
@@ -157,6 +179,88 @@ fn check_figure_3(root: &Path) {
             .exists());
         assert!(root.join(format!("figures/figure-4-ci.{ext}")).exists());
     }
+}
+
+/// LeNet5 with fc1 and fc2 as the only players: every curve runs over 204 players and keeps the
+/// whole network at size 1; β_d runs at the FC grid's d and at the paper's.
+fn check_figure_3_fc(root: &Path) {
+    let curves = table(root, "figure-3-fc", "curves");
+    assert_eq!(curves.height(), 13 * 10, "13 rankings, ten points each");
+    let kept: Vec<u32> = curves
+        .column("players_kept")
+        .unwrap()
+        .u32()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert_eq!(kept.iter().max(), Some(&204));
+    let fraction = f64s(&curves, "size_fraction");
+    let accuracy = f64s(&curves, "test_accuracy");
+    let unpruned = f64s(&table(root, "figure-3-fc", "evaluation"), "test_accuracy")[0];
+    for i in (0..curves.height()).filter(|&i| fraction[i] == 1.0) {
+        assert!((accuracy[i] - unpruned).abs() <= 1e-4 + 1e-12, "{curves}");
+    }
+    let mcue = table(root, "figure-3-fc", "mcue");
+    assert!(strs(&mcue, "panel")
+        .iter()
+        .all(|p| p.contains("FC players")));
+    let players: Vec<u32> = mcue
+        .column("players")
+        .unwrap()
+        .u32()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert!(
+        players.iter().all(|&n| n == 204),
+        "MCUE dilutes the 204 FC players"
+    );
+    for ext in ["png", "svg"] {
+        assert!(root.join(format!("figures/figure-3-fc-ci.{ext}")).exists());
+        assert!(root.join(format!("figures/figure-4-fc-ci.{ext}")).exists());
+    }
+}
+
+/// Every reading's diagonal maximum; the default reading (correctness, zeroed, every layer)
+/// computed on the diagonal alone is figure-2's full grid on its diagonal, cell for cell.
+fn check_mcue_readings(root: &Path) {
+    let summary = table(root, "mcue-readings", "mcue_maxima_summary");
+    // LeNet-300-100: 5 statistics x 2 dilutions; each LeNet5: x 2 player sets.
+    assert_eq!(summary.height(), 10 + 20 + 20, "{summary}");
+    let t = f64s(&summary, "t_mean");
+    assert!(t.iter().all(|&t| t > 0.0 && t < 1.0), "{summary}");
+    let readings = table(root, "mcue-readings", "mcue");
+    let figure_2 = table(root, "figure-2", "mcue");
+    let key = |df: &DataFrame, i: usize| {
+        format!(
+            "{} {} {}",
+            strs(df, "panel")[i],
+            f64s(df, "p")[i],
+            f64s(df, "q")[i]
+        )
+    };
+    let diagonal: std::collections::BTreeMap<String, f64> = (0..figure_2.height())
+        .filter(|&i| f64s(&figure_2, "p")[i] == f64s(&figure_2, "q")[i])
+        .map(|i| (key(&figure_2, i), f64s(&figure_2, "variance")[i]))
+        .collect();
+    assert_eq!(diagonal.len(), 3 * 11);
+    let (statistic, dilution) = (strs(&readings, "statistic"), strs(&readings, "dilution"));
+    let players: Vec<u32> = readings
+        .column("players")
+        .unwrap()
+        .u32()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    let variance = f64s(&readings, "variance");
+    let mut matched = 0;
+    for i in 0..readings.height() {
+        if statistic[i] == "correctness" && dilution[i] == "zeroed" && players[i] != 204 {
+            assert_eq!(Some(&variance[i]), diagonal.get(&key(&readings, i)));
+            matched += 1;
+        }
+    }
+    assert_eq!(matched, 3 * 11);
 }
 
 /// Fine-tuned and rewound sub-networks for figure-3 (a)'s six rankings at the two ci sizes: the

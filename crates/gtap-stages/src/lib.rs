@@ -39,7 +39,7 @@ pub use figure_curves::FigureCurvesStage;
 pub use figure_grid::FigureUnitGridStage;
 pub use figure_scatter::FigureIndexVsWeightStage;
 pub use indices::{PowerIndexStage, RankAgreementStage};
-pub use mcue::{McueBiasStage, McueFigureStage, McueStage};
+pub use mcue::{McueBiasStage, McueFigureStage, McueMaximaStage, McueStage};
 pub use mnist::{DatasetInfo, MnistStage};
 pub use negative::RemoveNegativeStage;
 pub use players::PlayersStage;
@@ -76,6 +76,7 @@ pub fn registry() -> Registry {
         .register::<McueStage>()
         .register::<McueBiasStage>()
         .register::<McueFigureStage>()
+        .register::<McueMaximaStage>()
         .register::<PowerIndexStage>()
         .register::<RankAgreementStage>()
         .register::<EstimatorAgreementStage>()

@@ -10,23 +10,19 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::progress;
 use crate::train::{load_model, load_split};
 
-/// What each MCUE trial records about the diluted network's prediction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Statistic {
-    /// 1 if the diluted network classifies the example correctly, else 0 (the default).
-    #[default]
-    Correctness,
-    /// Softmax probability of the true class.
-    TrueClassProbability,
-    /// Entropy of the predictive distribution (nats).
-    Entropy,
-}
+mod maxima;
+mod reading;
+
+pub use maxima::McueMaximaStage;
+pub use reading::{
+    cell_summary, mean_variance, rescale, trial_values, Dilution, Statistic, Statistics,
+    TrialValues,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,8 +32,18 @@ pub struct McueParams {
     pub step: f64,
     /// Trials k per cell.
     pub trials: usize,
+    /// What a trial records (`t_i = S'_i(d_i)`): one statistic or a list, each read from the
+    /// same trials. Default: correctness.
     #[serde(default)]
-    pub statistic: Statistic,
+    pub statistic: Statistics,
+    /// How the diluted network is evaluated: removed units zeroed (default) or survivors
+    /// rescaled per layer as in inverted dropout.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub dilution: Dilution,
+    /// Only the diagonal p = q (all `mcue-bias` reads): each cell the same trials, and so the
+    /// same numbers, as in the whole grid, at 1 / (cells per side) of the cost.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub diagonal_only: bool,
     /// Label of this grid in figures (default: "<model> on <dataset>").
     #[serde(default)]
     pub panel: Option<String>,
@@ -63,13 +69,114 @@ pub fn grid(step: f64) -> Vec<f64> {
     (0..=cells).map(|i| i as f64 / cells as f64).collect()
 }
 
+/// The cells of a grid of `step`, each with its index in the whole grid (p-major), which
+/// names its random stream: the whole grid, or only its diagonal p = q.
+pub fn cells(step: f64, diagonal_only: bool) -> Vec<(u64, f64, f64)> {
+    let ts = grid(step);
+    let side = ts.len();
+    (0..side)
+        .flat_map(|i| (0..side).map(move |j| (i, j)))
+        .filter(|&(i, j)| !diagonal_only || i == j)
+        .map(|(i, j)| ((i * side + j) as u64, ts[i], ts[j]))
+        .collect()
+}
+
+/// One cell's result under one statistic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cell {
+    pub p: f64,
+    pub q: f64,
+    pub mean: f64,
+    pub variance: f64,
+}
+
+/// The trials' inputs: a network's suffix, its activations at the suffix's start on the probe
+/// examples and their labels, and which players the trials dilute.
+pub struct Trials<'a> {
+    pub net: &'a Network,
+    pub suffix: &'a MaskedSuffix,
+    pub features: &'a Tensor,
+    pub labels: &'a Tensor,
+    /// Global ids of the diluted players: whole player layers.
+    pub free: &'a [usize],
+    pub trials: usize,
+    pub seed: u64,
+    /// (mask, example) pairs per forward pass.
+    pub batch: usize,
+}
+
+impl Trials<'_> {
+    /// Algorithm 1 on `cells` (index, p, q) under `statistics` and `dilution`: per statistic,
+    /// one [`Cell`] per cell in order. `done` is told of each cell group's trials.
+    pub fn run(
+        &self,
+        cells: &[(u64, f64, f64)],
+        statistics: &[Statistic],
+        dilution: Dilution,
+        done: &dyn Fn(u64),
+    ) -> anyhow::Result<Vec<Vec<Cell>>> {
+        let k = self.trials;
+        let players = self.net.num_players();
+        let examples = self.features.size()[0] as usize;
+        let diluted: Vec<(usize, usize)> = self
+            .net
+            .player_layers()
+            .iter()
+            .filter(|l| self.free.contains(&l.offset))
+            .map(|l| (l.offset, l.size))
+            .collect();
+        let device = self.features.device();
+        let mut out = vec![Vec::with_capacity(cells.len()); statistics.len()];
+        let (free, seed) = (self.free.len(), self.seed);
+        for chunk in cells.chunks((self.batch / k).max(1)) {
+            // Each cell draws from its own stream, so results do not depend on grouping or threads.
+            let drawn: Vec<(Vec<f32>, Vec<i64>)> = chunk
+                .par_iter()
+                .map(|&(cell, p, q)| draw_trials(free, examples, p, q, k, seed, cell))
+                .collect();
+            let mut masks = spread_over(self.free, players, drawn.iter().map(|t| &t.0[..]));
+            if dilution == Dilution::Rescaled {
+                rescale(&mut masks, players, &diluted);
+            }
+            let index: Vec<i64> = drawn.iter().flat_map(|t| t.1.iter().copied()).collect();
+            let index = Tensor::from_slice(&index).to_device(device);
+            let values = trial_values(
+                self.suffix,
+                &self.features.index_select(0, &index),
+                &Network::mask_tensor(&masks, players, device),
+                &self.labels.index_select(0, &index),
+                statistics,
+                dilution,
+            )?;
+            for (per_statistic, stat) in out.iter_mut().zip(values) {
+                let per_cell = stat.values.chunks(k * stat.width);
+                for (trials, &(_, p, q)) in per_cell.zip(chunk) {
+                    let (mean, variance) = cell_summary(&TrialValues {
+                        width: stat.width,
+                        values: trials.to_vec(),
+                    });
+                    per_statistic.push(Cell {
+                        p,
+                        q,
+                        mean,
+                        variance,
+                    });
+                }
+            }
+            done((chunk.len() * k) as u64);
+        }
+        Ok(out)
+    }
+}
+
 pub struct McueStage;
 
 impl Stage for McueStage {
     type Params = McueParams;
     const KIND: &'static str = "mcue";
     const FLOAT_MATH: bool = true;
-    const VERSION: u32 = 2;
+    // 3: the table's `dilution` and `players` columns (the readings as options).
+    const VERSION: u32 = 3;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["model", "data"];
     const ABOUT: &'static str =
@@ -96,6 +203,15 @@ impl Stage for McueStage {
         })?;
         ensure((1..=65_536).contains(&p.batch), "batch", || {
             format!("must be between 1 and 65536 (got {})", p.batch)
+        })?;
+        let statistics = p.statistic.as_slice();
+        ensure(!statistics.is_empty(), "statistic", || {
+            "must name at least one statistic".into()
+        })?;
+        let distinct: std::collections::BTreeSet<&str> =
+            statistics.iter().map(|s| s.name()).collect();
+        ensure(distinct.len() == statistics.len(), "statistic", || {
+            "names a statistic twice".into()
         })
     }
 
@@ -129,71 +245,62 @@ impl Stage for McueStage {
             .panel
             .clone()
             .unwrap_or_else(|| format!("{} on {}", model.arch, model.dataset));
-        let ts = grid(params.step);
-        let cells: Vec<(f64, f64)> = ts
-            .iter()
-            .flat_map(|&p| ts.iter().map(move |&q| (p, q)))
-            .collect();
+        let cells = cells(params.step, params.diagonal_only);
         let k = params.trials;
         let bar = progress::bar(ctx.env.progress, (cells.len() * k) as u64, ctx.instance);
-        let group = (params.batch / k).max(1);
-        let examples = probe.len();
-        let players = free.len();
-        let mut results = Vec::with_capacity(cells.len());
-        for (chunk_index, chunk) in cells.chunks(group).enumerate() {
-            // Each cell draws from its own stream, so results do not depend on grouping or threads.
-            let trials: Vec<(Vec<f32>, Vec<i64>)> = chunk
-                .par_iter()
-                .enumerate()
-                .map(|(j, &(p, q))| {
-                    let cell = (chunk_index * group + j) as u64;
-                    draw_trials(players, examples, p, q, k, seed, cell)
-                })
-                .collect();
-            let masks = spread_over(&free, net.num_players(), trials.iter().map(|t| &t.0[..]));
-            let index: Vec<i64> = trials.iter().flat_map(|t| t.1.iter().copied()).collect();
-            let stats = evaluate_trials(
-                &suffix,
-                net.num_players(),
-                &features,
-                &probe.labels,
-                &masks,
-                &index,
-                params.statistic,
-            )?;
-            for (cell_stats, &(p, q)) in stats.chunks(k).zip(chunk) {
-                let (mean, variance) = mean_variance(cell_stats);
-                results.push((p, q, mean, variance));
-            }
-            bar.inc((chunk.len() * k) as u64);
-        }
+        let trials = Trials {
+            net: &net,
+            suffix: &suffix,
+            features: &features,
+            labels: &probe.labels,
+            free: &free,
+            trials: k,
+            seed,
+            batch: params.batch,
+        };
+        let statistics = params.statistic.as_slice();
+        let results = trials.run(&cells, statistics, params.dilution, &|n| bar.inc(n))?;
         bar.finish_and_clear();
-        let n = results.len();
-        let statistic = serde_json::to_value(params.statistic)?
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let rows: Vec<(Statistic, Cell)> = statistics
+            .iter()
+            .zip(&results)
+            .flat_map(|(&s, cells)| cells.iter().map(move |&c| (s, c)))
+            .collect();
+        let n = rows.len();
         let mut df = df!(
             "panel" => vec![panel.as_str(); n],
             "model" => vec![model.arch.name(); n],
             "dataset" => vec![model.dataset.as_str(); n],
             "seed" => vec![seed; n],
-            "p" => results.iter().map(|r| r.0).collect::<Vec<_>>(),
-            "q" => results.iter().map(|r| r.1).collect::<Vec<_>>(),
-            "statistic" => vec![statistic.as_str(); n],
-            "variance" => results.iter().map(|r| r.3).collect::<Vec<_>>(),
-            "mean" => results.iter().map(|r| r.2).collect::<Vec<_>>(),
+            "p" => rows.iter().map(|r| r.1.p).collect::<Vec<_>>(),
+            "q" => rows.iter().map(|r| r.1.q).collect::<Vec<_>>(),
+            "statistic" => rows.iter().map(|r| r.0.name()).collect::<Vec<_>>(),
+            "dilution" => vec![params.dilution.name(); n],
+            "players" => vec![free.len() as u32; n],
+            "variance" => rows.iter().map(|r| r.1.variance).collect::<Vec<_>>(),
+            "mean" => rows.iter().map(|r| r.1.mean).collect::<Vec<_>>(),
             "trials" => vec![k as u32; n],
         )?;
         ctx.write_table("mcue", &mut df)?;
-        let (t, variance) = diagonal_argmax(&results);
-        tracing::info!(
-            "{}: diagonal maximum at t = {t:.3} (variance {variance:.4}), d = {:.3}",
-            ctx.instance,
-            1.0 - t
-        );
+        for (statistic, cells) in statistics.iter().zip(&results) {
+            let (t, variance) = diagonal_argmax(&cells_tuples(cells));
+            tracing::info!(
+                "{} ({}, {}): diagonal maximum at t = {t:.3} (variance {variance:.4}), d = {:.3}",
+                ctx.instance,
+                statistic.name(),
+                params.dilution.name(),
+                1.0 - t
+            );
+        }
         Ok(())
     }
+}
+
+fn cells_tuples(cells: &[Cell]) -> Vec<(f64, f64, f64, f64)> {
+    cells
+        .iter()
+        .map(|c| (c.p, c.q, c.mean, c.variance))
+        .collect()
 }
 
 /// The `k` trials of one cell: masks (`k × players`) and example indices. A trial keeps a
@@ -248,60 +355,6 @@ fn spread_over<'a>(
     masks
 }
 
-fn evaluate_trials(
-    suffix: &MaskedSuffix,
-    players: usize,
-    features: &Tensor,
-    labels: &Tensor,
-    masks: &[f32],
-    index: &[i64],
-    statistic: Statistic,
-) -> anyhow::Result<Vec<f64>> {
-    let _guard = tch::no_grad_guard();
-    let device = features.device();
-    let index = Tensor::from_slice(index).to_device(device);
-    let rows = features.index_select(0, &index);
-    let ys = labels.index_select(0, &index);
-    let masks = Network::mask_tensor(masks, players, device);
-    let stat = match statistic {
-        // Argmax decisions: the certified path gives the reference's answers.
-        Statistic::Correctness => {
-            let correct = suffix.paired_correct(&rows, &masks, &ys)?;
-            return Ok(correct
-                .into_iter()
-                .map(|c| f64::from(u8::from(c)))
-                .collect());
-        }
-        Statistic::TrueClassProbability => suffix
-            .paired_logits(&rows, &masks)?
-            .softmax(-1, Kind::Double)
-            .gather(1, &ys.unsqueeze(1), false)
-            .squeeze_dim(1),
-        Statistic::Entropy => {
-            let logp = suffix
-                .paired_logits(&rows, &masks)?
-                .log_softmax(-1, Kind::Double);
-            -(logp.exp() * &logp).sum_dim_intlist(1, false, Kind::Double)
-        }
-    };
-    Ok(Vec::<f64>::try_from(stat.to_device(tch::Device::Cpu))?)
-}
-
-/// Mean and unbiased sample variance.
-pub fn mean_variance(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    let ss: f64 = xs.iter().map(|x| (x - mean) * (x - mean)).sum();
-    (
-        mean,
-        if xs.len() > 1 {
-            ss / (n - 1.0)
-        } else {
-            f64::NAN
-        },
-    )
-}
-
 /// argmax over the interior of the diagonal p = q (0 < t < 1) of the variance; ties go to the
 /// smallest t. The end points are excluded because d = 1 − t would be 0 or 1, where R_d is a
 /// point mass (every sampled coalition is ∅ or everyone) and β_d is no longer a power index we can
@@ -317,8 +370,14 @@ pub fn diagonal_argmax(cells: &[(f64, f64, f64, f64)]) -> (f64, f64) {
     best
 }
 
-/// Reads an MCUE table into (p, q, mean, variance) rows.
+/// Reads an MCUE table of one statistic into (p, q, mean, variance) rows.
 fn read_cells(df: &DataFrame) -> anyhow::Result<Vec<(f64, f64, f64, f64)>> {
+    let statistics = df.column("statistic")?.unique_stable()?;
+    anyhow::ensure!(
+        statistics.len() <= 1,
+        "the MCUE grid holds {} statistics; this stage reads a grid of one (give it an `mcue` stage with one `statistic`, or read every statistic's maximum with `mcue-maxima`)",
+        statistics.len()
+    );
     let col = |name: &str| -> anyhow::Result<Vec<f64>> {
         Ok(df.column(name)?.f64()?.into_no_null_iter().collect())
     };
@@ -326,6 +385,23 @@ fn read_cells(df: &DataFrame) -> anyhow::Result<Vec<(f64, f64, f64, f64)>> {
     Ok((0..p.len())
         .map(|i| (p[i], q[i], mean[i], var[i]))
         .collect())
+}
+
+/// Every `name` input is an `mcue` stage of one statistic (a list of several is for
+/// `mcue-maxima`).
+fn one_statistic(inputs: &Inputs, name: &str) -> Result<(), Invalid> {
+    for upstream in inputs.get(name).into_iter().flatten() {
+        let several = upstream.params["statistic"]
+            .as_array()
+            .is_some_and(|list| list.len() > 1);
+        ensure(!several, &format!("inputs.{name}"), || {
+            format!(
+                "`{}` reads several statistics; this stage needs an `mcue` stage of one (every statistic's maximum: `mcue-maxima`)",
+                upstream.id
+            )
+        })?;
+    }
+    Ok(())
 }
 
 pub struct McueBiasStage;
@@ -353,7 +429,8 @@ impl Stage for McueBiasStage {
         "d = 1 − argmax of the MCUE diagonal (its own stage, so only d keys what follows)";
 
     fn validate_inputs(_: &McueBiasParams, inputs: &Inputs) -> Result<(), Invalid> {
-        crate::checks::input_kinds(inputs, "grid", &["mcue"])
+        crate::checks::input_kinds(inputs, "grid", &["mcue"])?;
+        one_statistic(inputs, "grid")
     }
 
     fn run(_: &McueBiasParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
@@ -412,7 +489,8 @@ impl Stage for McueFigureStage {
     }
 
     fn validate_inputs(_: &McueFigureParams, inputs: &Inputs) -> Result<(), Invalid> {
-        crate::checks::input_kinds(inputs, "grids", &["mcue"])
+        crate::checks::input_kinds(inputs, "grids", &["mcue"])?;
+        one_statistic(inputs, "grids")
     }
 
     fn run(p: &McueFigureParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {
@@ -462,102 +540,5 @@ impl Stage for McueFigureStage {
     }
 }
 
-/// A figure's file stem: letters, digits, `-` and `_` only.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A stub network that is right exactly when player 0 survives: the trial statistic is then
-    /// Bernoulli(a) with a = P(0 in the sub-network) · (1 − p) = (round((1 − q)·n) / n) · (1 − p),
-    /// so the cell's variance must be a(1 − a).
-    #[test]
-    fn variance_matches_the_closed_form_of_a_one_unit_network() {
-        let (n, k) = (40, 40_000);
-        for &(p, q) in &[(0.0, 0.0), (0.25, 0.5), (0.5, 0.25), (0.8, 0.1), (0.1, 0.9)] {
-            let (masks, _) = draw_trials(n, 10, p, q, k, 7, 3);
-            let stats: Vec<f64> = masks.chunks(n).map(|row| f64::from(row[0])).collect();
-            let (mean, variance) = mean_variance(&stats);
-            let a = (((1.0 - q) * n as f64).round() / n as f64) * (1.0 - p);
-            let se = (a * (1.0 - a) / k as f64).sqrt();
-            assert!(
-                (mean - a).abs() < 5.0 * se + 1e-12,
-                "p={p} q={q}: mean {mean} vs {a}"
-            );
-            assert!(
-                (variance - a * (1.0 - a)).abs() < 5.0 * se + 1e-12,
-                "p={p} q={q}: variance {variance}"
-            );
-        }
-    }
-
-    #[test]
-    fn sub_network_has_exactly_the_requested_size_before_dropout() {
-        for q in [0.0, 0.025, 0.5, 0.975, 1.0] {
-            let (masks, index) = draw_trials(604, 100, 0.0, q, 50, 1, 2);
-            let size = ((1.0 - q) * 604.0).round() as usize;
-            assert!(masks
-                .chunks(604)
-                .all(|row| row.iter().filter(|&&m| m == 1.0).count() == size));
-            assert!(index.iter().all(|&i| (0..100).contains(&i)));
-        }
-    }
-
-    #[test]
-    fn trials_depend_on_seed_and_cell_only() {
-        assert_eq!(
-            draw_trials(30, 5, 0.3, 0.3, 10, 1, 9),
-            draw_trials(30, 5, 0.3, 0.3, 10, 1, 9)
-        );
-        assert_ne!(
-            draw_trials(30, 5, 0.3, 0.3, 10, 1, 9),
-            draw_trials(30, 5, 0.3, 0.3, 10, 1, 10)
-        );
-    }
-
-    #[test]
-    fn trial_rows_over_free_players_spread_into_full_masks() {
-        let free = [1, 3, 4];
-        let trials = [vec![0.0, 1.0, 0.0, 1.0, 1.0, 1.0], vec![0.0, 0.0, 0.0]];
-        let masks = spread_over(&free, 6, trials.iter().map(|t| &t[..]));
-        assert_eq!(
-            masks,
-            [
-                [1.0, 0.0, 1.0, 1.0, 0.0, 1.0],
-                [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
-                [1.0, 0.0, 1.0, 0.0, 0.0, 1.0]
-            ]
-            .concat()
-        );
-    }
-
-    #[test]
-    fn diagonal_argmax_prefers_the_smallest_tie() {
-        let cells = [
-            (0.0, 0.0, 0.0, 0.1),
-            (0.5, 0.5, 0.0, 0.3),
-            (0.75, 0.75, 0.0, 0.3),
-            (0.5, 0.25, 0.0, 0.9),
-        ];
-        assert_eq!(diagonal_argmax(&cells), (0.5, 0.3));
-    }
-
-    #[test]
-    fn diagonal_argmax_never_picks_an_end_point() {
-        // A degenerate model: the largest variance at t = 0 (d would be 1) and t = 1 (d = 0).
-        let cells = [
-            (0.0, 0.0, 0.0, 0.9),
-            (0.25, 0.25, 0.0, 0.1),
-            (0.5, 0.5, 0.0, 0.2),
-            (1.0, 1.0, 0.0, 0.8),
-        ];
-        assert_eq!(diagonal_argmax(&cells), (0.5, 0.2));
-    }
-
-    #[test]
-    fn grid_has_41_points_at_step_0_025() {
-        let g = grid(0.025);
-        assert_eq!(g.len(), 41);
-        assert_eq!((g[0], g[40]), (0.0, 1.0));
-        assert!((g[33] - 0.825).abs() < 1e-12);
-    }
-}
+mod tests;
