@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{diagonal_argmax, mean_variance};
 
+/// (p, q, mean, variance) of one cell, as [`diagonal_argmax`] reads it.
+type CellRow = (f64, f64, f64, f64);
+
 pub struct McueMaximaStage;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,7 +60,7 @@ impl Stage for McueMaximaStage {
             let players: Vec<u32> = df.column("players")?.u32()?.into_no_null_iter().collect();
             let seeds: Vec<u64> = df.column("seed")?.u64()?.into_no_null_iter().collect();
             let (p, q, variance) = (float("p")?, float("q")?, float("variance")?);
-            let mut cells: BTreeMap<(usize, u64), Vec<(f64, f64, f64, f64)>> = BTreeMap::new();
+            let mut cells: BTreeMap<(usize, u64), Vec<CellRow>> = BTreeMap::new();
             for i in 0..p.len() {
                 let reading = Reading {
                     panel: panel[i].clone(),

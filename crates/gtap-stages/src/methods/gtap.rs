@@ -26,7 +26,8 @@ pub struct GtapParams {
     #[serde(default)]
     pub step: Option<usize>,
     /// The power index and its estimator, as for a `power-indices` stage (`samples` is per
-    /// iteration for the iterated strategies). `layers` is not allowed: every unit is ranked.
+    /// iteration for the iterated strategies). `layers` is not allowed: every player of the
+    /// model is ranked (some layers' units only: a `players` stage's model).
     pub estimate: PowerIndexParams,
     /// Order among units with equal estimates. Estimators that average differences of a
     /// discrete ν (accuracy on E examples: `sweep`, `paired`, `permutation`) give many exact
@@ -119,7 +120,7 @@ impl Ranker for Gtap {
             ..e
         })?;
         ensure(p.estimate.layers.is_none(), "estimate.layers", || {
-            "gtap ranks every unit of the network; layer-restricted games are for power-indices"
+            "gtap ranks every player of its model; to rank only some layers' units (the others always present), give it the model of a `players` stage (kind = \"players\", layers = [\"fc1\", \"fc2\"]), as pipelines/figure-3-fc.toml does"
                 .into()
         })?;
         ensure(!p.estimate.layer_wise, "estimate.layer_wise", || {
@@ -577,6 +578,22 @@ fn descending(estimates: &[PlayerEstimate], tie_rank: &[usize]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ranking some layers only is a `players` stage's job; the refusal says so.
+    #[test]
+    fn estimate_layers_is_refused_with_the_players_stage_named() {
+        let params: GtapParams = toml::from_str(
+            "strategy = \"top-n\"\nestimate = { index = \"banzhaf\", estimator = \"shared\", samples = 100, layers = [\"fc1\"] }",
+        )
+        .unwrap();
+        let err = <Gtap as Ranker>::validate(&params).unwrap_err();
+        assert_eq!(err.key, "estimate.layers");
+        assert!(
+            err.message.contains("kind = \"players\""),
+            "{}",
+            err.message
+        );
+    }
 
     fn tied(n: usize) -> Vec<PlayerEstimate> {
         (0..n)
