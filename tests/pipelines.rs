@@ -22,6 +22,8 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
         "figure-3.toml",
         // figure-3's model with only its FC layers as players.
         "figure-3-fc.toml",
+        // figure-3's model: Iterated Building's budget, step, estimator and probe size.
+        "iterated-building.toml",
         // figure-2's models: every MCUE reading on the diagonal.
         "mcue-readings.toml",
         // Shares figure-3's stages through the cache: only the retraining runs.
@@ -79,6 +81,7 @@ fn ci_scale_pipelines_produce_their_tables_and_reproduce_byte_for_byte() {
 
     check_figure_3(root);
     check_figure_3_fc(root);
+    check_iterated_building(root);
     check_mcue_readings(root);
     check_figure_3_retrained(root);
     check_estimators(root);
@@ -219,6 +222,29 @@ fn check_figure_3_fc(root: &Path) {
         assert!(root.join(format!("figures/figure-3-fc-ci.{ext}")).exists());
         assert!(root.join(format!("figures/figure-4-fc-ci.{ext}")).exists());
     }
+}
+
+/// One Iterated Building curve per variant, each read at the paper's 0.225; the first is
+/// figure-3's `beta_ib_paper`, shared through the cache (the same accuracies).
+fn check_iterated_building(root: &Path) {
+    let curves = table(root, "iterated-building", "curves");
+    let mut variants = strs(&curves, "variant");
+    variants.dedup();
+    assert_eq!(variants.len(), 11, "{variants:?}");
+    assert!(strs(&curves, "strategy").iter().all(|s| s == "iterated-building"));
+    let critical = table(root, "iterated-building", "critical_accuracy");
+    assert_eq!(critical.height(), 11, "{critical}");
+    let building = |df: &DataFrame| -> Vec<f64> {
+        let (v, s) = (strs(df, "variant"), strs(df, "strategy"));
+        let a = f64s(df, "test_accuracy");
+        (0..df.height())
+            .filter(|&i| v[i] == "paper's d = 0.225" && s[i] == "iterated-building")
+            .map(|i| a[i])
+            .collect()
+    };
+    let shared = building(&curves);
+    assert_eq!(shared.len(), 10);
+    assert_eq!(shared, building(&table(root, "figure-3", "curves")));
 }
 
 /// Every reading's diagonal maximum; the default reading (correctness, zeroed, every layer)
