@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{f64s, strs, table};
+use common::{f64s, strs, table, u32s};
 use polars::prelude::*;
 
 #[test]
@@ -189,13 +189,7 @@ fn check_figure_3(root: &Path) {
 fn check_figure_3_fc(root: &Path) {
     let curves = table(root, "figure-3-fc", "curves");
     assert_eq!(curves.height(), 13 * 10, "13 rankings, ten points each");
-    let kept: Vec<u32> = curves
-        .column("players_kept")
-        .unwrap()
-        .u32()
-        .unwrap()
-        .into_no_null_iter()
-        .collect();
+    let kept = u32s(&curves, "players_kept");
     assert_eq!(kept.iter().max(), Some(&204));
     let fraction = f64s(&curves, "size_fraction");
     let accuracy = f64s(&curves, "test_accuracy");
@@ -207,13 +201,7 @@ fn check_figure_3_fc(root: &Path) {
     assert!(strs(&mcue, "panel")
         .iter()
         .all(|p| p.contains("FC players")));
-    let players: Vec<u32> = mcue
-        .column("players")
-        .unwrap()
-        .u32()
-        .unwrap()
-        .into_no_null_iter()
-        .collect();
+    let players = u32s(&mcue, "players");
     assert!(
         players.iter().all(|&n| n == 204),
         "MCUE dilutes the 204 FC players"
@@ -231,7 +219,9 @@ fn check_iterated_building(root: &Path) {
     let mut variants = strs(&curves, "variant");
     variants.dedup();
     assert_eq!(variants.len(), 11, "{variants:?}");
-    assert!(strs(&curves, "strategy").iter().all(|s| s == "iterated-building"));
+    assert!(strs(&curves, "strategy")
+        .iter()
+        .all(|s| s == "iterated-building"));
     let critical = table(root, "iterated-building", "critical_accuracy");
     assert_eq!(critical.height(), 11, "{critical}");
     let building = |df: &DataFrame| -> Vec<f64> {
@@ -271,13 +261,7 @@ fn check_mcue_readings(root: &Path) {
         .collect();
     assert_eq!(diagonal.len(), 3 * 11);
     let (statistic, dilution) = (strs(&readings, "statistic"), strs(&readings, "dilution"));
-    let players: Vec<u32> = readings
-        .column("players")
-        .unwrap()
-        .u32()
-        .unwrap()
-        .into_no_null_iter()
-        .collect();
+    let players = u32s(&readings, "players");
     let variance = f64s(&readings, "variance");
     let mut matched = 0;
     for i in 0..readings.height() {

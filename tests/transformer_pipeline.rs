@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{f64s, strs, table};
+use common::{f64s, strs, table, u32s};
 
 #[test]
 fn transformer_pipeline_at_ci_scale() {
@@ -53,13 +53,7 @@ fn transformer_pipeline_at_ci_scale() {
     let evaluation = table(root, "transformer", "evaluation");
     let full = f64s(&evaluation, "test_accuracy")[0];
     let curves = table(root, "transformer", "curves");
-    let kept: Vec<u32> = curves
-        .column("players_kept")
-        .unwrap()
-        .u32()
-        .unwrap()
-        .into_no_null_iter()
-        .collect();
+    let kept = u32s(&curves, "players_kept");
     let accuracy = f64s(&curves, "test_accuracy");
     let heads = kept.iter().filter(|&&k| k <= 8).count();
     assert!(heads >= 11 * 8, "{curves}");

@@ -82,6 +82,15 @@ pub fn f64s(df: &DataFrame, column: &str) -> Vec<f64> {
         .collect()
 }
 
+pub fn u32s(df: &DataFrame, column: &str) -> Vec<u32> {
+    df.column(column)
+        .unwrap()
+        .u32()
+        .unwrap()
+        .into_no_null_iter()
+        .collect()
+}
+
 pub fn strs(df: &DataFrame, column: &str) -> Vec<String> {
     df.column(column)
         .unwrap()

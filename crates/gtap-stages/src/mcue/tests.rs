@@ -148,6 +148,40 @@ fn hand_network() -> (Network, Tensor, Tensor) {
     (net, xs, labels)
 }
 
+/// The hand network's suffix (from its only gate), activations and labels.
+struct Hand {
+    net: Network,
+    suffix: MaskedSuffix,
+    features: Tensor,
+    labels: Tensor,
+}
+
+impl Hand {
+    fn new() -> Hand {
+        let (net, xs, labels) = hand_network();
+        Hand {
+            suffix: net.masked_suffix(0),
+            features: net.activations_at(&xs, 0),
+            net,
+            labels,
+        }
+    }
+
+    /// `k` trials a cell over both players.
+    fn trials(&self, k: usize, seed: u64, batch: usize) -> Trials<'_> {
+        Trials {
+            net: &self.net,
+            suffix: &self.suffix,
+            features: &self.features,
+            labels: &self.labels,
+            free: &[0, 1],
+            trials: k,
+            seed,
+            batch,
+        }
+    }
+}
+
 /// The hand-computed logits of the hand network under a mask.
 fn hand_logits(mask: [f32; 2], dilution: Dilution) -> [f64; 2] {
     let kept = mask.iter().filter(|&&m| m != 0.0).count();
@@ -192,10 +226,9 @@ fn close(a: &[f64], b: &[f64], what: &str) {
 
 #[test]
 fn every_statistic_and_dilution_of_four_masks_is_the_hand_computed_value() {
-    let (net, xs, labels) = hand_network();
-    let suffix = net.masked_suffix(0);
-    let features = net.activations_at(&xs, 0).repeat([4, 1]);
-    let labels = labels.repeat([4]);
+    let hand = Hand::new();
+    let features = hand.features.repeat([4, 1]);
+    let labels = hand.labels.repeat([4]);
     let masks = [[1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]];
     for dilution in [Dilution::Zeroed, Dilution::Rescaled] {
         let mut rows: Vec<f32> = masks.concat();
@@ -204,7 +237,7 @@ fn every_statistic_and_dilution_of_four_masks_is_the_hand_computed_value() {
         }
         let mask_tensor = Network::mask_tensor(&rows, 2, Device::Cpu);
         let values = trial_values(
-            &suffix,
+            &hand.suffix,
             &features,
             &mask_tensor,
             &labels,
@@ -235,20 +268,9 @@ fn every_statistic_and_dilution_of_four_masks_is_the_hand_computed_value() {
 /// The cell's numbers are the hand statistics of the masks drawn, and close to the closed form.
 #[test]
 fn a_grid_cell_of_the_hand_network_is_its_hand_computed_mean_and_variance() {
-    let (net, xs, labels) = hand_network();
-    let suffix = net.masked_suffix(0);
-    let features = net.activations_at(&xs, 0);
+    let hand = Hand::new();
     let k = 4000;
-    let trials = Trials {
-        net: &net,
-        suffix: &suffix,
-        features: &features,
-        labels: &labels,
-        free: &[0, 1],
-        trials: k,
-        seed: 5,
-        batch: 8192,
-    };
+    let trials = hand.trials(k, 5, 8192);
     // Step 0.25: the grid is 5 x 5, and (0.5, 0.5) is cell 2 · 5 + 2.
     let cell = (12, 0.5, 0.5);
     assert!(cells(0.25, false).contains(&cell));
@@ -286,19 +308,8 @@ fn a_grid_cell_of_the_hand_network_is_its_hand_computed_mean_and_variance() {
 
 #[test]
 fn correctness_alone_on_the_certified_path_equals_correctness_among_others() {
-    let (net, xs, labels) = hand_network();
-    let suffix = net.masked_suffix(0);
-    let features = net.activations_at(&xs, 0);
-    let trials = Trials {
-        net: &net,
-        suffix: &suffix,
-        features: &features,
-        labels: &labels,
-        free: &[0, 1],
-        trials: 50,
-        seed: 1,
-        batch: 120,
-    };
+    let hand = Hand::new();
+    let trials = hand.trials(50, 1, 120);
     let grid = cells(0.25, false);
     let alone = trials
         .run(&grid, &[Statistic::Correctness], Dilution::Zeroed, &|_| ())
@@ -311,19 +322,8 @@ fn correctness_alone_on_the_certified_path_equals_correctness_among_others() {
 
 #[test]
 fn the_diagonal_alone_has_the_whole_grids_diagonal_cells() {
-    let (net, xs, labels) = hand_network();
-    let suffix = net.masked_suffix(0);
-    let features = net.activations_at(&xs, 0);
-    let trials = Trials {
-        net: &net,
-        suffix: &suffix,
-        features: &features,
-        labels: &labels,
-        free: &[0, 1],
-        trials: 30,
-        seed: 2,
-        batch: 100,
-    };
+    let hand = Hand::new();
+    let trials = hand.trials(30, 2, 100);
     let diagonal = cells(0.125, true);
     assert_eq!(diagonal.len(), 9);
     assert!(diagonal.iter().all(|&(i, p, q)| p == q && i % 10 == 0));
