@@ -218,12 +218,12 @@ fn check_iterated_building(root: &Path) {
     let curves = table(root, "iterated-building", "curves");
     let mut variants = strs(&curves, "variant");
     variants.dedup();
-    assert_eq!(variants.len(), 11, "{variants:?}");
+    assert_eq!(variants.len(), 13, "{variants:?}");
     assert!(strs(&curves, "strategy")
         .iter()
         .all(|s| s == "iterated-building"));
     let critical = table(root, "iterated-building", "critical_accuracy");
-    assert_eq!(critical.height(), 11, "{critical}");
+    assert_eq!(critical.height(), 13, "{critical}");
     let building = |df: &DataFrame| -> Vec<f64> {
         let (v, s) = (strs(df, "variant"), strs(df, "strategy"));
         let a = f64s(df, "test_accuracy");
