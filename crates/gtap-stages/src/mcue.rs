@@ -40,8 +40,9 @@ pub struct McueParams {
     /// rescaled per layer as in inverted dropout.
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub dilution: Dilution,
-    /// Only the diagonal p = q (all `mcue-bias` reads): each cell the same trials, and so the
-    /// same numbers, as in the whole grid, at 1 / (cells per side) of the cost.
+    /// Only the diagonal p = q (all `mcue-bias` and `mcue-maxima` read; `figure-mcue` refuses
+    /// it): each cell the same trials, and so the same numbers, as in the whole grid, at
+    /// 1 / (cells per side) of the cost.
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub diagonal_only: bool,
     /// Label of this grid in figures (default: "<model> on <dataset>").
@@ -490,7 +491,17 @@ impl Stage for McueFigureStage {
 
     fn validate_inputs(_: &McueFigureParams, inputs: &Inputs) -> Result<(), Invalid> {
         crate::checks::input_kinds(inputs, "grids", &["mcue"])?;
-        one_statistic(inputs, "grids")
+        one_statistic(inputs, "grids")?;
+        for upstream in inputs.get("grids").into_iter().flatten() {
+            let diagonal = upstream.params["diagonal_only"].as_bool() == Some(true);
+            ensure(!diagonal, "inputs.grids", || {
+                format!(
+                    "`{}` computes only the diagonal (`diagonal_only`); a heatmap needs the whole grid",
+                    upstream.id
+                )
+            })?;
+        }
+        Ok(())
     }
 
     fn run(p: &McueFigureParams, ctx: &StageContext<'_>) -> anyhow::Result<()> {

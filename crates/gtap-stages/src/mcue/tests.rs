@@ -423,3 +423,25 @@ fn mcue_bias_refuses_a_grid_of_several_statistics() {
     )
     .unwrap();
 }
+
+#[test]
+fn a_heatmap_refuses_a_diagonal_only_grid() {
+    let grid = |diagonal_only: bool| gtap_engine::Declared {
+        id: "mcue_diagonal".into(),
+        kind: "mcue".into(),
+        params: serde_json::json!({ "trials": 10, "diagonal_only": diagonal_only }),
+        inputs: Default::default(),
+    };
+    let inputs = |g| Inputs::from([("grids".to_owned(), vec![g])]);
+    let params = McueFigureParams {
+        name: "figure".into(),
+    };
+    let err = McueFigureStage::validate_inputs(&params, &inputs(grid(true))).unwrap_err();
+    assert!(
+        err.message
+            .contains("`mcue_diagonal` computes only the diagonal"),
+        "{}",
+        err.message
+    );
+    McueFigureStage::validate_inputs(&params, &inputs(grid(false))).unwrap();
+}
