@@ -212,18 +212,24 @@ fn check_figure_3_fc(root: &Path) {
     }
 }
 
-/// One Iterated Building curve per variant, each read at the paper's 0.225; the first is
-/// figure-3's `beta_ib_paper`, shared through the cache (the same accuracies).
+/// One Iterated Building curve per variant (and three Iterated Pruning ones), each read at the
+/// paper's 0.225; figure-3's `beta_ib_paper` is shared through the cache (the same accuracies).
 fn check_iterated_building(root: &Path) {
     let curves = table(root, "iterated-building", "curves");
     let mut variants = strs(&curves, "variant");
     variants.dedup();
-    assert_eq!(variants.len(), 13, "{variants:?}");
-    assert!(strs(&curves, "strategy")
+    assert_eq!(variants.len(), 16, "{variants:?}");
+    let building_rows = strs(&curves, "strategy")
         .iter()
-        .all(|s| s == "iterated-building"));
+        .filter(|s| *s == "iterated-building")
+        .count();
+    assert_eq!(
+        building_rows,
+        13 * 10,
+        "13 Building rankings beside 3 Pruning ones"
+    );
     let critical = table(root, "iterated-building", "critical_accuracy");
-    assert_eq!(critical.height(), 13, "{critical}");
+    assert_eq!(critical.height(), 16, "{critical}");
     let building = |df: &DataFrame| -> Vec<f64> {
         let (v, s) = (strs(df, "variant"), strs(df, "strategy"));
         let a = f64s(df, "test_accuracy");
