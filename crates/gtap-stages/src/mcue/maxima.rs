@@ -27,6 +27,19 @@ struct Reading {
     players: u32,
 }
 
+impl Reading {
+    /// The columns that name each reading (panel, statistic, dilution, players), one row each.
+    fn columns<'a>(readings: impl Iterator<Item = &'a Reading> + Clone) -> PolarsResult<DataFrame> {
+        let text = |f: fn(&Reading) -> &str| readings.clone().map(f).collect::<Vec<_>>();
+        df!(
+            "panel" => text(|r| &r.panel),
+            "statistic" => text(|r| &r.statistic),
+            "dilution" => text(|r| &r.dilution),
+            "players" => readings.clone().map(|r| r.players).collect::<Vec<_>>(),
+        )
+    }
+}
+
 impl Stage for McueMaximaStage {
     type Params = McueMaximaParams;
     const KIND: &'static str = "mcue-maxima";
@@ -96,17 +109,14 @@ impl Stage for McueMaximaStage {
             .iter()
             .map(|(&(at, seed), &(t, v))| (&order[at], seed, t, v))
             .collect();
-        let column = |f: fn(&Reading) -> &str| rows.iter().map(|r| f(r.0)).collect::<Vec<_>>();
-        let mut per_seed = df!(
-            "panel" => column(|r| &r.panel),
-            "statistic" => column(|r| &r.statistic),
-            "dilution" => column(|r| &r.dilution),
-            "players" => rows.iter().map(|r| r.0.players).collect::<Vec<_>>(),
+        let per_seed_values = df!(
             "seed" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
             "t" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
             "d" => rows.iter().map(|r| 1.0 - r.2).collect::<Vec<_>>(),
             "variance" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
         )?;
+        let mut per_seed =
+            Reading::columns(rows.iter().map(|r| r.0))?.hstack(per_seed_values.columns())?;
         ctx.write_table("mcue_maxima", &mut per_seed)?;
 
         let summary: Vec<(&Reading, Vec<f64>)> = order
@@ -122,18 +132,15 @@ impl Stage for McueMaximaStage {
             })
             .collect();
         let stat = |f: fn(&[f64]) -> f64| summary.iter().map(|s| f(&s.1)).collect::<Vec<_>>();
-        let text = |f: fn(&Reading) -> &str| summary.iter().map(|s| f(s.0)).collect::<Vec<_>>();
-        let mut over_seeds = df!(
-            "panel" => text(|r| &r.panel),
-            "statistic" => text(|r| &r.statistic),
-            "dilution" => text(|r| &r.dilution),
-            "players" => summary.iter().map(|s| s.0.players).collect::<Vec<_>>(),
+        let over_seeds_values = df!(
             "seeds" => summary.iter().map(|s| s.1.len() as u32).collect::<Vec<_>>(),
             "t_mean" => stat(|ts| mean_variance(ts).0),
             "t_sd" => stat(|ts| mean_variance(ts).1.sqrt()),
             "t_min" => stat(|ts| ts.iter().copied().fold(f64::INFINITY, f64::min)),
             "t_max" => stat(|ts| ts.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
         )?;
+        let mut over_seeds =
+            Reading::columns(summary.iter().map(|s| s.0))?.hstack(over_seeds_values.columns())?;
         ctx.write_table("mcue_maxima_summary", &mut over_seeds)?;
         Ok(())
     }
