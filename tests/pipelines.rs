@@ -403,15 +403,17 @@ fn check_estimators(root: &Path) {
 fn check_control_variates(root: &Path) {
     let agreement = table(root, "control-variates", "agreement");
     // Per game: five control-variate estimates and two sweeps (Shapley: permutations); for
-    // β_d and Banzhaf also the two shared-crossfit estimates that were the references.
-    assert_eq!(agreement.height(), 3 * 7 + 2 * 2, "{agreement}");
+    // β_d and Banzhaf also the two shared-crossfit estimates that were the references; β_d
+    // four more control variates (4/190, three shrunk), Banzhaf one shrunk, Shapley one more
+    // and two shrunk.
+    assert_eq!(agreement.height(), 3 * 7 + 2 * 2 + 4 + 1 + 3, "{agreement}");
     let estimators = strs(&agreement, "estimator");
     let stages = strs(&agreement, "stage");
     let evaluations = agreement.column("evaluations").unwrap().u64().unwrap();
     let cost = f64s(&agreement, "cost");
     // ci scale: (stars, predicted coalitions) per control-variate stage.
     let predicted = |stage: &str| match stage {
-        s if s.ends_with("_200") => 20.0,
+        s if s.ends_with("_200") || s.ends_with("_190") => 20.0,
         s if s.ends_with("_250") => 25.0,
         s if s.ends_with("_400") => 30.0,
         _ => 40.0,
@@ -426,12 +428,24 @@ fn check_control_variates(root: &Path) {
         };
         assert!((cost[i] - want).abs() < 1e-9, "row {i}: {agreement}");
     }
+    // Shrinking moves the estimates, not the evaluations: a shrunk stage costs what the
+    // unshrunk one of the same stars and samples does.
+    let cost_of = |stage: &str| cost[stages.iter().position(|s| s == stage).unwrap()];
+    for (plain, shrunk) in [
+        ("beta_cv_4_190", "beta_cv_shrunk_4_190"),
+        ("banzhaf_cv_12_250", "banzhaf_cv_shrunk_12_250"),
+        ("shapley_cv_84_500", "shapley_cv_shrunk_84_500"),
+    ] {
+        assert_eq!(cost_of(plain), cost_of(shrunk), "{agreement}");
+        let i = stages.iter().position(|s| s == shrunk).unwrap();
+        assert_eq!(estimators[i], "control-variate, shrunk (incremental)");
+    }
     // The references are control-variate estimates with independent samples.
     let split_half = f64s(&agreement, "reference_split_half");
     assert!(split_half.iter().all(|r| (-1.0..=1.0).contains(r)));
     let fit = table(root, "control-variates", "linearisation");
-    // Fifteen control-variate estimates and six references, LeNet5's three player layers each.
-    assert_eq!(fit.height(), 21 * 3, "{fit}");
+    // 23 control-variate estimates and six references, LeNet5's three player layers each.
+    assert_eq!(fit.height(), 29 * 3, "{fit}");
     assert!(
         f64s(&fit, "correlation")
             .iter()

@@ -33,6 +33,19 @@
 //! stratified mean, and Var(Δ − c'_j p) and Var(p) above are estimated from successive
 //! differences of neighbouring strata (unbiased where E[· | q] is flat, conservative where it
 //! is not) instead of the plain variance: the spread of E[Δ_i | q] across q leaves the estimate.
+//!
+//! Shrinkage (`shrink`, empirical Bayes; Morris 1983): where the predictions rank the players
+//! well, a player's mean prediction p̄_i over every coalition is a cheap prior for its index.
+//! Per group: the estimates T_i regressed on p̄_i (ordinary least squares) give the prior
+//! m_i = a + b·p̄_i, and the estimate becomes m_i + λ (T_i − m_i) with λ the share of the
+//! residuals' spread V = Σ(T − m)²/(n − 2) that is the truth's: τ² is the covariance over the
+//! group of the residuals of two halves of the folds (each regressed on p̄ alike), whose
+//! errors are independent, so λ = clamp(τ² / V, 0, 1). Not the standard errors: players
+//! that share stars share errors, so the errors' spread across players is smaller than the
+//! mean squared standard error, and a moment estimate τ² = V − mean se² would shrink too far.
+//! Biased towards the prior, so the calibration above no longer holds; the standard error is
+//! √(λ se_i² + (1 − λ)² h_i V), h_i the regression's leverage (the prior's own fit error).
+//! Groups of fewer than 4 players keep T.
 
 use rand::Rng;
 use rayon::prelude::*;
@@ -49,6 +62,8 @@ pub(crate) struct Design {
     pub bias: Option<f64>,
     pub stars: usize,
     pub folds: usize,
+    /// Shrink towards the predictions' prior (module docs).
+    pub shrink: bool,
 }
 
 impl Design {
@@ -226,7 +241,9 @@ impl Setup<'_> {
                     .collect()
             })
             .collect();
-        (0..f)
+        let mut mean_prediction = vec![0.0; f];
+        let mut half_estimates = vec![[0.0; 2]; f];
+        let mut estimates: Vec<PlayerEstimate> = (0..f)
             .map(|slot| {
                 let c_of = |j: usize| coefficients[j][group_of[slot]];
                 let mut all = Stats::default();
@@ -239,6 +256,9 @@ impl Setup<'_> {
                     }
                 }
                 let (mut estimate, mut shared) = (0.0, 0.0);
+                // The folds' estimates in two halves (stars apart): their independent errors
+                // tell the spread of the truth from that of the noise (shrinkage).
+                let mut halves = [(0.0, 0.0); 2];
                 let (mut squares, mut weights) = (0.0, 0.0);
                 for j in 0..folds {
                     let fold = d.fold(j);
@@ -257,7 +277,11 @@ impl Setup<'_> {
                         }
                         previous = Some(r);
                     }
-                    estimate += w * (residual.mean() + c * rest_sum / big_m);
+                    let fold_estimate = residual.mean() + c * rest_sum / big_m;
+                    estimate += w * fold_estimate;
+                    let half = &mut halves[usize::from(2 * j >= folds)];
+                    half.0 += w * fold_estimate;
+                    half.1 += w;
                     squares += match stratified {
                         true => successive,
                         false => residual.var() * (n - 1.0),
@@ -283,6 +307,8 @@ impl Setup<'_> {
                     };
                     variance += rest as f64 * spread * shared * shared;
                 }
+                mean_prediction[slot] = all.mean();
+                half_estimates[slot] = halves.map(|(sum, weight)| sum / weight);
                 PlayerEstimate {
                     player: self.free[slot],
                     estimate,
@@ -290,7 +316,18 @@ impl Setup<'_> {
                     samples: stars,
                 }
             })
-            .collect()
+            .collect();
+        if d.shrink {
+            for g in 0..groups {
+                let members: Vec<usize> = (0..f).filter(|&slot| group_of[slot] == g).collect();
+                let prior = Prior {
+                    mean_prediction: &mean_prediction,
+                    halves: &half_estimates,
+                };
+                prior.shrink(&mut estimates, &members);
+            }
+        }
+        estimates
     }
 
     /// The stars' exact contributions (`stars × f`, star-major) and every coalition's
@@ -373,6 +410,73 @@ impl Setup<'_> {
     }
 }
 
+/// What shrinkage needs per free slot: the mean prediction over every coalition (the prior's
+/// feature) and the estimates of the two halves of the folds (independent stars).
+struct Prior<'a> {
+    mean_prediction: &'a [f64],
+    halves: &'a [[f64; 2]],
+}
+
+impl Prior<'_> {
+    /// Empirical-Bayes shrinkage of one group's estimates (`members`: their slots) towards
+    /// the prior a + b·p̄ fitted on them (module docs). Fewer than 4 players: left alone.
+    fn shrink(&self, estimates: &mut [PlayerEstimate], members: &[usize]) {
+        let n = members.len();
+        if n < 4 {
+            return;
+        }
+        let nf = n as f64;
+        let x = |s: usize| self.mean_prediction[s];
+        let x_mean = members.iter().map(|&s| x(s)).sum::<f64>() / nf;
+        let sxx: f64 = members.iter().map(|&s| (x(s) - x_mean).powi(2)).sum();
+        // The least-squares line of `y` on p̄ over the group, as a function of the slot.
+        let fit = |y: &dyn Fn(usize) -> f64| {
+            let y_mean = members.iter().map(|&s| y(s)).sum::<f64>() / nf;
+            let sxy: f64 = members
+                .iter()
+                .map(|&s| (x(s) - x_mean) * (y(s) - y_mean))
+                .sum();
+            let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+            move |s: usize| y_mean + slope * (x(s) - x_mean)
+        };
+        let whole = |s: usize| estimates[s].estimate;
+        let prior = fit(&whole);
+        let (half_a, half_b) = (|s: usize| self.halves[s][0], |s: usize| self.halves[s][1]);
+        let (prior_a, prior_b) = (fit(&half_a), fit(&half_b));
+        let (mut spread, mut truth) = (0.0, 0.0);
+        for &s in members {
+            spread += (whole(s) - prior(s)).powi(2);
+            truth += (half_a(s) - prior_a(s)) * (half_b(s) - prior_b(s));
+        }
+        let (spread, truth) = (spread / (nf - 2.0), truth / (nf - 2.0));
+        let keep = match spread > 0.0 {
+            true => (truth / spread).clamp(0.0, 1.0),
+            false => 1.0,
+        };
+        let updated: Vec<(f64, f64)> = members
+            .iter()
+            .map(|&s| {
+                let leverage = 1.0 / nf
+                    + if sxx > 0.0 {
+                        (x(s) - x_mean).powi(2) / sxx
+                    } else {
+                        0.0
+                    };
+                let m = prior(s);
+                let se2 = estimates[s].stderr.powi(2);
+                (
+                    m + keep * (whole(s) - m),
+                    (keep * se2 + (1.0 - keep).powi(2) * leverage * spread).sqrt(),
+                )
+            })
+            .collect();
+        for (&s, (estimate, stderr)) in members.iter().zip(updated) {
+            estimates[s].estimate = estimate;
+            estimates[s].stderr = stderr;
+        }
+    }
+}
+
 /// How well one player group's predictions track its exact contributions
 /// ([`crate::control_fit`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -427,5 +531,67 @@ impl Moments {
             self.yp - self.y * self.p / self.n,
             (self.pp - self.p * self.p / self.n).max(0.0),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_errors(values: &[f64], stderr: f64) -> Vec<PlayerEstimate> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(player, &estimate)| PlayerEstimate {
+                player,
+                estimate,
+                stderr,
+                samples: 1,
+            })
+            .collect()
+    }
+
+    fn shrunk(t: &[f64], halves: &[[f64; 2]], members: &[usize]) -> Vec<PlayerEstimate> {
+        let mut e = with_errors(t, 0.5);
+        let prior = Prior {
+            mean_prediction: &[0.0, 1.0, 2.0, 3.0],
+            halves,
+        };
+        prior.shrink(&mut e, members);
+        e
+    }
+
+    /// By hand: p̄ = 0, 1, 2, 3 and T = 0, 2, 2, 4 fit the prior 0.2 + 1.2 p̄ (residuals r =
+    /// −0.2, 0.6, −0.6, 0.2: V = Σr²/(n − 2) = 0.4), leverages 0.7, 0.3, 0.3, 0.7.
+    #[test]
+    fn shrinks_by_hand() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        let t = [0.0, 2.0, 2.0, 4.0];
+        let all = [0, 1, 2, 3];
+        let leverage = [0.7, 0.3, 0.3, 0.7];
+        let apart = |delta: [f64; 4]| -> Vec<[f64; 2]> {
+            t.iter().zip(delta).map(|(&y, e)| [y + e, y - e]).collect()
+        };
+        // Halves T ± δ, δ = 0, 0.2, −0.2, 0: δ's residual on p̄ is e = −0.06, 0.18, −0.18,
+        // 0.06, so τ² = (Σr² − Σe²)/2 = (0.8 − 0.072)/2 = 0.364 and λ = 0.91.
+        let e = shrunk(&t, &apart([0.0, 0.2, -0.2, 0.0]), &all);
+        for ((got, want), h) in e.iter().zip([0.018, 1.946, 2.054, 3.982]).zip(leverage) {
+            assert!(close(got.estimate, want), "{got:?} vs {want}");
+            // λ se² + (1 − λ)² h V with se 0.5.
+            assert!(
+                close(got.stderr, (0.91 * 0.25 + 0.0081 * h * 0.4_f64).sqrt()),
+                "{got:?}"
+            );
+        }
+        // Halves whose residuals cancel (δ = r): τ² = 0, every estimate is its prior.
+        let e = shrunk(&t, &apart([-0.2, 0.6, -0.6, 0.2]), &all);
+        for ((got, want), h) in e.iter().zip([0.2, 1.4, 2.6, 3.8]).zip(leverage) {
+            assert!(close(got.estimate, want), "{got:?} vs {want}");
+            assert!(close(got.stderr, (h * 0.4_f64).sqrt()), "{got:?}");
+        }
+        // Halves that agree: λ = 1, nothing moves. Groups of 3 are left alone.
+        assert_eq!(shrunk(&t, &apart([0.0; 4]), &all), with_errors(&t, 0.5));
+        let e = shrunk(&t, &apart([-0.2, 0.6, -0.6, 0.2]), &[0, 1, 2]);
+        assert_eq!(e, with_errors(&t, 0.5));
     }
 }

@@ -16,7 +16,7 @@ use gtap_engine::{ensure, Inputs, Invalid, Stage, StageContext, Upstream};
 use gtap_game::rank::{lowest_k, spearman};
 use gtap_plot::{LinePanel, Series};
 
-use crate::indices::INCREMENTAL_SUFFIX;
+use crate::indices::{INCREMENTAL_SUFFIX, SHRUNK_SUFFIX};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -225,7 +225,8 @@ impl Estimates {
     fn evaluations(&self) -> u64 {
         let players = self.players.len() as u64;
         // "(incremental)" names the same coalitions, each evaluated more cheaply.
-        match self.estimator.trim_end_matches(INCREMENTAL_SUFFIX) {
+        let estimator = self.estimator.trim_end_matches(INCREMENTAL_SUFFIX);
+        match estimator.trim_end_matches(SHRUNK_SUFFIX) {
             "permutation" | "sweep" | "control-variate" => self.samples * (players + 1),
             "paired" => 2 * self.samples * players,
             _ => self.samples,

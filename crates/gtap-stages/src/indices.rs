@@ -86,6 +86,12 @@ pub struct PowerIndexParams {
     /// evaluated, among the `samples` whose contributions are predicted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stars: Option<usize>,
+    /// `control-variate` only: pull each layer's estimates towards a prior from the mean
+    /// predictions (empirical Bayes; [`gtap_game::Estimator::ControlVariate`]): a biased
+    /// ranking estimator, smaller errors where the linearisation ranks the units well. The
+    /// same evaluations; false (the default) is left out of the key.
+    #[serde(default, skip_serializing_if = "crate::is_default")]
+    pub shrink: bool,
     #[serde(default = "default_utility")]
     pub utility: Utility,
     /// Player layers that are free; the others are always present. Default: every layer.
@@ -123,6 +129,10 @@ const EVALUATIONS_FILE: &str = "evaluations.f64";
 
 /// Appended to the `estimator` column of estimates evaluated incrementally.
 pub const INCREMENTAL_SUFFIX: &str = " (incremental)";
+
+/// Appended to the `estimator` column of shrunk control-variate estimates (before
+/// [`INCREMENTAL_SUFFIX`]).
+pub const SHRUNK_SUFFIX: &str = ", shrunk";
 
 /// Folds of `shared-crossfit` when the stage does not say.
 pub const DEFAULT_FOLDS: usize = 5;
@@ -396,6 +406,9 @@ impl PowerIndexParams {
             .as_str()
             .unwrap_or_default()
             .to_owned();
+        if self.shrink {
+            estimator_name.push_str(SHRUNK_SUFFIX);
+        }
         if self.incremental {
             // Same estimator, cheaper evaluations: told apart wherever estimators are compared.
             estimator_name.push_str(INCREMENTAL_SUFFIX);
@@ -481,6 +494,7 @@ impl PowerIndexParams {
             EstimatorName::ControlVariate => Estimator::ControlVariate {
                 stars: self.stars.unwrap_or(0),
                 folds: self.folds.unwrap_or(DEFAULT_FOLDS),
+                shrink: self.shrink,
             },
         }
     }
@@ -611,6 +625,14 @@ impl Stage for PowerIndexStage {
             }
             (_, None) => {}
         }
+        ensure(
+            !p.shrink || p.estimator == EstimatorName::ControlVariate,
+            "shrink",
+            || {
+                "applies to the control-variate estimator only (its prior is the predictions)"
+                    .into()
+            },
+        )?;
         if p.estimator == EstimatorName::SharedCrossfit {
             let folds = p.folds.unwrap_or(DEFAULT_FOLDS);
             ensure(p.samples >= 2 * folds, "samples", || {
@@ -859,6 +881,12 @@ mod tests {
             ),
         ];
         assert_eq!(error(&format!("{cv}\nstars = 10\nlayer_wise = true")), None);
+        assert_eq!(error(&format!("{cv}\nstars = 10\nshrink = true")), None);
+        let shrink_elsewhere = error("estimator = \"sweep\"\nshrink = true").unwrap_or_default();
+        assert!(
+            shrink_elsewhere.contains("shrink: applies to the control-variate estimator only"),
+            "{shrink_elsewhere}"
+        );
         for (extra, key, message) in cases {
             let got = error(&extra).unwrap_or_default();
             assert!(got.contains(key) && got.contains(message), "{extra}: {got}");

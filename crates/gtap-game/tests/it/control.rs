@@ -13,7 +13,11 @@ use crate::crossfit::logistic12;
 fn control(index: IndexKind, samples: usize, stars: usize, seed: u64) -> EstimateConfig {
     EstimateConfig {
         index,
-        estimator: Estimator::ControlVariate { stars, folds: 4 },
+        estimator: Estimator::ControlVariate {
+            stars,
+            folds: 4,
+            shrink: false,
+        },
         samples,
         seed,
     }
@@ -292,7 +296,11 @@ fn configurations_are_validated() {
     for (stars, folds, samples) in [(8, 1, 100), (7, 4, 100), (40, 4, 30)] {
         let cfg = EstimateConfig {
             index: IndexKind::Banzhaf,
-            estimator: Estimator::ControlVariate { stars, folds },
+            estimator: Estimator::ControlVariate {
+                stars,
+                folds,
+                shrink: false,
+            },
             samples,
             seed: 0,
         };
@@ -321,4 +329,81 @@ fn configurations_are_validated() {
     };
     let err = estimate(&game, &sweep, &Constraints::none(), &|_| {}).unwrap_err();
     assert!(err.to_string().contains("(use Permutation)"), "{err}");
+}
+
+/// Mean squared error against the exact index over `runs` seeds and every player.
+fn mean_squared_error(
+    game: &dyn Game,
+    index: IndexKind,
+    runs: u64,
+    cfg: impl Fn(u64) -> EstimateConfig,
+) -> f64 {
+    let want = exact_values(game, index, &Constraints::none());
+    let mut sum = 0.0;
+    for seed in 0..runs {
+        for (e, w) in run(game, &cfg(seed), &Constraints::none())
+            .iter()
+            .zip(&want)
+        {
+            sum += (e.estimate - w).powi(2);
+        }
+    }
+    sum / (runs as f64 * want.len() as f64)
+}
+
+fn shrunk(mut cfg: EstimateConfig) -> EstimateConfig {
+    if let Estimator::ControlVariate { shrink, .. } = &mut cfg.estimator {
+        *shrink = true;
+    }
+    cfg
+}
+
+/// 16 players in two groups of 8 (the prior is fitted per group).
+fn logistic16() -> gtap_game::games::LogisticGame {
+    gtap_game::games::LogisticGame {
+        weights: vec![
+            3.0, 2.5, 2.0, 1.5, 1.0, 0.5, 0.2, -0.4, 2.0, 1.8, -1.0, 1.2, 0.8, 0.0, 0.6, 1.4,
+        ],
+        threshold: 6.0,
+        temperature: 1.5,
+        groups: Some(vec![0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1]),
+    }
+}
+
+/// Shrinkage towards the predictions' prior (empirical Bayes): where the gradient predictions
+/// rank the players (σ'(z)·w_i), the error against the exact index falls well below the
+/// unbiased estimate's at the same evaluations (0.67x for β_0.5, 0.82x for Shapley here);
+/// where they are noise it costs little (1.07x: the prior is then about the group's mean, and
+/// the halves' agreement keeps λ near 1).
+#[test]
+fn shrinkage_lowers_the_error_where_the_predictions_rank_well() {
+    for index in [IndexKind::BiasedBanzhaf { d: 0.5 }, IndexKind::Shapley] {
+        let cfg = |s| control(index, 80, 8, s);
+        let plain = mean_squared_error(&logistic16(), index, 200, cfg);
+        let good = mean_squared_error(&logistic16(), index, 200, |s| shrunk(cfg(s)));
+        let noise_plain = mean_squared_error(&Noise(logistic16()), index, 200, cfg);
+        let noise = mean_squared_error(&Noise(logistic16()), index, 200, |s| shrunk(cfg(s)));
+        assert!(
+            good / plain < 0.9,
+            "{index:?}: shrinking kept {}x the error",
+            good / plain
+        );
+        assert!(
+            noise / noise_plain < 1.15,
+            "{index:?}: noise {}x",
+            noise / noise_plain
+        );
+    }
+}
+
+/// Groups of fewer than 4 players keep their unbiased estimates, byte for byte.
+#[test]
+fn shrinkage_leaves_groups_of_three_alone() {
+    let mut game = logistic12();
+    game.groups = Some(vec![0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]);
+    let cfg = control(IndexKind::Banzhaf, 80, 8, 3);
+    assert_eq!(
+        run(&game, &cfg, &Constraints::none()),
+        run(&game, &shrunk(cfg.clone()), &Constraints::none())
+    );
 }

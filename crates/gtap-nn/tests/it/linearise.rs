@@ -170,6 +170,7 @@ fn the_control_variate_estimator_runs_on_a_network() {
         estimator: Estimator::ControlVariate {
             stars: 40,
             folds: 4,
+            shrink: false,
         },
         samples: 200,
         seed: 2,
