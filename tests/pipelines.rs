@@ -467,8 +467,15 @@ fn check_control_variate_pruning(root: &Path) {
         .collect();
     ids.sort();
     ids.dedup();
-    // 15 rankings, each its own curve.
-    assert_eq!(ids.len(), 15, "{ids:?}");
+    // 17 rankings, each its own curve (two of them shrunk control variates).
+    assert_eq!(ids.len(), 17, "{ids:?}");
+    assert_eq!(
+        ids.iter()
+            .filter(|i| i.ends_with("control variate, shrunk"))
+            .count(),
+        2,
+        "{ids:?}"
+    );
     assert_eq!(
         ids.iter()
             .filter(|i| i.ends_with("control variate"))
@@ -483,6 +490,7 @@ fn check_control_variate_pruning(root: &Path) {
     for label in [
         "GTAP β_d",
         "GTAP β_d, control variate",
+        "GTAP β_d, control variate, shrunk",
         "GTAP Shapley, control variate",
     ] {
         assert!(labels.contains(&label.to_owned()), "{labels:?}");
