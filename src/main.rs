@@ -885,8 +885,13 @@ fn export(
     let _guard = tch::no_grad_guard();
     let pruned = PrunedNetwork::from_network(&net, &kept)?;
     pruned.save(out)?;
-    let full_params = net.cost(&vec![true; n]).params;
+    let full_cost = net.cost(&vec![true; n]);
+    let (full_params, full_flops) = (full_cost.params, full_cost.flops);
     let pruned_params = pruned.num_parameters();
+    // What the exported network computes, and what `cost` (the curves' FLOPs) counts: fewer
+    // where removed units are positions of a convolution that the export still computes.
+    let pruned_flops = pruned.flops_per_example();
+    let counted_flops = net.cost(&kept).flops;
 
     let row: Vec<f32> = kept.iter().map(|&k| f32::from(u8::from(k))).collect();
     let mask = Network::mask_tensor(&row, n, Device::Cpu);
@@ -902,21 +907,11 @@ fn export(
     let (masked_acc, pruned_acc) = (accuracy(&masked_pred), accuracy(&pruned_pred));
     let agree = count(masked_pred.eq_tensor(&pruned_pred));
 
-    // Median of 5 timed forward passes over the whole test split, after one warm-up.
-    let median_seconds = |f: &dyn Fn() -> Tensor| {
-        drop(f());
-        let mut times: Vec<f64> = (0..5)
-            .map(|_| {
-                let started = std::time::Instant::now();
-                drop(f());
-                started.elapsed().as_secs_f64()
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
-        times[times.len() / 2]
-    };
-    let full_s = median_seconds(&|| net.forward(&xs));
-    let pruned_s = median_seconds(&|| pruned.forward(&xs));
+    // Median of 5 passes over the test split in chunks side by side, as gtap evaluates.
+    const INFERENCE_CHUNK: i64 = 256;
+    let full_s = gtap_nn::inference_seconds(&net, &xs, INFERENCE_CHUNK, 5);
+    let pruned_s = gtap_nn::inference_seconds(&pruned, &xs, INFERENCE_CHUNK, 5);
+    let chunks = (examples + INFERENCE_CHUNK - 1) / INFERENCE_CHUNK;
 
     let provenance = serde_json::json!({
         "pipeline": pipeline.path.display().to_string(),
@@ -929,6 +924,9 @@ fn export(
         "players": n,
         "parameters": pruned_params,
         "parameters_full": full_params,
+        "flops_per_example": pruned_flops,
+        "flops_per_example_counted": counted_flops,
+        "flops_per_example_full": full_flops,
         "test_accuracy": pruned_acc,
     });
     std::fs::write(
@@ -955,8 +953,19 @@ fn export(
         100.0 * pruned_acc
     );
     out!(
-        "CPU inference  {examples} test images, {} threads, median of 5: full {:.1} ms, pruned {:.1} ms ({:.2}x faster)",
-        tch::get_num_threads(),
+        "FLOPs / image  {full_flops} -> {pruned_flops} computed ({:.1}% kept, {:.2}x fewer)",
+        100.0 * pruned_flops as f64 / full_flops as f64,
+        full_flops as f64 / pruned_flops as f64
+    );
+    if counted_flops != pruned_flops {
+        out!(
+            "               {counted_flops} in the curves' count ({:.1}%): it skips the removed positions of a convolution, which the export computes",
+            100.0 * counted_flops as f64 / full_flops as f64
+        );
+    }
+    out!(
+        "CPU inference  {examples} test images in chunks of {INFERENCE_CHUNK}, {} workers, median of 5: full {:.1} ms, pruned {:.1} ms ({:.2}x faster)",
+        (gtap_nn::numerics::workers() as i64).min(chunks),
         1e3 * full_s,
         1e3 * pruned_s,
         full_s / pruned_s

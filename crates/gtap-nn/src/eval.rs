@@ -80,6 +80,54 @@ pub fn accuracy(net: &Network, data: &TensorData) -> f64 {
     correct as f64 / n as f64
 }
 
+/// A network that maps a batch of inputs to logits, with a handle another thread can run.
+pub trait Inference {
+    fn logits(&self, xs: &Tensor) -> Tensor;
+    /// A handle on the same weights for another thread.
+    fn handle(&self) -> Self;
+}
+
+impl Inference for Network {
+    fn logits(&self, xs: &Tensor) -> Tensor {
+        self.forward(xs)
+    }
+    fn handle(&self) -> Self {
+        self.shallow_clone()
+    }
+}
+
+/// Seconds for one pass of `net` over `inputs` as gtap evaluates: consecutive chunks of
+/// `chunk` examples side by side on the worker pool (one libtorch thread each); the median of
+/// `repeats` passes after one warm-up.
+pub fn inference_seconds<N: Inference + Send>(
+    net: &N,
+    inputs: &Tensor,
+    chunk: i64,
+    repeats: usize,
+) -> f64 {
+    let n = inputs.size().first().copied().unwrap_or(0);
+    let pass = || {
+        let work: Vec<(N, Tensor)> = (0..n)
+            .step_by(chunk.max(1) as usize)
+            .map(|start| (net.handle(), inputs.narrow(0, start, chunk.min(n - start))))
+            .collect();
+        crate::numerics::map_in_parallel(work, |(net, xs)| {
+            let _guard = tch::no_grad_guard();
+            drop(net.logits(&xs));
+        });
+    };
+    pass();
+    let mut times: Vec<f64> = (0..repeats.max(1))
+        .map(|_| {
+            let started = std::time::Instant::now();
+            pass();
+            started.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
 /// `data` in consecutive chunks of `size` examples (the last one shorter), each with a handle
 /// on the network for another thread.
 fn chunks_of(net: &Network, data: &TensorData, size: usize) -> Vec<(Network, Tensor, Tensor)> {

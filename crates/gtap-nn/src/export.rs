@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use crate::layers::{
-    self, Activation, Conv, ConvSpec, Dense, Flatten, Layer, LayerSpec, Select, Step,
+    self, Activation, Conv, ConvSpec, Dense, Flatten, KeptOutputs, Layer, LayerSpec, Select, Step,
 };
 use crate::{Arch, Network, NnError};
 
@@ -245,6 +245,15 @@ impl PrunedNetwork {
     }
 
     /// Logits `[E, C]` of examples `xs` (`[E, inputs]`, or images `[E, C, H, W]`).
+    /// A handle on the same weights for another thread.
+    pub fn shallow_clone(&self) -> PrunedNetwork {
+        PrunedNetwork {
+            layout: self.layout.clone(),
+            input: self.input.clone(),
+            steps: self.steps.iter().map(Step::shallow_clone).collect(),
+        }
+    }
+
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         let mut shape = vec![-1i64];
         shape.extend(&self.input);
@@ -262,6 +271,44 @@ impl PrunedNetwork {
             };
         }
         h
+    }
+
+    /// FLOPs per example that this network computes: every layer at its own (pruned) width
+    /// and at every output position. [`Network::cost`]'s FLOPs are fewer where a player layer's
+    /// units are positions of a convolution (LeNet5's conv2 features): it counts only the kept
+    /// positions, which a kernel that skips the others would need, where this network
+    /// computes its kept channels everywhere and gathers the kept features afterwards.
+    pub fn flops_per_example(&self) -> u64 {
+        let _guard = tch::no_grad_guard();
+        let mut shape = vec![1i64];
+        shape.extend(&self.input);
+        let mut h = Tensor::zeros(shape.as_slice(), (tch::Kind::Float, self.device()));
+        let mut saved = Vec::new();
+        let mut flops = 0;
+        for step in &self.steps {
+            h = match step {
+                Step::Layer(layer) => {
+                    let input = &h.size()[1..];
+                    let (inputs, rows) = match layer.weights() {
+                        Some((w, _)) => (w.size()[1] as u64, layer.units() as u64),
+                        None => (0, 0),
+                    };
+                    let outputs = KeptOutputs {
+                        rows,
+                        positions: None,
+                    };
+                    flops += layer.cost(input, inputs, outputs).flops;
+                    layer.forward(&h)
+                }
+                Step::Save => {
+                    saved.push(h.shallow_clone());
+                    h
+                }
+                Step::Add => saved.pop().expect("a block's start") + h,
+                Step::Gate(_) => unreachable!("an exported model has no gates"),
+            };
+        }
+        flops
     }
 
     /// Tensors by checkpoint name (`conv1.bias`, `conv1.weight`, …, `fc3.weight`), in name order.
@@ -570,4 +617,13 @@ impl PrunedNetwork {
 /// Position of channel `channel` among the kept `rows` (ascending).
 fn rows_position(rows: &[usize], channel: usize) -> usize {
     rows.binary_search(&channel).expect("a kept channel")
+}
+
+impl crate::eval::Inference for PrunedNetwork {
+    fn logits(&self, xs: &Tensor) -> Tensor {
+        self.forward(xs)
+    }
+    fn handle(&self) -> Self {
+        self.shallow_clone()
+    }
 }

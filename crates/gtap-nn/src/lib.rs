@@ -49,7 +49,10 @@ pub use equilibrium::{
     ParticipationTrainer,
 };
 pub use error::NnError;
-pub use eval::{accuracy, evaluate, evaluate_gated, Evaluation, MaskedEvaluator, Utility};
+pub use eval::{
+    accuracy, evaluate, evaluate_gated, inference_seconds, Evaluation, Inference, MaskedEvaluator,
+    Utility,
+};
 pub use export::{
     KeptUnits, LayerShape, PrunedLayout, PrunedNetwork, PRUNED_LAYOUT, PRUNED_WEIGHTS,
 };

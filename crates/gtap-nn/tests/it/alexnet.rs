@@ -254,6 +254,7 @@ fn pruned_alexnet_equals_the_masked_network_and_round_trips() {
         let d = max_abs_diff(&pruned.forward(&xs), &masked);
         assert!(d < 1e-4, "{what}: max |diff| {d}");
         assert_eq!(pruned.num_parameters(), net.cost(&kept).params, "{what}");
+        assert_eq!(pruned.flops_per_example(), net.cost(&kept).flops, "{what}");
         let dir = tempfile::tempdir().unwrap();
         pruned.save(dir.path()).unwrap();
         let loaded = PrunedNetwork::load(dir.path(), Device::Cpu).unwrap();

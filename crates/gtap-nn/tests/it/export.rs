@@ -63,6 +63,13 @@ fn check(net: &Network, kept: &[bool], what: &str) {
         "{} {what}",
         net.arch
     );
+    // FLOPs it computes: what `cost` counts for a dense network; more for LeNet5, whose conv2
+    // computes every position of a kept channel where `cost` counts only kept features.
+    let (computed, counted) = (pruned.flops_per_example(), net.cost(kept).flops);
+    match net.arch {
+        Arch::Lenet5 => assert!(computed >= counted, "{what}: {computed} < {counted}"),
+        _ => assert_eq!(computed, counted, "{} {what}", net.arch),
+    }
     let layout = pruned.layout();
     let kept_count: usize = layout.kept.iter().map(|k| k.units.len()).sum();
     assert_eq!(kept_count, kept.iter().filter(|&&k| k).count(), "{what}");
@@ -114,6 +121,14 @@ fn pruned_lenet5_equals_the_masked_network() {
         assert_eq!(channels.len(), 12);
         assert!(!channels.contains(&5));
         check(&net, &holes, "with four channels removed");
+        // Whole channels kept or removed: every computed position is a kept feature.
+        let mut whole_channels = vec![true; 604];
+        for c in [1, 2, 9] {
+            whole_channels[c * 25..(c + 1) * 25].fill(false);
+        }
+        whole_channels[450..470].fill(false);
+        let pruned = PrunedNetwork::from_network(&net, &whole_channels).unwrap();
+        assert_eq!(pruned.flops_per_example(), net.cost(&whole_channels).flops);
         // No conv2 feature at all: fc1 sees only its bias.
         let mut head_only = scattered(604, 50, 5);
         head_only[..400].fill(false);
@@ -125,8 +140,10 @@ fn pruned_lenet5_equals_the_masked_network() {
 fn the_full_kept_set_costs_every_parameter() {
     for (arch, params) in [(Arch::Lenet300100, 266_610), (Arch::Lenet5, 61_706)] {
         let net = Network::new(arch, Device::Cpu, 0);
-        let pruned = PrunedNetwork::from_network(&net, &vec![true; net.num_players()]).unwrap();
+        let all = vec![true; net.num_players()];
+        let pruned = PrunedNetwork::from_network(&net, &all).unwrap();
         assert_eq!(pruned.num_parameters(), params, "{arch}");
+        assert_eq!(pruned.flops_per_example(), net.cost(&all).flops, "{arch}");
     }
 }
 

@@ -130,6 +130,7 @@ fn removed_units_and_the_exported_model_compute_the_masked_network() {
             .select(1, 0);
         let pruned = PrunedNetwork::from_network(&net, &kept).unwrap();
         assert!(max_diff(&pruned.forward(&xs), &masked) < 1e-5);
+        assert_eq!(pruned.flops_per_example(), net.cost(&kept).flops);
         // Saved and loaded back, it is the same network: the layer sequence is in the file.
         let dir = tempfile::tempdir().unwrap();
         pruned.save(dir.path()).unwrap();
