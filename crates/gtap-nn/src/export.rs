@@ -257,11 +257,18 @@ impl PrunedNetwork {
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         let mut shape = vec![-1i64];
         shape.extend(&self.input);
-        let mut h = xs.view(shape.as_slice());
+        self.run(xs.view(shape.as_slice()), |_, _| {})
+    }
+
+    /// The steps on `h`, `visit` seeing each layer with its input first.
+    fn run(&self, mut h: Tensor, mut visit: impl FnMut(&dyn Layer, &Tensor)) -> Tensor {
         let mut saved = Vec::new();
         for step in &self.steps {
             h = match step {
-                Step::Layer(layer) => layer.forward(&h),
+                Step::Layer(layer) => {
+                    visit(layer.as_ref(), &h);
+                    layer.forward(&h)
+                }
                 Step::Save => {
                     saved.push(h.shallow_clone());
                     h
@@ -282,32 +289,19 @@ impl PrunedNetwork {
         let _guard = tch::no_grad_guard();
         let mut shape = vec![1i64];
         shape.extend(&self.input);
-        let mut h = Tensor::zeros(shape.as_slice(), (tch::Kind::Float, self.device()));
-        let mut saved = Vec::new();
+        let one = Tensor::zeros(shape.as_slice(), (tch::Kind::Float, self.device()));
         let mut flops = 0;
-        for step in &self.steps {
-            h = match step {
-                Step::Layer(layer) => {
-                    let input = &h.size()[1..];
-                    let (inputs, rows) = match layer.weights() {
-                        Some((w, _)) => (w.size()[1] as u64, layer.units() as u64),
-                        None => (0, 0),
-                    };
-                    let outputs = KeptOutputs {
-                        rows,
-                        positions: None,
-                    };
-                    flops += layer.cost(input, inputs, outputs).flops;
-                    layer.forward(&h)
-                }
-                Step::Save => {
-                    saved.push(h.shallow_clone());
-                    h
-                }
-                Step::Add => saved.pop().expect("a block's start") + h,
-                Step::Gate(_) => unreachable!("an exported model has no gates"),
+        self.run(one, |layer, h| {
+            let (inputs, rows) = match layer.weights() {
+                Some((w, _)) => (w.size()[1] as u64, layer.units() as u64),
+                None => (0, 0),
             };
-        }
+            let outputs = KeptOutputs {
+                rows,
+                positions: None,
+            };
+            flops += layer.cost(&h.size()[1..], inputs, outputs).flops;
+        });
         flops
     }
 
