@@ -244,7 +244,6 @@ impl PrunedNetwork {
             .map_or(Device::Cpu, |(w, _)| w.device())
     }
 
-    /// Logits `[E, C]` of examples `xs` (`[E, inputs]`, or images `[E, C, H, W]`).
     /// A handle on the same weights for another thread.
     pub fn shallow_clone(&self) -> PrunedNetwork {
         PrunedNetwork {
@@ -254,6 +253,7 @@ impl PrunedNetwork {
         }
     }
 
+    /// Logits `[E, C]` of examples `xs` (`[E, inputs]`, or images `[E, C, H, W]`).
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         let mut shape = vec![-1i64];
         shape.extend(&self.input);
@@ -273,6 +273,7 @@ impl PrunedNetwork {
                     saved.push(h.shallow_clone());
                     h
                 }
+                // Steps come from nested `Residual` specs: every Add has its Save.
                 Step::Add => saved.pop().expect("a block's start") + h,
                 Step::Gate(_) => unreachable!("an exported model has no gates"),
             };
