@@ -636,21 +636,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "coalitions/s: the default, certified where it applies (gtap_nn::certify: fast kernels and a bound, undecided pairs recomputed); against the reference path alone, the same values:"
             );
             out!(
-                "{:>6} {:>14} {:>14} {:>9} {:>11}",
+                "{:>6} {:>14} {:>14} {:>9} {:>11} {:>17}",
                 "batch",
                 "reference/s",
                 "default/s",
                 "ratio",
-                "recomputed"
+                "recomputed",
+                "walks recomputed"
             );
             for r in &report.rates {
                 out!(
-                    "{:>6} {:>14.1} {:>14.1} {:>8.2}x {:>10.2}%",
+                    "{:>6} {:>14.1} {:>14.1} {:>8.2}x {:>10.2}% {:>16.2}%",
                     r.batch,
                     r.reference_per_second,
                     r.evaluations_per_second,
                     r.evaluations_per_second / r.reference_per_second,
-                    100.0 * r.recomputed_share
+                    100.0 * r.recomputed_share,
+                    100.0 * r.walk_recomputed_share
                 );
             }
             out!(

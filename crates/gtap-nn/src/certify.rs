@@ -113,11 +113,50 @@ impl ProductError {
     pub(crate) fn into_raw(self) -> Tensor {
         self.raw
     }
+
+    /// Whether a ReLU after this product (plus `bias`) outputs exactly 0 on every path, the
+    /// reference's included, for the fast value `z` whose raw bound is `raw`: [`finish`]'s
+    /// settled case.
+    pub(crate) fn settles(&self, z: f32, bias: f32, raw: f32) -> bool {
+        // `tiny` > 0: the bound is 0 only where settled.
+        settle(z + bias, raw, self.pad, self.tiny, true).1 == 0.0
+    }
+
+    pub(crate) fn raw(&self) -> &Tensor {
+        &self.raw
+    }
+
+    /// `pad` and `tiny` ([`ProductError`]).
+    pub(crate) fn allowances(&self) -> (f32, f32) {
+        (self.pad, self.tiny)
+    }
+}
+
+/// The bound of a product over `inputs` terms (its raw part `raw`, from exact inputs:
+/// `γ_k |W| |h|` computed, as [`product_error`] with no input error) after `updates` rank-one
+/// steps `z ← z ± x_u W[:, u]` (incremental walks, [`crate::walks`]), each adding or removing
+/// one of the sum's terms. Each step rounds twice (the product, the sum), by at most
+/// `u(|x_u W_u| + |z_new|) ≤ 2u(1 + u)·S + u·error`, `S = |W| |h|` the unmasked reach that
+/// bounds every term and every partial sum of any coalition's exact value; so after `t`
+/// steps the distance from exact is at most `(γ_k + 2.0001·t·u)·S·(1 − u)^{−t}`: the raw
+/// bound scaled by `(γ_k + 2.0001·t·u)(1 + (t + 1)u)/γ_k`. The subnormal allowance counts the
+/// `2t` extra roundings as terms.
+pub(crate) fn after_rank_one_updates(raw: &Tensor, inputs: i64, updates: usize) -> ProductError {
+    let (g, t) = (gamma(inputs), updates as f64);
+    let factor = (g + 2.0001 * t * UNIT_ROUNDOFF) * (1.0 + (t + 1.0) * UNIT_ROUNDOFF) / g;
+    // Rounded up, and once more for the float32 product with `raw` (round to nearest).
+    let factor = factor * (1.0 + 4.0 * UNIT_ROUNDOFF);
+    let raw = if updates == 0 {
+        raw.shallow_clone()
+    } else {
+        raw * factor
+    };
+    ProductError::known(raw, inputs + 2 * updates as i64)
 }
 
 /// `pad` and `tiny` of a product over `inputs` terms ([`ProductError`]), rounded up to
 /// float32 (below 2²³ inputs, `pad` is finite and well above 1).
-fn allowances(inputs: i64) -> (f32, f32) {
+pub(crate) fn allowances(inputs: i64) -> (f32, f32) {
     let g = gamma(inputs);
     let up = |v: f64| (v * (1.0 + 2.0 * UNIT_ROUNDOFF)) as f32;
     (
@@ -220,6 +259,59 @@ pub(crate) fn finish(
         }
     }
     (z, bound)
+}
+
+/// A dense layer's rows on slices, as [`finish`] does on tensors: `z` (rows of `out`, the fast
+/// product) becomes the activations after `bias` (`out` values, or empty: none) and ReLU
+/// (`relu`) or none, and `bound` (the same length as `z`, holding the product's raw bound on
+/// entry) their bound. `pad_tiny`: [`ProductError::allowances`] of the product.
+pub(crate) fn finish_rows(
+    z: &mut [f32],
+    bound: &mut [f32],
+    bias: &[f32],
+    out: usize,
+    (pad, tiny): (f32, f32),
+    relu: bool,
+) {
+    for (zr, br) in z.chunks_mut(out.max(1)).zip(bound.chunks_mut(out.max(1))) {
+        if bias.is_empty() {
+            for (v, e) in zr.iter_mut().zip(br.iter_mut()) {
+                (*v, *e) = settle(*v, *e, pad, tiny, relu);
+            }
+        } else {
+            for ((v, e), &bj) in zr.iter_mut().zip(br.iter_mut()).zip(bias) {
+                (*v, *e) = settle(*v + bj, *e, pad, tiny, relu);
+            }
+        }
+    }
+}
+
+/// `γ|h| + (1 + 2γ) error` into `reach`, elementwise: [`product_error`]'s operand of `|W|`.
+pub(crate) fn reach_rows(h: &[f32], error: &[f32], inputs: i64, reach: &mut [f32]) {
+    let g = gamma(inputs);
+    let (of_value, of_error) = (g as f32, (1.0 + 2.0 * g) as f32);
+    for ((r, &x), &e) in reach.iter_mut().zip(h).zip(error) {
+        *r = x.abs() * of_value + e * of_error;
+    }
+}
+
+/// [`decide`] for one row of logits `row` with its bound `bound` and label `y`: `Some(answer)`
+/// where it is certain, `None` where the reference must decide.
+pub(crate) fn decide_row(row: &[f32], bound: &[f32], y: i64) -> Option<bool> {
+    let c = row.len();
+    let y = usize::try_from(y).ok().filter(|&y| y < c)?;
+    if row.iter().chain(bound).any(|v| v.is_nan()) {
+        return None;
+    }
+    // The label's lead over class j, and how far both may move: 2(B_y + B_j), padded
+    // for the f64 arithmetic here.
+    let lead = |j: usize| f64::from(row[y]) - f64::from(row[j]);
+    let slack = |j: usize| 2.0 * (f64::from(bound[y]) + f64::from(bound[j])) * (1.0 + 1e-6);
+    let mut others = (0..c).filter(|&j| j != y);
+    if others.clone().all(|j| lead(j) > slack(j)) {
+        return Some(true);
+    }
+    others.any(|j| -lead(j) > slack(j)).then_some(false)
 }
 
 /// One output of [`finish`]: its value after the bias (`sum`) and the ReLU or none, and its
@@ -363,19 +455,10 @@ pub(crate) fn decide(
     let (mut correct, mut certain) = (vec![false; pairs], vec![false; pairs]);
     for p in 0..pairs {
         let (row, br) = (&l[p * c..][..c], &b[p * c..][..c]);
-        let y = usize::try_from(labels[p / k as usize]).unwrap_or(usize::MAX);
-        if y >= c || row.iter().chain(br).any(|v| v.is_nan()) {
-            continue;
+        if let Some(answer) = decide_row(row, br, labels[p / k as usize]) {
+            correct[p] = answer;
+            certain[p] = true;
         }
-        // The label's lead over class j, and how far both may move: 2(B_y + B_j), padded
-        // for the f64 arithmetic here.
-        let lead = |j: usize| f64::from(row[y]) - f64::from(row[j]);
-        let slack = |j: usize| 2.0 * (f64::from(br[y]) + f64::from(br[j])) * (1.0 + 1e-6);
-        let mut others = (0..c).filter(|&j| j != y);
-        let wins = others.clone().all(|j| lead(j) > slack(j));
-        let loses = others.any(|j| -lead(j) > slack(j));
-        correct[p] = wins;
-        certain[p] = wins || loses;
     }
     Ok(Decisions { correct, certain })
 }
@@ -390,6 +473,74 @@ mod tests {
     fn scale(net: &Network, name: &str, by: f64) {
         let _g = tch::no_grad_guard();
         let _ = net.vs.variables()[name].shallow_clone().g_mul_scalar_(by);
+    }
+
+    #[test]
+    fn rank_one_steps_stay_within_their_bound() {
+        // A walk's first-layer pre-activation: one fast product of a random coalition, then
+        // 63 single toggles by float32 rank-one steps (as `walks` takes them); after each, its
+        // distance from the exact value (f64) lies within the widened bound, and the bound of
+        // the steps is not much wider than the product's own (γ_400 ≈ 400u against ≤ 127u).
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let (e, n, out) = (64usize, 400usize, 120usize);
+        let mut random = |len: usize, scale: f32| -> Vec<f32> {
+            (0..len)
+                .map(|_| scale * (rng.random::<f32>() * 2.0 - 1.0))
+                .collect()
+        };
+        // Large inputs and weights of both signs: sums cancel, the rounding does not.
+        let (h, w) = (random(e * n, 30.0), random(out * n, 3.0));
+        let mut keep: Vec<f32> = random(n, 1.0).iter().map(|&v| f32::from(v > 0.0)).collect();
+        let t = |v: &[f32], shape: [i64; 2]| Tensor::from_slice(v).view(shape);
+        let (ht, wt) = (t(&h, [e as i64, n as i64]), t(&w, [out as i64, n as i64]));
+        let raw = super::product_error(&ht, &ht.zeros_like(), &wt).into_raw();
+        let mut z = super::fast_linear(&(&ht * t(&keep, [1, n as i64])), &wt);
+        let exact = |keep: &[f32]| -> Vec<f64> {
+            let mut sums = vec![0.0f64; e * out];
+            for (r, s) in sums.iter_mut().enumerate() {
+                let (i, o) = (r / out, r % out);
+                *s = (0..n)
+                    .filter(|&j| keep[j] == 1.0)
+                    .map(|j| f64::from(h[i * n + j]) * f64::from(w[o * n + j]))
+                    .sum();
+            }
+            sums
+        };
+        for step in 0..=63usize {
+            if step > 0 {
+                let u = (step * 37) % n;
+                keep[u] = 1.0 - keep[u];
+                let sign = if keep[u] == 1.0 { 1.0 } else { -1.0 };
+                let unit = Tensor::from_slice(&[u as i64]);
+                let delta = ht.index_select(1, &unit) * sign * wt.index_select(1, &unit).tr();
+                z += delta;
+            }
+            let error = super::after_rank_one_updates(&raw, n as i64, step);
+            let (pad, tiny) = (f64::from(error.pad), f64::from(error.tiny));
+            let bound = Vec::<f32>::try_from(error.into_raw().view([-1])).unwrap();
+            let got = Vec::<f32>::try_from(z.view([-1])).unwrap();
+            let mut widest = 0.0f64;
+            for ((g, want), b) in got.iter().zip(exact(&keep)).zip(&bound) {
+                let allowed = f64::from(*b) * pad + tiny;
+                let off = (f64::from(*g) - want).abs();
+                assert!(
+                    off <= allowed,
+                    "step {step}: {g} is {off} from {want} (bound {allowed})"
+                );
+                widest = widest.max(off / allowed);
+            }
+            assert!(widest > 0.0, "the fast product rounds somewhere");
+        }
+        let (first, last) = (
+            super::after_rank_one_updates(&raw, n as i64, 0).into_raw(),
+            super::after_rank_one_updates(&raw, n as i64, 63).into_raw(),
+        );
+        let ratio = (&last / &first).max().double_value(&[]);
+        assert!(
+            (1.3..1.33).contains(&ratio),
+            "63 steps widen the bound {ratio}x"
+        );
     }
 
     #[test]

@@ -343,6 +343,31 @@ impl MaskedEvaluator {
         decided >= LOOSE_AFTER_PAIRS && recomputed * 2 > decided
     }
 
+    /// Whether this call runs the certified path (accuracy, the reference kernel on, every
+    /// step with a bound, the bound not too loose so far); computes the first layer's bound
+    /// on the first such call.
+    fn certified(&self, state: &mut EvalState) -> bool {
+        let certified = self.certify
+            && self.utility == Utility::Accuracy
+            && crate::certify::applies_to(&state.features)
+            && state.head.certifiable()
+            && !self.bound_too_loose();
+        if certified && state.start_bound.is_none() {
+            let _guard = tch::no_grad_guard();
+            state.start_bound = state.head.start_bound(&state.features);
+        }
+        certified
+    }
+
+    /// Adds a call's (decided, recomputed) pairs of the certified path to the evaluator's.
+    fn record(&self, counts: Option<(u64, u64)>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some((decided, recomputed)) = counts {
+            self.decided.fetch_add(decided, Relaxed);
+            self.recomputed.fetch_add(recomputed, Relaxed);
+        }
+    }
+
     pub fn num_examples(&self) -> usize {
         self.lock().labels.size()[0] as usize
     }
@@ -372,15 +397,7 @@ impl MaskedEvaluator {
             }
         }
         let utility = self.utility;
-        let certified = self.certify
-            && utility == Utility::Accuracy
-            && crate::certify::applies_to(&state.features)
-            && state.head.certifiable()
-            && !self.bound_too_loose();
-        if certified && state.start_bound.is_none() {
-            let _guard = tch::no_grad_guard();
-            state.start_bound = state.head.start_bound(&state.features);
-        }
+        let certified = self.certified(&mut state);
         let work: Vec<_> = match certified {
             true => self.certified_tiles(&state, masks),
             false => self
@@ -394,12 +411,8 @@ impl MaskedEvaluator {
         });
         let mut totals = vec![0.0; k as usize];
         for part in parts {
-            let (first, (values, recomputed)) = part?;
-            if let Some((decided, recomputed)) = recomputed {
-                use std::sync::atomic::Ordering::Relaxed;
-                self.decided.fetch_add(decided, Relaxed);
-                self.recomputed.fetch_add(recomputed, Relaxed);
-            }
+            let (first, (values, counts)) = part?;
+            self.record(counts);
             for (total, v) in totals[first as usize..].iter_mut().zip(values) {
                 *total += v;
             }
@@ -442,7 +455,7 @@ fn chunk_totals(
 /// Correct predictions per coalition from certified logits ([`crate::certify`]): the pairs
 /// whose decision the bound leaves open are recomputed by the reference path
 /// ([`MaskedSuffix::paired_logits`]), so every count is the reference's.
-fn certified_totals(
+pub(crate) fn certified_totals(
     head: &MaskedSuffix,
     features: &Tensor,
     ys: &Tensor,
@@ -510,8 +523,9 @@ fn utility_totals(logits: &Tensor, ys: &Tensor, utility: Utility) -> Result<Vec<
 impl MaskedEvaluator {
     /// Evaluates walks incrementally ([`crate::walks`]) when `incremental`: permutation walks,
     /// the paper's pairs and sweeps then cost a rank-one update of the first masked layer per
-    /// step instead of its GEMM. Values agree with full evaluation up to float32 rounding of the
-    /// running sums (tests: logits within 1e-4; accuracies equal on their examples).
+    /// step instead of its GEMM. Accuracy on the certified path (the default where it applies)
+    /// gives full evaluation's values bit for bit; otherwise values agree with it up to float32
+    /// rounding of the running sums (tests: cross-entropy within 1e-5).
     pub fn with_incremental(mut self, incremental: bool) -> MaskedEvaluator {
         self.incremental = incremental;
         self
@@ -521,18 +535,34 @@ impl MaskedEvaluator {
     /// side by side, summed in chunk order.
     pub fn walk_values_incremental(&self, walks: &[Walk]) -> Vec<f64> {
         crate::numerics::current();
-        let state = self.lock();
+        let mut state = self.lock();
         let e = state.features.size()[0];
+        let certified = self.certified(&mut state);
         let work = self.example_chunks(&state, walks.len() as i64);
         let (utility, players) = (self.utility, self.players);
         let parts = crate::numerics::map_in_parallel(work, |chunk| {
+            if let (true, Some(bound)) = (certified, chunk.start_bound.as_ref()) {
+                let certified = crate::walks::certified_walk_totals(
+                    &chunk.head,
+                    &chunk.features,
+                    &chunk.labels,
+                    walks,
+                    players,
+                    bound,
+                )?;
+                if let Some((totals, counts)) = certified {
+                    return Ok((totals, Some(counts)));
+                }
+            }
             crate::walks::walk_totals(&chunk.head, &chunk.features, walks, players, &|logits| {
                 utility_totals(logits, &chunk.labels, utility)
             })
+            .map(|totals| (totals, None))
         });
         let mut totals = vec![0.0; walks.iter().map(Walk::num_values).sum()];
         for part in parts {
-            let part = part.expect("mask width matches the network");
+            let (part, counts) = part.expect("mask width matches the network");
+            self.record(counts);
             for (total, v) in totals.iter_mut().zip(part.into_iter().flatten()) {
                 *total += v;
             }

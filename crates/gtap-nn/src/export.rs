@@ -292,7 +292,7 @@ impl PrunedNetwork {
         shape.extend(&self.input);
         let one = Tensor::zeros(shape.as_slice(), (tch::Kind::Float, self.device()));
         let mut flops = 0;
-        self.run(one, |layer, h| {
+        let _logits = self.run(one, |layer, h| {
             let (inputs, rows) = match layer.weights() {
                 Some((w, _)) => (w.size()[1] as u64, layer.units() as u64),
                 None => (0, 0),

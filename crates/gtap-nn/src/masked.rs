@@ -3,9 +3,19 @@
 
 use tch::Tensor;
 
-use crate::layers::{Coalitions, Dense, Gate, Layer, LayerSpec, Step};
+use crate::layers::{Coalitions, Dense, DenseRows, Gate, Layer, LayerSpec, Step};
 use crate::model::PlayerLayer;
 use crate::NnError;
+
+/// One step of [`MaskedSuffix::row_chain`].
+pub(crate) enum RowStep {
+    /// Multiply each row by its coalition's mask columns `offset..offset + units`.
+    Mask {
+        offset: usize,
+        units: usize,
+    },
+    Dense(DenseRows),
+}
 
 /// The steps after one player layer's gate (that gate first), with the network's player
 /// layout: what coalition evaluation needs. Each layer runs its own `K`-coalition path
@@ -253,8 +263,26 @@ impl MaskedSuffix {
             k: 1,
             rows: false,
         };
-        let (mut x, mut error) = (each(features.shallow_clone()), each(features.zeros_like()));
-        for step in &self.steps {
+        let (x, error) = (each(features.shallow_clone()), each(features.zeros_like()));
+        self.run_certified_paired(0, x, error, masks)
+    }
+
+    /// Steps `from..` of the certified path for pairs (row `j` under mask row `j`).
+    fn run_certified_paired(
+        &self,
+        from: usize,
+        mut x: Coalitions,
+        mut error: Coalitions,
+        masks: &Tensor,
+    ) -> Option<(Tensor, Tensor)> {
+        let p = masks.size()[0];
+        let each = |h| Coalitions::Each {
+            h,
+            e: p,
+            k: 1,
+            rows: false,
+        };
+        for step in &self.steps[from..] {
             match step {
                 Step::Gate(g) => {
                     let m = self.gate_mask(g, masks);
@@ -306,9 +334,35 @@ impl MaskedSuffix {
             pending: None,
             k,
         };
-        let mut x = shared(features.shallow_clone());
-        let mut error = shared(features.zeros_like());
-        for (i, step) in self.steps.iter().enumerate() {
+        // The inputs are exact: no error. Where the first layer's bound is known, it is the
+        // only reader of this error, and a zero-stride view serves (no fill).
+        let error = match start_bound {
+            Some(_) => Tensor::zeros([1], (tch::Kind::Float, features.device()))
+                .expand(features.size(), false),
+            None => features.zeros_like(),
+        };
+        self.run_certified(
+            0,
+            shared(features.shallow_clone()),
+            shared(error),
+            masks,
+            start_bound,
+        )
+    }
+
+    /// Runs steps `from..` of the certified path on `x` and its bound `error` under `masks`
+    /// (`start_bound`: the known bound of step 1's product, as in
+    /// [`MaskedSuffix::certified_logits`]); the logits and their bound, `None` when some step
+    /// has no bound.
+    fn run_certified(
+        &self,
+        from: usize,
+        mut x: Coalitions,
+        mut error: Coalitions,
+        masks: &Tensor,
+        start_bound: Option<&Tensor>,
+    ) -> Option<(Tensor, Tensor)> {
+        for (i, step) in self.steps.iter().enumerate().skip(from) {
             match step {
                 Step::Gate(g) => {
                     let m = self.gate_mask(g, masks);
@@ -425,6 +479,108 @@ impl MaskedSuffix {
             rows: true,
         };
         self.run(gate + 2, rows, masks).into_logits()
+    }
+
+    /// [`MaskedSuffix::logits_from`] on the certified path: from a fast pre-activation `z`
+    /// (`[E, K, out]`, before the bias; consumed: written in place) of the layer consuming the
+    /// first gate and the bound on its distance from exact (rows `[E, out]`, each serving the
+    /// example's `K` rows), the logits `[E, K, C]` by fast kernels and their bound
+    /// ([`crate::certify`]); `None` when some later step has no bound.
+    pub(crate) fn certified_logits_from(
+        &self,
+        gate: usize,
+        z: Tensor,
+        error: crate::certify::ProductError,
+        masks: &Tensor,
+    ) -> Option<(Tensor, Tensor)> {
+        if !self.certifiable() {
+            return None;
+        }
+        let (e, k) = (z.size()[0], z.size()[1]);
+        let (h, err) = self.consumer(gate).finish_certified(z, error);
+        let each = |h| Coalitions::Each {
+            h,
+            e,
+            k,
+            rows: true,
+        };
+        self.run_certified(gate + 2, each(h), each(err), masks, None)
+    }
+
+    /// [`MaskedSuffix::first_masked_preactivation`] by the fast kernel
+    /// ([`crate::certify::fast_linear`]): only its bound matters.
+    pub(crate) fn fast_first_masked_preactivation(
+        &self,
+        h: &Tensor,
+        gate: usize,
+        masks: &Tensor,
+    ) -> Tensor {
+        let Step::Gate(g) = &self.steps[gate] else {
+            unreachable!("a gate step")
+        };
+        self.consumer(gate)
+            .fast_folded_preactivation(h, &self.gate_mask(g, masks))
+    }
+
+    /// The suffix from the layer consuming gate step `gate` on as row kernels
+    /// ([`crate::layers::DenseRows`]): that layer, then masks and dense layers; `None` where
+    /// some step is another kind, a gate covers several activations per unit, or a layer has
+    /// no bound.
+    pub(crate) fn row_chain(&self, gate: usize) -> Option<(DenseRows, Vec<RowStep>)> {
+        let first = self
+            .steps
+            .get(gate + 1)?
+            .layer()?
+            .as_any()
+            .downcast_ref::<Dense>()?
+            .rows()?;
+        let mut width = first.out;
+        let mut chain = Vec::new();
+        for step in &self.steps[gate + 2..] {
+            chain.push(match step {
+                Step::Gate(g) => {
+                    let pl = &self.players[g.players];
+                    if g.spread != 1 || pl.size != width {
+                        return None;
+                    }
+                    RowStep::Mask {
+                        offset: pl.offset,
+                        units: pl.size,
+                    }
+                }
+                Step::Layer(l) => {
+                    let dense = l.as_any().downcast_ref::<Dense>()?.rows()?;
+                    if dense.inputs != width {
+                        return None;
+                    }
+                    width = dense.out;
+                    RowStep::Dense(dense)
+                }
+                Step::Save | Step::Add => return None,
+            });
+        }
+        Some((first, chain))
+    }
+
+    /// The bias of the layer consuming gate step `gate` (empty: none).
+    pub(crate) fn consumer_bias(&self, gate: usize) -> Result<Vec<f32>, NnError> {
+        Ok(match self.consumer(gate).bias() {
+            Some(b) => {
+                Vec::<f32>::try_from(b.to_kind(tch::Kind::Float).to_device(tch::Device::Cpu))?
+            }
+            None => Vec::new(),
+        })
+    }
+
+    /// The player range (offset, units) of the gate right after the layer consuming gate step
+    /// `gate`, where that gate masks the layer's outputs one per unit; `None` otherwise.
+    pub(crate) fn next_gate_units(&self, gate: usize) -> Option<(usize, usize)> {
+        let Some(Step::Gate(g)) = self.steps.get(gate + 2) else {
+            return None;
+        };
+        let pl = &self.players[g.players];
+        let out = self.consumer(gate).weight().size()[0] as usize;
+        (g.spread == 1 && pl.size == out).then_some((pl.offset, pl.size))
     }
 
     /// Weight `[out, in]` of the layer consuming gate step `gate` and the player offset of the

@@ -18,6 +18,8 @@ pub struct CoalitionRate {
     pub reference_per_second: f64,
     /// Share of (example, coalition) pairs the certified path handed to the reference path.
     pub recomputed_share: f64,
+    /// The same share on the incremental walks (certified too).
+    pub walk_recomputed_share: f64,
     pub gflops: f64,
     /// Coalitions per second along `batch` walks of single toggles ([`gtap_game::Walk`]: the
     /// work of permutations, sweeps and the paper's pairs), evaluated incrementally.
@@ -182,14 +184,19 @@ pub fn coalitions(
         let recomputed_share = (after.1 - before.1) as f64 / ((after.0 - before.0) as f64).max(1.0);
         let walks = toggle_walks(batch, 604);
         let values: usize = walks.iter().map(Walk::num_values).sum();
+        let before = evaluator.certification();
         let t = time_per_call(min_seconds, || {
             evaluator.walk_values_incremental(&walks);
         });
+        let after = evaluator.certification();
+        let walk_recomputed_share =
+            (after.1 - before.1) as f64 / ((after.0 - before.0) as f64).max(1.0);
         rates.push(CoalitionRate {
             batch,
             evaluations_per_second,
             reference_per_second: batch as f64 / t_reference,
             recomputed_share,
+            walk_recomputed_share,
             gflops: evaluations_per_second * flops_per_evaluation / 1e9,
             walk_evaluations_per_second: values as f64 / t,
         });

@@ -74,8 +74,9 @@ pub struct PowerIndexParams {
     pub antithetic: bool,
     /// Evaluate walks (permutation, paired, sweep) by rank-one updates of the first player
     /// layer's pre-activations instead of in full ([`MaskedEvaluator::with_incremental`]).
-    /// Values agree with full evaluation up to float32 rounding, so it is part of the key; false
-    /// (the default) is left out of it.
+    /// Accuracy values (certified, the default) are full evaluation's bit for bit, cross-entropy
+    /// ones agree up to float32 rounding, so it is part of the key; false (the default) is left
+    /// out of it.
     #[serde(default, skip_serializing_if = "crate::is_default")]
     pub incremental: bool,
     /// `shared-crossfit` and `control-variate`: parts of the pool or of the stars (default 5);
@@ -521,7 +522,9 @@ impl Stage for PowerIndexStage {
     type Params = PowerIndexParams;
     const KIND: &'static str = "power-indices";
     const FLOAT_MATH: bool = true;
-    const VERSION: u32 = 2;
+    // 3: incremental accuracy walks are certified: every value is full evaluation's, bit for
+    // bit (before, within the running sums' rounding of it: a near-tie could differ).
+    const VERSION: u32 = 3;
     const SEEDED: bool = true;
     const INPUTS: &'static [&'static str] = &["model", "data"];
     const OPTIONAL_INPUTS: &'static [&'static str] = &["bias"];

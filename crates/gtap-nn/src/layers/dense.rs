@@ -79,7 +79,7 @@ impl Dense {
 
     /// [`Dense::finish`] of a fast product `z`, and the bound after it from the product's
     /// ([`crate::certify::finish`]).
-    fn finish_certified(&self, z: Tensor, error: ProductError) -> (Tensor, Tensor) {
+    pub(crate) fn finish_certified(&self, z: Tensor, error: ProductError) -> (Tensor, Tensor) {
         // `certifiable` keeps GELU out: the activation is ReLU or none.
         let relu = self.activation == Activation::Relu;
         crate::certify::finish(z, error, self.bias.as_ref(), relu)
@@ -95,15 +95,47 @@ impl Dense {
     /// (`[E, in]`) shared by all of them and their masks `m` (`[K, in]`):
     /// `(h ⊙ m) Wᵀ = h (W ⊙ m)ᵀ`, the `K` masked matrices stacked as `[in, K·out]`, one GEMM.
     pub fn folded_preactivation(&self, h: &Tensor, m: &Tensor) -> Tensor {
+        self.folded_by(h, m, crate::certify::linear)
+    }
+
+    /// [`Dense::folded_preactivation`] by the fast kernel ([`crate::certify::fast_linear`]).
+    pub(crate) fn fast_folded_preactivation(&self, h: &Tensor, m: &Tensor) -> Tensor {
+        self.folded_by(h, m, crate::certify::fast_linear)
+    }
+
+    fn folded_by(&self, h: &Tensor, m: &Tensor, product: fn(&Tensor, &Tensor) -> Tensor) -> Tensor {
         let (k, e) = (m.size()[0], h.size()[0]);
         let (out_dim, in_dim) = (self.weight.size()[0], self.weight.size()[1]);
         let wm = (self.weight.unsqueeze(0) * m.unsqueeze(1)).reshape([k * out_dim, in_dim]);
-        crate::certify::linear(h, &wm).view([e, k, out_dim])
+        product(h, &wm).view([e, k, out_dim])
     }
 
     /// The product by the reference kernel where it is on ([`crate::certify::linear`]).
     fn product(&self, h: &Tensor) -> Tensor {
         crate::certify::linear(h, &self.weight)
+    }
+
+    /// This layer's certified path on rows held in slices ([`DenseRows`]); `None` where it
+    /// has no bound (GELU) or its tensors are not float32 CPU ones.
+    pub(crate) fn rows(&self) -> Option<DenseRows> {
+        let floats = |t: &Tensor| {
+            (t.device() == tch::Device::Cpu && t.kind() == tch::Kind::Float)
+                .then(|| Vec::<f32>::try_from(t.contiguous().view([-1])).ok())
+                .flatten()
+        };
+        let weight = floats(&self.weight)?;
+        let bias = match &self.bias {
+            Some(b) => floats(b)?,
+            None => Vec::new(),
+        };
+        (self.certifiable()).then(|| DenseRows {
+            abs_weight: weight.iter().map(|w| w.abs()).collect(),
+            weight,
+            bias,
+            inputs: self.weight.size()[1] as usize,
+            out: self.weight.size()[0] as usize,
+            relu: self.activation == Activation::Relu,
+        })
     }
 
     /// An exported model's dense layer from its tensors.
@@ -123,6 +155,10 @@ impl Dense {
 
     pub fn weight(&self) -> &Tensor {
         &self.weight
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
     }
 
     /// The `K`-coalition pass by the reference kernel.
@@ -329,5 +365,46 @@ impl Layer for Dense {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+/// A dense layer's certified path on rows held in slices: what incremental walks run on a
+/// tile of (example, coalition) rows that stays in the core's cache, instead of a dozen
+/// tensor passes over `[E, K, width]` per step. The same bound as
+/// [`Layer::forward_certified`]'s: `|W| (γ|h| + (1 + 2γ) error)`, then [`crate::certify::finish_rows`];
+/// the products by [`crate::gemm`]'s kernel (only their bound matters).
+pub(crate) struct DenseRows {
+    weight: Vec<f32>,
+    abs_weight: Vec<f32>,
+    bias: Vec<f32>,
+    pub inputs: usize,
+    pub out: usize,
+    relu: bool,
+}
+
+impl DenseRows {
+    /// `rows` rows of activations `h` and their bound `error` (`rows × inputs`) to this
+    /// layer's outputs `z` and their bound (`rows × out`); `reach` is scratch.
+    pub(crate) fn forward(
+        &self,
+        (h, error): (&[f32], &[f32]),
+        (z, bound): (&mut Vec<f32>, &mut Vec<f32>),
+        reach: &mut Vec<f32>,
+        rows: usize,
+    ) {
+        let (n_in, n_out) = (self.inputs, self.out);
+        z.resize(rows * n_out, 0.0);
+        bound.resize(rows * n_out, 0.0);
+        reach.resize(rows * n_in, 0.0);
+        crate::gemm::linear_slices(&h[..rows * n_in], &self.weight, z, rows, n_in);
+        crate::certify::reach_rows(&h[..rows * n_in], &error[..rows * n_in], n_in as i64, reach);
+        crate::gemm::linear_slices(reach, &self.abs_weight, bound, rows, n_in);
+        self.finish(z, bound, crate::certify::allowances(n_in as i64));
+    }
+
+    /// Bias and activation on product rows `z` whose raw bound is in `bound` (allowances
+    /// `pad_tiny`), in place ([`crate::certify::finish_rows`]).
+    pub(crate) fn finish(&self, z: &mut [f32], bound: &mut [f32], pad_tiny: (f32, f32)) {
+        crate::certify::finish_rows(z, bound, &self.bias, self.out, pad_tiny, self.relu);
     }
 }

@@ -31,15 +31,50 @@ fn incremental_walks_equal_full_evaluation() {
     let data = synthetic(300, 8);
     for arch in ARCHS {
         let net = Network::new(arch, Device::Cpu, 3);
-        for utility in [Utility::NegativeCrossEntropy, Utility::Accuracy] {
-            let full = MaskedEvaluator::new(&net, &data, utility, 8);
-            let fast = MaskedEvaluator::new(&net, &data, utility, 8).with_incremental(true);
+        // Accuracy twice: certified (the default: every value is the reference path's full
+        // evaluation, bit for bit) and not (the running sums' rounding may move a near-tie).
+        for (utility, certify) in [
+            (Utility::NegativeCrossEntropy, true),
+            (Utility::Accuracy, true),
+            (Utility::Accuracy, false),
+        ] {
+            let full = MaskedEvaluator::new(&net, &data, utility, 8).with_certification(false);
+            let fast = MaskedEvaluator::new(&net, &data, utility, 8)
+                .with_incremental(true)
+                .with_certification(certify);
             assert!(fast.incremental() && !full.incremental());
             let walks = random_walks(full.num_players(), 5);
             let total: usize = walks.iter().map(Walk::num_values).sum();
             let (mut want, mut got) = (vec![0.0; total], vec![0.0; total]);
             full.walk_values(&walks, &mut want);
             fast.walk_values(&walks, &mut got);
+            let (decided, recomputed) = fast.certification();
+            if utility == Utility::Accuracy && certify {
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{arch}: certified walks are the reference's values"
+                );
+                // Every walk is evaluated at every step of the longest (150 steps), but a
+                // pair whose toggle changes nothing on its example is not evaluated again.
+                let steps = walks.iter().map(|w| w.steps.len()).max().unwrap_or(0);
+                let pairs = 300 * walks.len() * (steps + 1);
+                assert!(
+                    (300 * walks.len()) as u64 <= decided && decided <= pairs as u64,
+                    "{arch}: {decided} of {pairs} pairs decided"
+                );
+                eprintln!("{arch}: {decided} of {pairs} pairs decided, {recomputed} recomputed");
+                assert!(
+                    recomputed < decided,
+                    "{arch}: {recomputed} of {decided} recomputed"
+                );
+                continue;
+            }
+            assert_eq!(
+                (decided, recomputed),
+                (0, 0),
+                "{arch} {utility:?}: not certified"
+            );
             // Running float32 sums of at most 64 rank-one updates: a mean cross-entropy moves
             // by well under 1e-5; an accuracy may differ only where an example's top two logits
             // tie to within that rounding (one example of 300, at most).

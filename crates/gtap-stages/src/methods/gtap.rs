@@ -109,7 +109,8 @@ pub struct Gtap;
 
 impl Ranker for Gtap {
     const METHOD: &'static str = "gtap";
-    const VERSION: u32 = 2;
+    // 3: incremental accuracy walks certified (as `power-indices` 3).
+    const VERSION: u32 = 3;
     const ABOUT: &'static str =
         "GTAP: rank units by Shapley / Banzhaf / β_d (top-n, iterated pruning or building)";
     type Params = GtapParams;
