@@ -442,6 +442,12 @@ fn chunk_totals(
     } = chunk;
     if certified {
         head.check_masks(masks)?;
+        if let Some(bound) = start_bound {
+            let rows = crate::rows::certified_values(head, (features, ys), masks, bound)?;
+            if let Some((totals, counts)) = rows {
+                return Ok((totals, Some(counts)));
+            }
+        }
         if let Some((logits, bound)) = head.certified_logits(features, masks, start_bound.as_ref())
         {
             let (totals, counts) = certified_totals(head, features, ys, masks, &logits, &bound)?;
@@ -455,7 +461,7 @@ fn chunk_totals(
 /// Correct predictions per coalition from certified logits ([`crate::certify`]): the pairs
 /// whose decision the bound leaves open are recomputed by the reference path
 /// ([`MaskedSuffix::paired_logits`]), so every count is the reference's.
-pub(crate) fn certified_totals(
+fn certified_totals(
     head: &MaskedSuffix,
     features: &Tensor,
     ys: &Tensor,

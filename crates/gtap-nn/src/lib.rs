@@ -38,6 +38,7 @@ mod masked;
 mod model;
 pub mod numerics;
 mod prune;
+mod rows;
 mod train;
 pub mod walks;
 

@@ -12,8 +12,8 @@ use tch::Tensor;
 
 use gtap_game::Walk;
 
-use crate::layers::DenseRows;
-use crate::masked::{MaskedSuffix, RowStep};
+use crate::masked::MaskedSuffix;
+use crate::rows::{recompute_open, totals_of, Rows, Tile};
 use crate::{Network, NnError};
 
 /// Steps between exact recomputations of the first masked layer's pre-activation: bounds the
@@ -59,7 +59,7 @@ pub(crate) fn walk_totals(
 /// are ±0 whether masked or not; its weights finite), or a unit of the next gate whose ReLU
 /// settles at 0 ([`crate::certify::ProductError::settles`]). Such a pair keeps its previous
 /// answer, and only the others are computed: on dense suffixes by row kernels on tiles of
-/// [`TILE`] rows ([`MaskedSuffix::row_chain`]), elsewhere all pairs by tensors.
+/// [`crate::rows::TILE`] rows ([`MaskedSuffix::row_chain`]), elsewhere all pairs by tensors.
 ///
 /// Also returns the pairs decided and recomputed; `None` where some step has no bound.
 pub(crate) fn certified_walk_totals(
@@ -142,25 +142,7 @@ pub(crate) fn certified_walk_totals(
             }
         };
         counts = (counts.0 + decided as u64, counts.1 + open.len() as u64);
-        if !open.is_empty() {
-            let pairs = Tensor::from_slice(&open);
-            let (examples, walks_of) = (
-                pairs.divide_scalar_mode(k as i64, "floor"),
-                pairs.remainder(k as i64),
-            );
-            let reference = head.paired_logits(
-                &features.index_select(0, &examples),
-                &masks.index_select(0, &walks_of),
-            )?;
-            let answers = Vec::<bool>::try_from(
-                reference
-                    .argmax(-1, false)
-                    .eq_tensor(&labels.index_select(0, &examples)),
-            )?;
-            for (p, answer) in open.into_iter().zip(answers) {
-                correct[p as usize] = answer;
-            }
-        }
+        recompute_open(head, (features, labels), masks, &open, &mut correct)?;
         Ok(totals_of(&correct, k))
     })?;
     Ok(totals.filter(|_| !unbounded).map(|totals| (totals, counts)))
@@ -168,102 +150,6 @@ pub(crate) fn certified_walk_totals(
 
 /// Per-walk totals, and the pairs decided and recomputed.
 type CertifiedWalks = (Vec<Vec<f64>>, (u64, u64));
-
-/// Rows of (example, coalition) pairs processed at once by the row kernels: their
-/// activations stay in the core's cache through every layer.
-pub const TILE: usize = 512;
-
-/// What a walk step's pairs are read from: the first masked layer's pre-activation `z`
-/// (`[E, K, out]`) and its raw bound per example (`[E, out]`), the coalitions' masks
-/// (`[K, players]`, row-major) and the examples' labels.
-struct Rows<'a> {
-    z: &'a Tensor,
-    raw: &'a Tensor,
-    masks: &'a [f32],
-    players: usize,
-    labels: &'a [i64],
-    k: usize,
-}
-
-/// A tile's buffers, reused from step to step.
-#[derive(Default)]
-struct Tile {
-    h: Vec<f32>,
-    error: Vec<f32>,
-    z: Vec<f32>,
-    bound: Vec<f32>,
-    reach: Vec<f32>,
-}
-
-impl Tile {
-    /// Decides `pairs` (example-major indices) through the row chain, tile by tile, into
-    /// `correct`; returns the pairs the bound leaves open.
-    fn run(
-        &mut self,
-        rows: &Rows<'_>,
-        pairs: &[i64],
-        (first, chain): (&DenseRows, &[RowStep]),
-        pad_tiny: (f32, f32),
-        correct: &mut [bool],
-    ) -> Vec<i64> {
-        let (z, raw) = (
-            crate::certify::values(rows.z),
-            crate::certify::values(rows.raw),
-        );
-        let out = first.out;
-        let mut open = Vec::new();
-        for part in pairs.chunks(TILE) {
-            let n = part.len();
-            self.h.clear();
-            self.error.clear();
-            for &p in part {
-                let (ex, p) = (p as usize / rows.k, p as usize);
-                self.h.extend_from_slice(&z[p * out..][..out]);
-                self.error.extend_from_slice(&raw[ex * out..][..out]);
-            }
-            first.finish(&mut self.h, &mut self.error, pad_tiny);
-            let mut width = out;
-            for step in chain {
-                match step {
-                    RowStep::Mask { offset, units } => {
-                        for (i, &p) in part.iter().enumerate() {
-                            let w = p as usize % rows.k;
-                            let m = &rows.masks[w * rows.players + offset..][..*units];
-                            for (row, _) in [(&mut self.h, 0), (&mut self.error, 1)] {
-                                for (x, &keep) in row[i * width..][..width].iter_mut().zip(m) {
-                                    *x *= keep;
-                                }
-                            }
-                        }
-                    }
-                    RowStep::Dense(layer) => {
-                        layer.forward(
-                            (&self.h, &self.error),
-                            (&mut self.z, &mut self.bound),
-                            &mut self.reach,
-                            n,
-                        );
-                        std::mem::swap(&mut self.h, &mut self.z);
-                        std::mem::swap(&mut self.error, &mut self.bound);
-                        width = layer.out;
-                    }
-                }
-            }
-            for (i, &p) in part.iter().enumerate() {
-                let y = rows.labels[p as usize / rows.k];
-                let (row, bound) = (
-                    &self.h[i * width..][..width],
-                    &self.error[i * width..][..width],
-                );
-                match crate::certify::decide_row(row, bound, y) {
-                    Some(answer) => correct[p as usize] = answer,
-                    None => open.push(p),
-                }
-            }
-        }
-        open
-    }
-}
 
 /// Per input of the layer consuming gate step `first`: whether its weights are all finite
 /// (a 0 input then adds ±0 to every product, masked or not).
@@ -275,15 +161,6 @@ fn finite_columns(head: &MaskedSuffix, first: usize) -> Vec<bool> {
     (0..width)
         .map(|u| (0..out).all(|i| wv[i * width + u].is_finite()))
         .collect()
-}
-
-/// Correct answers per walk, from the pairs' answers (example-major, `k` walks).
-fn totals_of(correct: &[bool], k: usize) -> Vec<f64> {
-    let mut totals = vec![0.0; k];
-    for (p, &c) in correct.iter().enumerate() {
-        totals[p % k] += f64::from(u8::from(c));
-    }
-    totals
 }
 
 /// The pairs (example-major indices) whose value step `step` of `walks` may change: those

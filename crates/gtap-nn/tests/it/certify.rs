@@ -284,3 +284,46 @@ fn paired_answers_are_the_reference_answers() {
         }
     }
 }
+
+#[test]
+fn an_exact_tie_on_a_walk_is_recomputed_and_decided_as_the_reference_decides() {
+    // As above, on incremental walks: every step's pairs that a toggle can change tie exactly
+    // and are recomputed; the others keep an answer the reference gave. Values are full
+    // evaluation's, bit for bit.
+    use gtap_game::{Coalition, Game, Walk};
+    let _g = tch::no_grad_guard();
+    let data = synthetic(50, 17);
+    let data = TensorData {
+        labels: Tensor::full([50], 7, (Kind::Int64, Device::Cpu)),
+        inputs: data.inputs,
+    };
+    let net = Network::new(Arch::Lenet300100, Device::Cpu, 8);
+    let vars = net.vs.variables();
+    let (w, b) = (&vars["fc3.weight"], &vars["fc3.bias"]);
+    let row = w.get(7).abs() * 50.0;
+    w.get(7).copy_(&row);
+    w.get(3).copy_(&row);
+    let _ = b.get(7).fill_(1.0);
+    let _ = b.get(3).fill_(1.0);
+    let walks: Vec<Walk> = (0..3)
+        .map(|i| Walk {
+            start: Coalition::from_players(400, (0..400).filter(|p| (p * 7 + i) % 3 != 0)),
+            steps: (0..20).map(|s| vec![(s * 37 + i * 11) % 400]).collect(),
+        })
+        .collect();
+    let total: usize = walks.iter().map(Walk::num_values).sum();
+    let (mut want, mut got) = (vec![0.0; total], vec![0.0; total]);
+    let full = MaskedEvaluator::new(&net, &data, Utility::Accuracy, 8).with_certification(false);
+    full.walk_values(&walks, &mut want);
+    let walked = MaskedEvaluator::new(&net, &data, Utility::Accuracy, 8).with_incremental(true);
+    assert!(walked.incremental());
+    walked.walk_values(&walks, &mut got);
+    assert_eq!(got, want);
+    let (decided, recomputed) = walked.certification();
+    assert!(decided >= 150, "{decided} pairs decided");
+    assert!(
+        recomputed * 4 >= decided * 3,
+        "{recomputed} of {decided} recomputed"
+    );
+    assert!(got.iter().all(|&v| v < 0.25), "{got:?}");
+}
