@@ -471,36 +471,13 @@ fn certified_totals(
 ) -> Result<(Vec<f64>, (u64, u64)), NnError> {
     let decisions = crate::certify::decide(logits, bound, ys)?;
     let k = masks.size()[0] as usize;
-    let mut totals = vec![0.0; k];
-    let mut open = Vec::new();
-    for (pair, (&correct, &certain)) in decisions.correct.iter().zip(&decisions.certain).enumerate()
-    {
-        match certain {
-            true => totals[pair % k] += f64::from(u8::from(correct)),
-            false => open.push(pair as i64),
-        }
-    }
-    if !open.is_empty() {
-        let pairs = Tensor::from_slice(&open);
-        let (examples, coalitions) = (
-            pairs.divide_scalar_mode(k as i64, "floor"),
-            pairs.remainder(k as i64),
-        );
-        let reference = head.paired_logits(
-            &features.index_select(0, &examples),
-            &masks.index_select(0, &coalitions),
-        )?;
-        let answers = Vec::<bool>::try_from(
-            reference
-                .argmax(-1, false)
-                .eq_tensor(&ys.index_select(0, &examples)),
-        )?;
-        let coalitions = Vec::<i64>::try_from(coalitions)?;
-        for (c, answer) in coalitions.into_iter().zip(answers) {
-            totals[c as usize] += f64::from(u8::from(answer));
-        }
-    }
-    Ok((totals, (decisions.correct.len() as u64, open.len() as u64)))
+    let mut correct = decisions.correct;
+    let open: Vec<i64> = (0..correct.len() as i64)
+        .filter(|&p| !decisions.certain[p as usize])
+        .collect();
+    crate::rows::recompute_open(head, (features, ys), masks, &open, &mut correct)?;
+    let totals = crate::rows::totals_of(&correct, k);
+    Ok((totals, (correct.len() as u64, open.len() as u64)))
 }
 
 /// Sums over the examples of the utility of each of `K` coalitions, from logits `[E, K, C]`.

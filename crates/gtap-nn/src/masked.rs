@@ -453,18 +453,23 @@ impl MaskedSuffix {
     }
 
     /// Pre-activation (before the bias) `[E, K, out]` of the layer consuming gate step `gate`
-    /// for `K` coalitions, from its unmasked input `h` (`[E, in]`).
+    /// for `K` coalitions, from its unmasked input `h` (`[E, in]`): by the reference kernel, or
+    /// by the fast one where `fast` (the certified path: only its bound matters).
     pub(crate) fn first_masked_preactivation(
         &self,
         h: &Tensor,
         gate: usize,
         masks: &Tensor,
+        fast: bool,
     ) -> Tensor {
         let Step::Gate(g) = &self.steps[gate] else {
             unreachable!("a gate step")
         };
-        self.consumer(gate)
-            .folded_preactivation(h, &self.gate_mask(g, masks))
+        let (layer, m) = (self.consumer(gate), self.gate_mask(g, masks));
+        match fast {
+            true => layer.fast_folded_preactivation(h, &m),
+            false => layer.folded_preactivation(h, &m),
+        }
     }
 
     /// Logits `[E, K, C]` from the pre-activation `z` (`[E, K, out]`, before the bias) of the
@@ -505,21 +510,6 @@ impl MaskedSuffix {
             rows: true,
         };
         self.run_certified(gate + 2, each(h), each(err), masks, None)
-    }
-
-    /// [`MaskedSuffix::first_masked_preactivation`] by the fast kernel
-    /// ([`crate::certify::fast_linear`]): only its bound matters.
-    pub(crate) fn fast_first_masked_preactivation(
-        &self,
-        h: &Tensor,
-        gate: usize,
-        masks: &Tensor,
-    ) -> Tensor {
-        let Step::Gate(g) = &self.steps[gate] else {
-            unreachable!("a gate step")
-        };
-        self.consumer(gate)
-            .fast_folded_preactivation(h, &self.gate_mask(g, masks))
     }
 
     /// The suffix from the layer consuming gate step `gate` on as row kernels

@@ -146,6 +146,9 @@ pub(crate) fn recompute_open(
     Ok(())
 }
 
+/// Per-coalition totals, and the pairs decided and recomputed.
+type CertifiedTotals = (Vec<f64>, (u64, u64));
+
 /// Correct answers per coalition (`masks`: `[K, players]`) on `features` (the activations at
 /// the suffix's first gate) with labels `labels`, on the row kernels from the first masked
 /// layer's fast pre-activation and its unmasked bound `start_bound`
@@ -156,7 +159,7 @@ pub(crate) fn certified_values(
     (features, labels): (&Tensor, &Tensor),
     masks: &Tensor,
     start_bound: &Tensor,
-) -> Result<Option<(Vec<f64>, (u64, u64))>, NnError> {
+) -> Result<Option<CertifiedTotals>, NnError> {
     let (h, Some(first)) = head.unmasked_start(features) else {
         return Ok(None);
     };
@@ -164,7 +167,7 @@ pub(crate) fn certified_values(
         return Ok(None);
     };
     let (e, k) = (h.size()[0] as usize, masks.size()[0] as usize);
-    let z = head.fast_first_masked_preactivation(&h, first, masks);
+    let z = head.first_masked_preactivation(&h, first, masks, true);
     let error = crate::certify::after_rank_one_updates(start_bound, h.size()[1], 0);
     let mask_values =
         Vec::<f32>::try_from(masks.to_kind(tch::Kind::Float).contiguous().view([-1]))?;

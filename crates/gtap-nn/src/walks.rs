@@ -31,7 +31,7 @@ pub(crate) fn walk_totals(
     utility_totals: &dyn Fn(&Tensor) -> Result<Vec<f64>, NnError>,
 ) -> Result<Vec<Vec<f64>>, NnError> {
     let refresh =
-        |h: &Tensor, first, masks: &Tensor| head.first_masked_preactivation(h, first, masks);
+        |h: &Tensor, first, masks: &Tensor| head.first_masked_preactivation(h, first, masks, false);
     let totals = drive(head, features, walks, players, &refresh, &mut |step| {
         utility_totals(&head.logits_from(step.first, step.z.shallow_clone(), step.masks))
     })?;
@@ -81,7 +81,7 @@ pub(crate) fn certified_walk_totals(
     // Per pair (example-major), its answer at the last step.
     let mut correct = vec![false; e * k];
     let refresh =
-        |h: &Tensor, first, masks: &Tensor| head.fast_first_masked_preactivation(h, first, masks);
+        |h: &Tensor, first, masks: &Tensor| head.first_masked_preactivation(h, first, masks, true);
     let (mut unbounded, mut chain, mut tile) = (false, None, Tile::default());
     let mut finite = None;
     let totals = drive(head, features, walks, players, &refresh, &mut |step| {

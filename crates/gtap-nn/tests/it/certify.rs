@@ -188,6 +188,18 @@ fn layers_without_a_bound_run_the_reference_path() {
     assert_eq!(fast, values(&net, &data, &masks, false).0);
 }
 
+/// Gives classes 3 and 7 the same (dominant) weights and bias: their logits tie exactly on
+/// every path, and the reference's argmax is the first (3).
+fn tie_classes_3_and_7(net: &Network) {
+    let vars = net.vs.variables();
+    let (w, b) = (&vars["fc3.weight"], &vars["fc3.bias"]);
+    let row = w.get(7).abs() * 50.0;
+    w.get(7).copy_(&row);
+    w.get(3).copy_(&row);
+    let _ = b.get(7).fill_(1.0);
+    let _ = b.get(3).fill_(1.0);
+}
+
 #[test]
 fn an_exact_tie_is_recomputed_and_decided_as_the_reference_decides() {
     // Classes 3 and 7 get the same (dominant) weights and bias: their logits tie exactly on
@@ -201,13 +213,7 @@ fn an_exact_tie_is_recomputed_and_decided_as_the_reference_decides() {
         labels,
     };
     let net = Network::new(Arch::Lenet300100, Device::Cpu, 6);
-    let vars = net.vs.variables();
-    let (w, b) = (&vars["fc3.weight"], &vars["fc3.bias"]);
-    let row = w.get(7).abs() * 50.0;
-    w.get(7).copy_(&row);
-    w.get(3).copy_(&row);
-    let _ = b.get(7).fill_(1.0);
-    let _ = b.get(3).fill_(1.0);
+    tie_classes_3_and_7(&net);
     let masks = sweep_masks(8, 400, 5).narrow(0, 4, 4); // more than half the players present
     let (fast, (decided, recomputed)) = values(&net, &data, &masks, true);
     assert_eq!(fast, values(&net, &data, &masks, false).0);
@@ -298,13 +304,7 @@ fn an_exact_tie_on_a_walk_is_recomputed_and_decided_as_the_reference_decides() {
         inputs: data.inputs,
     };
     let net = Network::new(Arch::Lenet300100, Device::Cpu, 8);
-    let vars = net.vs.variables();
-    let (w, b) = (&vars["fc3.weight"], &vars["fc3.bias"]);
-    let row = w.get(7).abs() * 50.0;
-    w.get(7).copy_(&row);
-    w.get(3).copy_(&row);
-    let _ = b.get(7).fill_(1.0);
-    let _ = b.get(3).fill_(1.0);
+    tie_classes_3_and_7(&net);
     let walks: Vec<Walk> = (0..3)
         .map(|i| Walk {
             start: Coalition::from_players(400, (0..400).filter(|p| (p * 7 + i) % 3 != 0)),
