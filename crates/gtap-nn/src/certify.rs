@@ -77,14 +77,15 @@ pub(crate) fn fast_linear(x: &Tensor, weight: &Tensor) -> Tensor {
     let size = x.size();
     let inputs = *size.last().expect("a feature axis");
     let rows = x.reshape([-1, inputs]);
-    let out = if x.device() == Device::Cpu && rows.size()[0] > 0 && inputs > 0 {
-        rows.contiguous()
-            .to_mkldnn()
-            .mkldnn_linear(&weight.contiguous(), None::<Tensor>)
-            .to_dense(Kind::Float, false)
-    } else {
-        rows.matmul(&weight.tr())
-    };
+    let out =
+        if x.device() == Device::Cpu && rows.size()[0] > 0 && inputs > 0 && weight.size()[0] > 0 {
+            rows.contiguous()
+                .to_mkldnn()
+                .mkldnn_linear(&weight.contiguous(), None::<Tensor>)
+                .to_dense(Kind::Float, false)
+        } else {
+            rows.matmul(&weight.tr())
+        };
     let mut shape = size;
     *shape.last_mut().expect("a feature axis") = weight.size()[0];
     out.view(shape.as_slice())

@@ -186,6 +186,8 @@ struct Chunk {
     labels: Tensor,
     /// The certified path's first-layer bound of these examples, once computed.
     start_bound: Option<Tensor>,
+    /// [`EvalState::exact_zeros`].
+    exact_zeros: bool,
 }
 
 struct EvalState {
@@ -195,6 +197,9 @@ struct EvalState {
     /// [`MaskedSuffix::start_bound`] of every example: computed on the certified path's
     /// first call, kept for the others.
     start_bound: Option<Tensor>,
+    /// Whether the features are finite and that bound far from overflow: then a unit masked
+    /// at the second gate is an exact zero downstream ([`crate::rows::certified_values`]).
+    exact_zeros: bool,
 }
 
 impl EvalState {
@@ -205,6 +210,7 @@ impl EvalState {
             features: self.features.narrow(0, start, len),
             labels: self.labels.narrow(0, start, len),
             start_bound: self.start_bound.as_ref().map(|b| b.narrow(0, start, len)),
+            exact_zeros: self.exact_zeros,
         }
     }
 }
@@ -260,6 +266,7 @@ impl MaskedEvaluator {
             features,
             labels: data.labels.shallow_clone(),
             start_bound: None,
+            exact_zeros: false,
         };
         MaskedEvaluator {
             state: std::sync::Mutex::new(state),
@@ -355,6 +362,12 @@ impl MaskedEvaluator {
         if certified && state.start_bound.is_none() {
             let _guard = tch::no_grad_guard();
             state.start_bound = state.head.start_bound(&state.features);
+            // 1e30: products bounded by it over γ_k stay far below float32's largest value.
+            state.exact_zeros = state.start_bound.as_ref().is_some_and(|b| {
+                bool::try_from(state.features.isfinite().all()).unwrap_or(false)
+                    && b.numel() > 0
+                    && b.max().double_value(&[]) < 1e30
+            });
         }
         certified
     }
@@ -439,11 +452,13 @@ fn chunk_totals(
         features,
         labels: ys,
         start_bound,
+        exact_zeros,
     } = chunk;
     if certified {
         head.check_masks(masks)?;
         if let Some(bound) = start_bound {
-            let rows = crate::rows::certified_values(head, (features, ys), masks, bound)?;
+            let rows =
+                crate::rows::certified_values(head, (features, ys), masks, (bound, *exact_zeros))?;
             if let Some((totals, counts)) = rows {
                 return Ok((totals, Some(counts)));
             }

@@ -147,13 +147,6 @@ fn values(t: &Tensor) -> Result<Vec<f32>, NnError> {
     Ok(Vec::<f32>::try_from(t.f_view([-1])?)?)
 }
 
-/// `c = x Wᵀ` on slices (`x`: `rows × in`, `weight`: `[out, in]` row-major, `c`: `rows × out`),
-/// on the calling thread. Lengths are the caller's to get right (asserted).
-pub(crate) fn linear_slices(x: &[f32], weight: &[f32], c: &mut [f32], rows: usize, inputs: usize) {
-    let out = weight.len() / inputs.max(1);
-    product_into(x, weight, c, (rows, inputs, out), Layout::Transposed, 1);
-}
-
 /// [`matmul_slices`] on two 2-D float CPU tensors, using `threads` threads.
 pub fn matmul(a: &Tensor, b: &Tensor, threads: usize) -> Result<Tensor, NnError> {
     if !supported() {

@@ -39,6 +39,7 @@ mod model;
 pub mod numerics;
 mod prune;
 mod rows;
+mod sparse;
 mod train;
 pub mod walks;
 

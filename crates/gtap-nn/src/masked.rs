@@ -8,6 +8,7 @@ use crate::model::PlayerLayer;
 use crate::NnError;
 
 /// One step of [`MaskedSuffix::row_chain`].
+#[derive(Debug)]
 pub(crate) enum RowStep {
     /// Multiply each row by its coalition's mask columns `offset..offset + units`.
     Mask {
@@ -32,7 +33,22 @@ pub struct MaskedSuffix {
     start: usize,
     /// Pairs its certified paired path decided and handed back, shared by its handles.
     paired_record: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
+    /// [`MaskedSuffix::row_chain`] from the first gate, built once and shared by its handles
+    /// (the weights of a suffix do not change: its evaluator ran the prefix once too).
+    first_chain: std::sync::Arc<std::sync::OnceLock<Option<std::sync::Arc<RowChain>>>>,
 }
+
+/// Which units of the first masked layer each coalition keeps ([`MaskedSuffix::fast_kept_preactivation`]):
+/// coalition `c`'s are `units[offsets[c]..offsets[c + 1]]`, in that order its columns.
+#[derive(Debug)]
+pub(crate) struct KeptUnits {
+    pub offsets: Vec<usize>,
+    pub units: Vec<usize>,
+}
+
+/// The suffix from a gate's consumer on as row kernels ([`MaskedSuffix::row_chain`]): that
+/// dense layer, then masks and dense layers.
+pub(crate) type RowChain = (DenseRows, Vec<RowStep>);
 
 impl MaskedSuffix {
     pub(crate) fn new(
@@ -47,6 +63,7 @@ impl MaskedSuffix {
             players,
             start,
             paired_record: Default::default(),
+            first_chain: Default::default(),
         }
     }
 
@@ -58,6 +75,7 @@ impl MaskedSuffix {
             players: self.players.clone(),
             start: self.start,
             paired_record: self.paired_record.clone(),
+            first_chain: self.first_chain.clone(),
         }
     }
 
@@ -472,6 +490,47 @@ impl MaskedSuffix {
         }
     }
 
+    /// [`MaskedSuffix::first_masked_preactivation`] by the fast kernel for only the units each
+    /// coalition keeps at the next gate (`masks` as `mask_values`, row-major): `[E, N]`, the
+    /// coalitions' kept units side by side ([`KeptUnits`]). Units the next gate masks add
+    /// exact zeros downstream wherever the inputs are finite and the first product cannot
+    /// overflow (the caller's to know), so they need no product. `None` where no gate masks
+    /// that layer's outputs one per unit.
+    pub(crate) fn fast_kept_preactivation(
+        &self,
+        h: &Tensor,
+        gate: usize,
+        masks: &Tensor,
+        mask_values: &[f32],
+    ) -> Option<(Tensor, KeptUnits)> {
+        let (offset, units) = self.next_gate_units(gate)?;
+        let Step::Gate(g) = &self.steps[gate] else {
+            unreachable!("a gate step")
+        };
+        let players = masks.size()[1] as usize;
+        let mut kept = KeptUnits {
+            offsets: vec![0],
+            units: Vec::new(),
+        };
+        let mut coalition_of = Vec::new();
+        for (c, row) in mask_values.chunks(players.max(1)).enumerate() {
+            for (u, &m) in row[offset..][..units].iter().enumerate() {
+                if m != 0.0 {
+                    kept.units.push(u);
+                    coalition_of.push(c as i64);
+                }
+            }
+            kept.offsets.push(kept.units.len());
+        }
+        let unit_index: Vec<i64> = kept.units.iter().map(|&u| u as i64).collect();
+        let z = self.consumer(gate).fast_folded_units(
+            h,
+            &self.gate_mask(g, masks),
+            (&unit_index, &coalition_of),
+        );
+        Some((z, kept))
+    }
+
     /// Logits `[E, K, C]` from the pre-activation `z` (`[E, K, out]`, before the bias) of the
     /// layer consuming gate step `gate`: its bias and activation, then every later step.
     pub(crate) fn logits_from(&self, gate: usize, z: Tensor, masks: &Tensor) -> Tensor {
@@ -515,8 +574,18 @@ impl MaskedSuffix {
     /// The suffix from the layer consuming gate step `gate` on as row kernels
     /// ([`crate::layers::DenseRows`]): that layer, then masks and dense layers; `None` where
     /// some step is another kind, a gate covers several activations per unit, or a layer has
-    /// no bound.
-    pub(crate) fn row_chain(&self, gate: usize) -> Option<(DenseRows, Vec<RowStep>)> {
+    /// no bound. Built once for the first gate.
+    pub(crate) fn row_chain(&self, gate: usize) -> Option<std::sync::Arc<RowChain>> {
+        let first_gate = self.steps.iter().position(|s| matches!(s, Step::Gate(_)));
+        if first_gate != Some(gate) {
+            return self.build_row_chain(gate).map(std::sync::Arc::new);
+        }
+        self.first_chain
+            .get_or_init(|| self.build_row_chain(gate).map(std::sync::Arc::new))
+            .clone()
+    }
+
+    fn build_row_chain(&self, gate: usize) -> Option<RowChain> {
         let first = self
             .steps
             .get(gate + 1)?

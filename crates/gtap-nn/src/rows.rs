@@ -8,7 +8,7 @@
 use tch::Tensor;
 
 use crate::layers::DenseRows;
-use crate::masked::{MaskedSuffix, RowStep};
+use crate::masked::{KeptUnits, MaskedSuffix, RowStep};
 use crate::NnError;
 
 /// Rows of (example, coalition) pairs processed at once by the row kernels: their
@@ -16,10 +16,12 @@ use crate::NnError;
 pub(crate) const TILE: usize = 512;
 
 /// What a walk step's pairs are read from: the first masked layer's pre-activation `z`
-/// (`[E, K, out]`) and its raw bound per example (`[E, out]`), the coalitions' masks
-/// (`[K, players]`, row-major) and the examples' labels.
+/// (`[E, K, out]`, or `[E, N]` with only the units each coalition keeps: `kept`) and its raw
+/// bound per example (`[E, out]`), the coalitions' masks (`[K, players]`, row-major) and the
+/// examples' labels.
 pub(crate) struct Rows<'a> {
     pub z: &'a Tensor,
+    pub kept: Option<&'a KeptUnits>,
     pub raw: &'a Tensor,
     pub masks: &'a [f32],
     pub players: usize,
@@ -60,7 +62,22 @@ impl Tile {
             self.error.clear();
             for &p in part {
                 let (ex, p) = (p as usize / rows.k, p as usize);
-                self.h.extend_from_slice(&z[p * out..][..out]);
+                match rows.kept {
+                    None => self.h.extend_from_slice(&z[p * out..][..out]),
+                    Some(kept) => {
+                        // The kept units' values in place, the others 0 (the next gate masks
+                        // them, value and bound).
+                        let c = p % rows.k;
+                        let (from, to) = (kept.offsets[c], kept.offsets[c + 1]);
+                        let width = kept.units.len();
+                        let start = self.h.len();
+                        self.h.resize(start + out, 0.0);
+                        let row = &mut self.h[start..];
+                        for (&u, &v) in kept.units[from..to].iter().zip(&z[ex * width + from..]) {
+                            row[u] = v;
+                        }
+                    }
+                }
                 self.error.extend_from_slice(&raw[ex * out..][..out]);
             }
             first.finish(&mut self.h, &mut self.error, pad_tiny);
@@ -153,27 +170,41 @@ type CertifiedTotals = (Vec<f64>, (u64, u64));
 /// the suffix's first gate) with labels `labels`, on the row kernels from the first masked
 /// layer's fast pre-activation and its unmasked bound `start_bound`
 /// ([`MaskedSuffix::start_bound`]); also the pairs decided and recomputed. `None` where the
-/// suffix is not a dense chain ([`MaskedSuffix::row_chain`]).
+/// suffix is not a dense chain ([`MaskedSuffix::row_chain`]). `exact_zeros`: the features are
+/// finite and the first product cannot overflow, so that a unit the next gate masks is an
+/// exact zero downstream and its product is skipped ([`MaskedSuffix::fast_kept_preactivation`]).
 pub(crate) fn certified_values(
     head: &MaskedSuffix,
     (features, labels): (&Tensor, &Tensor),
     masks: &Tensor,
-    start_bound: &Tensor,
+    (start_bound, exact_zeros): (&Tensor, bool),
 ) -> Result<Option<CertifiedTotals>, NnError> {
     let (h, Some(first)) = head.unmasked_start(features) else {
         return Ok(None);
     };
-    let Some((layer, chain)) = head.row_chain(first) else {
+    let Some(row_chain) = head.row_chain(first) else {
         return Ok(None);
     };
+    let (layer, chain) = &*row_chain;
     let (e, k) = (h.size()[0] as usize, masks.size()[0] as usize);
-    let z = head.first_masked_preactivation(&h, first, masks, true);
-    let error = crate::certify::after_rank_one_updates(start_bound, h.size()[1], 0);
     let mask_values =
         Vec::<f32>::try_from(masks.to_kind(tch::Kind::Float).contiguous().view([-1]))?;
+    let kept = match exact_zeros {
+        true => head.fast_kept_preactivation(&h, first, masks, &mask_values),
+        false => None,
+    };
+    let (z, kept) = match kept {
+        Some((z, kept)) => (z, Some(kept)),
+        None => (
+            head.first_masked_preactivation(&h, first, masks, true),
+            None,
+        ),
+    };
+    let error = crate::certify::after_rank_one_updates(start_bound, h.size()[1], 0);
     let labels_of = Vec::<i64>::try_from(labels.to_kind(tch::Kind::Int64))?;
     let rows = Rows {
         z: &z.contiguous(),
+        kept: kept.as_ref(),
         raw: &error.raw().contiguous(),
         masks: &mask_values,
         players: masks.size()[1] as usize,
@@ -185,7 +216,7 @@ pub(crate) fn certified_values(
     let open = Tile::default().run(
         &rows,
         &pairs,
-        (&layer, &chain),
+        (layer, chain),
         error.allowances(),
         &mut correct,
     );

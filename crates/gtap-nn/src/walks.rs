@@ -95,7 +95,7 @@ pub(crate) fn certified_walk_totals(
         } = step;
         let error = crate::certify::after_rank_one_updates(start_bound, inputs, updates);
         let chain = chain.get_or_insert_with(|| head.row_chain(first));
-        let (decided, open) = match chain {
+        let (decided, open) = match chain.as_deref() {
             Some((layer, chain)) => {
                 let pairs = match t {
                     0 => (0..(e * k) as i64).collect(),
@@ -107,6 +107,7 @@ pub(crate) fn certified_walk_totals(
                 let masks = Vec::<f32>::try_from(masks.contiguous().view([-1]))?;
                 let rows = Rows {
                     z: &z.contiguous(),
+                    kept: None,
                     raw: &error.raw().contiguous(),
                     masks: &masks,
                     players,

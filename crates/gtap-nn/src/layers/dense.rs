@@ -103,6 +103,19 @@ impl Dense {
         self.folded_by(h, m, crate::certify::fast_linear)
     }
 
+    /// [`Dense::fast_folded_preactivation`] of some outputs only: output `units[i]` of
+    /// coalition `coalitions[i]` as column `i`, `[E, N]`.
+    pub(crate) fn fast_folded_units(
+        &self,
+        h: &Tensor,
+        m: &Tensor,
+        (units, coalitions): (&[i64], &[i64]),
+    ) -> Tensor {
+        let rows = self.weight.index_select(0, &Tensor::from_slice(units));
+        let wm = rows * m.index_select(0, &Tensor::from_slice(coalitions));
+        crate::certify::fast_linear(h, &wm)
+    }
+
     fn folded_by(&self, h: &Tensor, m: &Tensor, product: fn(&Tensor, &Tensor) -> Tensor) -> Tensor {
         let (k, e) = (m.size()[0], h.size()[0]);
         let (out_dim, in_dim) = (self.weight.size()[0], self.weight.size()[1]);
@@ -128,12 +141,23 @@ impl Dense {
             Some(b) => floats(b)?,
             None => Vec::new(),
         };
-        (self.certifiable()).then(|| DenseRows {
-            abs_weight: weight.iter().map(|w| w.abs()).collect(),
-            weight,
+        // The row kernels skip zero inputs ([`crate::sparse`]): sound for finite weights only.
+        if !self.certifiable() || !weight.iter().all(|w| w.is_finite()) {
+            return None;
+        }
+        let (inputs, out) = (
+            self.weight.size()[1] as usize,
+            self.weight.size()[0] as usize,
+        );
+        let weight_t: Vec<f32> = (0..inputs * out)
+            .map(|p| weight[(p % out) * inputs + p / out])
+            .collect();
+        Some(DenseRows {
+            abs_t: weight_t.iter().map(|w| w.abs()).collect(),
+            weight_t,
             bias,
-            inputs: self.weight.size()[1] as usize,
-            out: self.weight.size()[0] as usize,
+            inputs,
+            out,
             relu: self.activation == Activation::Relu,
         })
     }
@@ -373,9 +397,11 @@ impl Layer for Dense {
 /// tensor passes over `[E, K, width]` per step. The same bound as
 /// [`Layer::forward_certified`]'s: `|W| (γ|h| + (1 + 2γ) error)`, then [`crate::certify::finish_rows`];
 /// the products by [`crate::gemm`]'s kernel (only their bound matters).
+#[derive(Debug)]
 pub(crate) struct DenseRows {
-    weight: Vec<f32>,
-    abs_weight: Vec<f32>,
+    /// The weight transposed, `[in, out]` row-major, and its absolute values.
+    weight_t: Vec<f32>,
+    abs_t: Vec<f32>,
     bias: Vec<f32>,
     pub inputs: usize,
     pub out: usize,
@@ -396,9 +422,13 @@ impl DenseRows {
         z.resize(rows * n_out, 0.0);
         bound.resize(rows * n_out, 0.0);
         reach.resize(rows * n_in, 0.0);
-        crate::gemm::linear_slices(&h[..rows * n_in], &self.weight, z, rows, n_in);
         crate::certify::reach_rows(&h[..rows * n_in], &error[..rows * n_in], n_in as i64, reach);
-        crate::gemm::linear_slices(reach, &self.abs_weight, bound, rows, n_in);
+        crate::sparse::value_and_bound(
+            (h, reach),
+            (&self.weight_t, &self.abs_t),
+            (z, bound),
+            (rows, n_in),
+        );
         self.finish(z, bound, crate::certify::allowances(n_in as i64));
     }
 

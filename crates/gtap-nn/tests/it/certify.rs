@@ -74,6 +74,53 @@ fn certified_values_are_the_reference_values() {
     );
 }
 
+/// Masks with every unit out, every unit in, and each player layer alone in (the units a
+/// coalition keeps at the second gate decide which products the certified path skips).
+fn edge_masks(net: &Network) -> Tensor {
+    let players = net.num_players() as i64;
+    let mut rows = vec![
+        Tensor::zeros([1, players], (Kind::Float, Device::Cpu)),
+        Tensor::ones([1, players], (Kind::Float, Device::Cpu)),
+    ];
+    let mut offset = 0;
+    for layer in net.player_layers() {
+        let row = Tensor::zeros([1, players], (Kind::Float, Device::Cpu));
+        let _ = row.narrow(1, offset, layer.size as i64).fill_(1.0);
+        rows.push(row);
+        offset += layer.size as i64;
+    }
+    Tensor::cat(&rows, 0)
+}
+
+#[test]
+fn certified_values_are_the_reference_values_on_hostile_examples_and_edge_coalitions() {
+    // Finite examples: the path that skips units masked at the second gate. Then one example
+    // overflows the first product and one is NaN: nothing skipped, those pairs recomputed.
+    for hostile in [false, true] {
+        let data = synthetic(200, 13);
+        if hostile {
+            let _ = data.inputs.get(3).fill_(3e37);
+            let _ = data.inputs.get(7).narrow(0, 0, 5).fill_(f64::NAN);
+        }
+        let net = Network::new(Arch::Lenet300100, Device::Cpu, 6);
+        scale(&net, "fc3.weight", 40.0);
+        let masks = Tensor::cat(
+            &[
+                edge_masks(&net),
+                sweep_masks(12, net.num_players() as i64, 4),
+            ],
+            0,
+        );
+        let (fast, counts) = values(&net, &data, &masks, true);
+        let (reference, _) = values(&net, &data, &masks, false);
+        assert_eq!(fast, reference, "hostile: {hostile}");
+        assert!(
+            counts.1 < counts.0 / 2,
+            "{counts:?}: the bound decides most pairs"
+        );
+    }
+}
+
 #[test]
 fn lenet5_is_certified_from_its_pooled_positions_on() {
     // LeNet5's players start after its convolutions: a dense suffix.
