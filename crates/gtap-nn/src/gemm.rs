@@ -185,14 +185,14 @@ pub fn linear(x: &Tensor, weight: &Tensor) -> Result<Tensor, NnError> {
     *shape.last_mut().expect("not empty") = sw[0];
     if x.device() == Device::Cpu && x.kind() == Kind::Float && weight.kind() == Kind::Float {
         // Straight from and into the tensors' buffers: no copies on the hot path.
-        let (x, weight) = (x.f_contiguous()?, weight.f_contiguous()?);
+        let (x, weight_t) = (x.f_contiguous()?, weight.f_tr()?.f_contiguous()?);
         let mut c = Tensor::f_zeros(shape.as_slice(), (Kind::Float, Device::Cpu))?;
         product_into(
             crate::certify::values(&x),
-            crate::certify::values(&weight),
+            crate::certify::values(&weight_t),
             crate::certify::values_mut(&mut c),
             (m, k, n),
-            Layout::Transposed,
+            Layout::RowMajor,
             1,
         );
         return Ok(c);
