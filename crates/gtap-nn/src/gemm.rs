@@ -147,6 +147,13 @@ fn values(t: &Tensor) -> Result<Vec<f32>, NnError> {
     Ok(Vec::<f32>::try_from(t.f_view([-1])?)?)
 }
 
+/// `c = x W` on slices (`x`: `rows × inputs`, `weight_t`: the weight transposed, `[in, out]`
+/// row-major, `c`: `rows × out`), on the calling thread: [`linear`]'s bytes, row for row.
+pub(crate) fn linear_rows(x: &[f32], weight_t: &[f32], c: &mut [f32], rows: usize, inputs: usize) {
+    let out = weight_t.len() / inputs.max(1);
+    product_into(x, weight_t, c, (rows, inputs, out), Layout::RowMajor, 1);
+}
+
 /// [`matmul_slices`] on two 2-D float CPU tensors, using `threads` threads.
 pub fn matmul(a: &Tensor, b: &Tensor, threads: usize) -> Result<Tensor, NnError> {
     if !supported() {

@@ -621,6 +621,23 @@ impl MaskedSuffix {
         Some((first, chain))
     }
 
+    /// Where the suffix is its first gate (one input per unit, over every feature) then a
+    /// dense chain: that gate's player offset and the chain, on which the reference path runs
+    /// on slices ([`crate::rows::recompute_open`]).
+    pub(crate) fn reference_rows(
+        &self,
+        features: &Tensor,
+    ) -> Option<(usize, std::sync::Arc<RowChain>)> {
+        let Some(Step::Gate(g)) = self.steps.first() else {
+            return None;
+        };
+        let pl = &self.players[g.players];
+        let width = *features.size().last()?;
+        (g.spread == 1 && features.dim() == 2 && pl.size as i64 == width)
+            .then(|| self.row_chain(0).map(|chain| (pl.offset, chain)))
+            .flatten()
+    }
+
     /// The bias of the layer consuming gate step `gate` (empty: none).
     pub(crate) fn consumer_bias(&self, gate: usize) -> Result<Vec<f32>, NnError> {
         Ok(match self.consumer(gate).bias() {

@@ -145,6 +145,11 @@ pub(crate) fn recompute_open(
     if open.is_empty() {
         return Ok(());
     }
+    if crate::certify::applies_to(features) {
+        if let Some((offset, chain)) = head.reference_rows(features) {
+            return reference_on_rows((features, labels), masks, (offset, &chain), open, correct);
+        }
+    }
     let k = masks.size()[0];
     let pairs = Tensor::from_slice(open);
     let (examples, coalitions) = (pairs.divide_scalar_mode(k, "floor"), pairs.remainder(k));
@@ -161,6 +166,73 @@ pub(crate) fn recompute_open(
         correct[p as usize] = answer;
     }
     Ok(())
+}
+
+/// [`recompute_open`] on slices, for a suffix that is its first gate (player offset `offset`)
+/// then the dense `chain`: each open pair's input masked, every layer's reference output
+/// ([`DenseRows::reference_forward`]: the reference product's bytes, then the same float
+/// operations as the tensor path), masks multiplied, and the argmax as libtorch takes it
+/// (the first largest value; NaN above all). No tensor operation per layer, and the weights
+/// are the chain's, already transposed.
+fn reference_on_rows(
+    (features, labels): (&Tensor, &Tensor),
+    masks: &Tensor,
+    (offset, (first, chain)): (usize, &(DenseRows, Vec<RowStep>)),
+    open: &[i64],
+    correct: &mut [bool],
+) -> Result<(), NnError> {
+    let features = features.contiguous();
+    let h = crate::certify::values(&features);
+    let (k, players) = (masks.size()[0] as usize, masks.size()[1] as usize);
+    let masks = Vec::<f32>::try_from(masks.to_kind(tch::Kind::Float).contiguous().view([-1]))?;
+    let labels = Vec::<i64>::try_from(labels.to_kind(tch::Kind::Int64))?;
+    let inputs = first.inputs;
+    let mut x = Vec::with_capacity(open.len() * inputs);
+    for &p in open {
+        let (ex, c) = (p as usize / k, p as usize % k);
+        let m = &masks[c * players + offset..][..inputs];
+        x.extend(
+            h[ex * inputs..][..inputs]
+                .iter()
+                .zip(m)
+                .map(|(&v, &m)| v * m),
+        );
+    }
+    let rows = open.len();
+    let (mut x, mut width) = (first.reference_forward(&x, rows), first.out);
+    for step in chain {
+        match step {
+            RowStep::Mask { offset, units } => {
+                for (row, &p) in x.chunks_mut(width).zip(open) {
+                    let c = p as usize % k;
+                    for (v, &m) in row.iter_mut().zip(&masks[c * players + offset..][..*units]) {
+                        *v *= m;
+                    }
+                }
+            }
+            RowStep::Dense(layer) => {
+                x = layer.reference_forward(&x, rows);
+                width = layer.out;
+            }
+        }
+    }
+    for (row, &p) in x.chunks(width.max(1)).zip(open) {
+        correct[p as usize] = argmax(row) as i64 == labels[p as usize / k];
+    }
+    Ok(())
+}
+
+/// libtorch's argmax of a row: the first largest value, NaN above every number (the first
+/// NaN).
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (j, &v) in row.iter().enumerate().skip(1) {
+        let b = row[best];
+        if !b.is_nan() && (v.is_nan() || v > b) {
+            best = j;
+        }
+    }
+    best
 }
 
 /// Per-coalition totals, and the pairs decided and recomputed.
@@ -225,4 +297,74 @@ pub(crate) fn certified_values(
         totals_of(&correct, k),
         ((e * k) as u64, open.len() as u64),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, Kind, Tensor};
+
+    /// Every pair recomputed on slices answers as the tensor reference path does (a NaN
+    /// example and duplicated logits included).
+    #[test]
+    fn reference_on_rows_answers_as_the_tensor_path() {
+        let _guard = tch::no_grad_guard();
+        for arch in [crate::Arch::Lenet300100, crate::Arch::Mlp3x256] {
+            let net = crate::Network::new(arch, Device::Cpu, 3);
+            let inputs =
+                crate::with_torch_rng(4, || Tensor::randn([40, 784], (Kind::Float, Device::Cpu)));
+            let _ = inputs.get(5).narrow(0, 0, 3).fill_(f64::NAN);
+            let _ = inputs.get(6).fill_(0.0);
+            let labels =
+                crate::with_torch_rng(5, || Tensor::randint(10, [40], (Kind::Int64, Device::Cpu)));
+            let head = net.masked_suffix(0);
+            let features = net.activations_at(&inputs, 0);
+            let players = net.num_players() as i64;
+            let masks = crate::with_torch_rng(6, || {
+                Tensor::rand([7, players], (Kind::Float, Device::Cpu))
+                    .gt(0.4)
+                    .to_kind(Kind::Float)
+            });
+            assert!(
+                head.reference_rows(&features).is_some(),
+                "{arch}: the slice path applies"
+            );
+            let open: Vec<i64> = (0..40 * 7).collect();
+            let mut on_rows = vec![false; open.len()];
+            super::recompute_open(&head, (&features, &labels), &masks, &open, &mut on_rows)
+                .unwrap();
+            let pairs = Tensor::from_slice(&open);
+            let (ex, c) = (pairs.divide_scalar_mode(7, "floor"), pairs.remainder(7));
+            let logits = head
+                .paired_logits(&features.index_select(0, &ex), &masks.index_select(0, &c))
+                .unwrap();
+            let tensor_path = Vec::<bool>::try_from(
+                logits
+                    .argmax(-1, false)
+                    .eq_tensor(&labels.index_select(0, &ex)),
+            )
+            .unwrap();
+            assert_eq!(on_rows, tensor_path, "{arch}");
+        }
+    }
+
+    /// The slice path's argmax takes libtorch's: ties to the first, NaN above every number.
+    #[test]
+    fn argmax_is_libtorchs() {
+        let nan = f32::NAN;
+        for row in [
+            vec![1.0, 3.0, 3.0, 2.0],
+            vec![-0.0, 0.0],
+            vec![0.0, -0.0],
+            vec![1.0, nan, 5.0, nan],
+            vec![nan, 7.0],
+            vec![f32::NEG_INFINITY, f32::NEG_INFINITY],
+            vec![2.0, f32::INFINITY, f32::INFINITY],
+            vec![4.0],
+        ] {
+            let torch = tch::Tensor::from_slice(&row)
+                .argmax(0, false)
+                .int64_value(&[]);
+            assert_eq!(super::argmax(&row) as i64, torch, "{row:?}");
+        }
+    }
 }

@@ -432,6 +432,29 @@ impl DenseRows {
         self.finish(z, bound, crate::certify::allowances(n_in as i64));
     }
 
+    /// The reference path's output of `rows` rows `x` (`rows × inputs`), as
+    /// [`Layer::forward_paired`] computes it: the reference product ([`crate::gemm::linear_rows`],
+    /// its bytes), then the bias added and ReLU (`x ≤ 0 → 0`, NaN kept) or none.
+    pub(crate) fn reference_forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut z = vec![0f32; rows * self.out];
+        crate::gemm::linear_rows(x, &self.weight_t, &mut z, rows, self.inputs);
+        for row in z.chunks_mut(self.out.max(1)) {
+            if !self.bias.is_empty() {
+                for (v, &b) in row.iter_mut().zip(&self.bias) {
+                    *v += b;
+                }
+            }
+            if self.relu {
+                for v in row.iter_mut() {
+                    if *v <= 0.0 {
+                        *v = 0.0;
+                    }
+                }
+            }
+        }
+        z
+    }
+
     /// Bias and activation on product rows `z` whose raw bound is in `bound` (allowances
     /// `pad_tiny`), in place ([`crate::certify::finish_rows`]).
     pub(crate) fn finish(&self, z: &mut [f32], bound: &mut [f32], pad_tiny: (f32, f32)) {
