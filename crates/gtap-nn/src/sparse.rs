@@ -29,6 +29,30 @@ pub(crate) fn value_and_bound(
             && bound.len() >= rows * out,
         "row buffers sized by the caller"
     );
+    let shape = (rows, inputs, out);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for (detected above).
+        #[allow(unsafe_code)]
+        unsafe {
+            avx2::rows((h, reach), (weight_t, abs_t), (z, bound), shape)
+        };
+        return;
+    }
+    each_row((h, reach), (weight_t, abs_t), (z, bound), shape, outputs);
+}
+
+/// Per row: its nonzero inputs listed (each one's offset in the transposed weights, value and
+/// reach), then `row` computes its outputs from them. Inlined into each caller, so that the
+/// scan vectorises for the caller's features.
+#[inline(always)]
+fn each_row(
+    (h, reach): (&[f32], &[f32]),
+    weights: (&[f32], &[f32]),
+    (z, bound): (&mut [f32], &mut [f32]),
+    (rows, inputs, out): (usize, usize, usize),
+    row: impl Fn(&[(usize, f32, f32)], (&[f32], &[f32]), (&mut [f32], &mut [f32]), usize),
+) {
     let mut buffer = vec![(0, 0f32, 0f32); inputs];
     for r in 0..rows {
         let (hr, rr) = (&h[r * inputs..][..inputs], &reach[r * inputs..][..inputs]);
@@ -38,19 +62,8 @@ pub(crate) fn value_and_bound(
             buffer[kept] = (i * out, x, e);
             kept += usize::from(x != 0.0 || e != 0.0);
         }
-        let nonzero = &buffer[..kept];
-        let row = (&mut z[r * out..][..out], &mut bound[r * out..][..out]);
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has the features the function is compiled for (detected above).
-            #[allow(unsafe_code)]
-            unsafe {
-                avx2::row(nonzero, (weight_t, abs_t), row)
-            };
-            continue;
-        }
-        outputs(nonzero, (weight_t, abs_t), row, 0);
+        let outputs = (&mut z[r * out..][..out], &mut bound[r * out..][..out]);
+        row(&buffer[..kept], weights, outputs, 0);
     }
 }
 
@@ -82,7 +95,20 @@ mod avx2 {
     use std::arch::x86_64::{__m256, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_setzero_ps};
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn row(
+    pub(super) fn rows(
+        operands: (&[f32], &[f32]),
+        weights: (&[f32], &[f32]),
+        outputs: (&mut [f32], &mut [f32]),
+        shape: (usize, usize, usize),
+    ) {
+        super::each_row(operands, weights, outputs, shape, |nonzero, w, o, _| {
+            // The closure inherits this function's features.
+            row(nonzero, w, o)
+        });
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn row(
         nonzero: &[(usize, f32, f32)],
         weights: (&[f32], &[f32]),
         (z, bound): (&mut [f32], &mut [f32]),
