@@ -129,7 +129,8 @@ impl Dense {
     }
 
     /// This layer's certified path on rows held in slices ([`DenseRows`]); `None` where it
-    /// has no bound (GELU) or its tensors are not float32 CPU ones.
+    /// has no bound (GELU), its tensors are not float32 CPU ones, a weight is not finite or
+    /// a bias is not below 1e30 in magnitude (the tensor path runs then).
     pub(crate) fn rows(&self) -> Option<DenseRows> {
         let floats = |t: &Tensor| {
             (t.device() == tch::Device::Cpu && t.kind() == tch::Kind::Float)
@@ -142,7 +143,14 @@ impl Dense {
             None => Vec::new(),
         };
         // The row kernels skip zero inputs ([`crate::sparse`]): sound for finite weights only.
-        if !self.certifiable() || !weight.iter().all(|w| w.is_finite()) {
+        // Batched evaluation skips the products of units a later gate masks, whose reference
+        // values are `relu(z + b) · 0` (the row path computes `relu(0 + b) · 0`): the same
+        // zeros while `z + b` cannot overflow, which a bias below 1e30 and the caller's bound
+        // on `z` ensure (a NaN bias fails the test too).
+        if !self.certifiable()
+            || !weight.iter().all(|w| w.is_finite())
+            || !bias.iter().all(|b| b.abs() < 1e30)
+        {
             return None;
         }
         let (inputs, out) = (
