@@ -55,6 +55,24 @@ impl Tile {
             crate::certify::values(rows.raw),
         );
         let out = first.out;
+        // Per mask step, per coalition: the units it keeps, the only inputs of the next dense
+        // layer that may be nonzero (a masked unit is an exact zero, value and bound).
+        let kept: Vec<Vec<Vec<u32>>> = chain
+            .iter()
+            .map(|step| match step {
+                RowStep::Mask { offset, units } => (0..rows.k)
+                    .map(|c| {
+                        let m = &rows.masks[c * rows.players + offset..][..*units];
+                        (0..*units as u32)
+                            .filter(|&u| m[u as usize] != 0.0)
+                            .collect()
+                    })
+                    .collect(),
+                RowStep::Dense(_) => Vec::new(),
+            })
+            .collect();
+        let all: Vec<u32> = (0..chain.iter().map(width_of).max().unwrap_or(0) as u32).collect();
+        let mut poisoned = Vec::new();
         let mut open = Vec::new();
         for part in pairs.chunks(TILE) {
             let n = part.len();
@@ -82,25 +100,44 @@ impl Tile {
             }
             first.finish(&mut self.h, &mut self.error, pad_tiny);
             let mut width = out;
-            for step in chain {
+            for (s, step) in chain.iter().enumerate() {
                 match step {
                     RowStep::Mask { offset, units } => {
+                        poisoned.clear();
                         for (i, &p) in part.iter().enumerate() {
                             let w = p as usize % rows.k;
                             let m = &rows.masks[w * rows.players + offset..][..*units];
-                            for (row, _) in [(&mut self.h, 0), (&mut self.error, 1)] {
+                            let mut nan = false;
+                            for row in [&mut self.h, &mut self.error] {
                                 for (x, &keep) in row[i * width..][..width].iter_mut().zip(m) {
                                     *x *= keep;
+                                    nan |= x.is_nan();
                                 }
                             }
+                            poisoned.push(nan);
                         }
                     }
                     RowStep::Dense(layer) => {
+                        let lists: Option<Vec<&[u32]>> = s
+                            .checked_sub(1)
+                            .map(|before| &kept[before])
+                            .filter(|per_coalition| !per_coalition.is_empty())
+                            .map(|per_coalition| {
+                                // A row with a NaN (a masked ∞ or NaN: NaN on the reference
+                                // path too) scans every input, so that it stays NaN.
+                                part.iter()
+                                    .zip(&poisoned)
+                                    .map(|(&p, &nan)| match nan {
+                                        true => &all[..layer.inputs],
+                                        false => per_coalition[p as usize % rows.k].as_slice(),
+                                    })
+                                    .collect()
+                            });
                         layer.forward(
                             (&self.h, &self.error),
                             (&mut self.z, &mut self.bound),
                             &mut self.reach,
-                            n,
+                            (n, lists.as_deref()),
                         );
                         std::mem::swap(&mut self.h, &mut self.z);
                         std::mem::swap(&mut self.error, &mut self.bound);
@@ -121,6 +158,14 @@ impl Tile {
             }
         }
         open
+    }
+}
+
+/// The inputs a row step reads.
+fn width_of(step: &RowStep) -> usize {
+    match step {
+        RowStep::Mask { units, .. } => *units,
+        RowStep::Dense(layer) => layer.inputs,
     }
 }
 

@@ -13,11 +13,15 @@
 /// inputs`; `z`, `bound`: `rows × out`), from the weights transposed (`weight_t`, `abs_t`:
 /// `inputs × out`, row-major). An input whose value and reach are both exact zeros is
 /// skipped: its terms are ±0. The weights must be finite (`0 · ∞` is not a zero term).
+///
+/// `candidates`, where given, lists per row the only inputs that may be nonzero (those its
+/// coalition's mask keeps): the others are not even looked at.
 pub(crate) fn value_and_bound(
     (h, reach): (&[f32], &[f32]),
     (weight_t, abs_t): (&[f32], &[f32]),
     (z, bound): (&mut [f32], &mut [f32]),
     (rows, inputs): (usize, usize),
+    candidates: Option<&[&[u32]]>,
 ) {
     let out = weight_t.len() / inputs.max(1);
     assert!(
@@ -26,7 +30,8 @@ pub(crate) fn value_and_bound(
             && abs_t.len() == weight_t.len()
             && weight_t.len() == inputs * out
             && z.len() >= rows * out
-            && bound.len() >= rows * out,
+            && bound.len() >= rows * out
+            && candidates.is_none_or(|c| c.len() >= rows),
         "row buffers sized by the caller"
     );
     let shape = (rows, inputs, out);
@@ -35,11 +40,17 @@ pub(crate) fn value_and_bound(
         // SAFETY: the CPU has the features the function is compiled for (detected above).
         #[allow(unsafe_code)]
         unsafe {
-            avx2::rows((h, reach), (weight_t, abs_t), (z, bound), shape)
+            avx2::rows((h, reach), (weight_t, abs_t), (z, bound), shape, candidates)
         };
         return;
     }
-    each_row((h, reach), (weight_t, abs_t), (z, bound), shape, outputs);
+    each_row(
+        (h, reach),
+        (weight_t, abs_t),
+        (z, bound),
+        (shape, candidates),
+        outputs,
+    );
 }
 
 /// Per row: its nonzero inputs listed (each one's offset in the transposed weights, value and
@@ -50,7 +61,7 @@ fn each_row(
     (h, reach): (&[f32], &[f32]),
     weights: (&[f32], &[f32]),
     (z, bound): (&mut [f32], &mut [f32]),
-    (rows, inputs, out): (usize, usize, usize),
+    ((rows, inputs, out), candidates): ((usize, usize, usize), Option<&[&[u32]]>),
     row: impl Fn(&[(usize, f32, f32)], (&[f32], &[f32]), (&mut [f32], &mut [f32]), usize),
 ) {
     let mut buffer = vec![(0, 0f32, 0f32); inputs];
@@ -58,9 +69,20 @@ fn each_row(
         let (hr, rr) = (&h[r * inputs..][..inputs], &reach[r * inputs..][..inputs]);
         // Every input written, only the nonzero ones kept: no branch to mispredict.
         let mut kept = 0;
-        for (i, (&x, &e)) in hr.iter().zip(rr).enumerate() {
-            buffer[kept] = (i * out, x, e);
-            kept += usize::from(x != 0.0 || e != 0.0);
+        match candidates {
+            None => {
+                for (i, (&x, &e)) in hr.iter().zip(rr).enumerate() {
+                    buffer[kept] = (i * out, x, e);
+                    kept += usize::from(x != 0.0 || e != 0.0);
+                }
+            }
+            Some(lists) => {
+                for &i in lists[r] {
+                    let (x, e) = (hr[i as usize], rr[i as usize]);
+                    buffer[kept] = (i as usize * out, x, e);
+                    kept += usize::from(x != 0.0 || e != 0.0);
+                }
+            }
         }
         let outputs = (&mut z[r * out..][..out], &mut bound[r * out..][..out]);
         row(&buffer[..kept], weights, outputs, 0);
@@ -100,11 +122,18 @@ mod avx2 {
         weights: (&[f32], &[f32]),
         outputs: (&mut [f32], &mut [f32]),
         shape: (usize, usize, usize),
+        candidates: Option<&[&[u32]]>,
     ) {
-        super::each_row(operands, weights, outputs, shape, |nonzero, w, o, _| {
-            // The closure inherits this function's features.
-            row(nonzero, w, o)
-        });
+        super::each_row(
+            operands,
+            weights,
+            outputs,
+            (shape, candidates),
+            |nonzero, w, o, _| {
+                // The closure inherits this function's features.
+                row(nonzero, w, o)
+            },
+        );
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -197,6 +226,7 @@ mod tests {
             (&weight_t, &abs_t),
             (&mut z, &mut bound),
             (rows, inputs),
+            None,
         );
         for r in 0..rows {
             for j in 0..out {

@@ -418,13 +418,14 @@ pub(crate) struct DenseRows {
 
 impl DenseRows {
     /// `rows` rows of activations `h` and their bound `error` (`rows × inputs`) to this
-    /// layer's outputs `z` and their bound (`rows × out`); `reach` is scratch.
+    /// layer's outputs `z` and their bound (`rows × out`); `reach` is scratch. `candidates`:
+    /// per row, the only inputs that may be nonzero ([`crate::sparse::value_and_bound`]).
     pub(crate) fn forward(
         &self,
         (h, error): (&[f32], &[f32]),
         (z, bound): (&mut Vec<f32>, &mut Vec<f32>),
         reach: &mut Vec<f32>,
-        rows: usize,
+        (rows, candidates): (usize, Option<&[&[u32]]>),
     ) {
         let (n_in, n_out) = (self.inputs, self.out);
         z.resize(rows * n_out, 0.0);
@@ -436,6 +437,7 @@ impl DenseRows {
             (&self.weight_t, &self.abs_t),
             (z, bound),
             (rows, n_in),
+            candidates,
         );
         self.finish(z, bound, crate::certify::allowances(n_in as i64));
     }
