@@ -124,7 +124,9 @@ impl Tile {
                             .filter(|per_coalition| !per_coalition.is_empty())
                             .map(|per_coalition| {
                                 // A row with a NaN (a masked ∞ or NaN: NaN on the reference
-                                // path too) scans every input, so that it stays NaN.
+                                // path too) scans every input, so that it stays NaN. (Its bound
+                                // is huge too and hands it back; this holds where weights of
+                                // zero would hide that.)
                                 part.iter()
                                     .zip(&poisoned)
                                     .map(|(&p, &nan)| match nan {

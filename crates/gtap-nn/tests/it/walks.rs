@@ -28,11 +28,14 @@ fn random_walks(players: usize, seed: u64) -> Vec<Walk> {
 
 #[test]
 fn certified_walks_equal_full_evaluation_on_hostile_examples() {
-    // A NaN example and one that overflows the first layer: their pairs are NaN on every
-    // path (a masked ∞ is NaN too), so the row kernels must keep them NaN and hand them back.
+    // A NaN example and examples scaled towards overflow: NaN or huge logits on every path
+    // (a masked ∞ is NaN too); the certified walks must hand their pairs back, not decide
+    // them.
     let data = synthetic(120, 9);
-    let _ = data.inputs.get(3).fill_(3e37);
     let _ = data.inputs.get(7).narrow(0, 0, 5).fill_(f64::NAN);
+    for (i, scale) in [1e33, 1e34, 1e35, 1e36, 1e37, 3e37].into_iter().enumerate() {
+        let _ = data.inputs.get(10 + i as i64).g_mul_scalar_(scale);
+    }
     for arch in ARCHS {
         let net = Network::new(arch, Device::Cpu, 4);
         let full =
