@@ -53,6 +53,9 @@ pub(crate) fn value_and_bound(
     );
 }
 
+/// Rows, inputs and outputs, and per row the candidate inputs ([`value_and_bound`]).
+type Shape<'a> = ((usize, usize, usize), Option<&'a [&'a [u32]]>);
+
 /// Per row: its nonzero inputs listed (each one's offset in the transposed weights, value and
 /// reach), then `row` computes its outputs from them. Inlined into each caller, so that the
 /// scan vectorises for the caller's features.
@@ -61,7 +64,7 @@ fn each_row(
     (h, reach): (&[f32], &[f32]),
     weights: (&[f32], &[f32]),
     (z, bound): (&mut [f32], &mut [f32]),
-    ((rows, inputs, out), candidates): ((usize, usize, usize), Option<&[&[u32]]>),
+    ((rows, inputs, out), candidates): Shape<'_>,
     row: impl Fn(&[(usize, f32, f32)], (&[f32], &[f32]), (&mut [f32], &mut [f32]), usize),
 ) {
     let mut buffer = vec![(0, 0f32, 0f32); inputs];
