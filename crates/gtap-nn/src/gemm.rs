@@ -1,6 +1,6 @@
 //! A GEMM whose bytes depend on nothing but its operands: not on the CPU's vendor, not on the
-//! thread count, not on how many rows are computed at once. The groundwork of issue 26 ("fast
-//! and exact"); nothing in the pipelines uses it yet.
+//! thread count, not on how many rows are computed at once: every dense product of the
+//! reference path ([`linear`], [`linear_rows`]; issue 26, `crate::certify`).
 //!
 //! It is `matrixmultiply`'s f32 kernel. That crate dispatches at run time (AVX-512, FMA+AVX2,
 //! AVX, SSE2 kernels), which would make bytes depend on the CPU, so [`matmul`] refuses a CPU
