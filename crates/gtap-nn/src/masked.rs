@@ -38,12 +38,46 @@ pub struct MaskedSuffix {
     first_chain: std::sync::Arc<std::sync::OnceLock<Option<std::sync::Arc<RowChain>>>>,
 }
 
-/// Which units of the first masked layer each coalition keeps ([`MaskedSuffix::fast_kept_preactivation`]):
-/// coalition `c`'s are `units[offsets[c]..offsets[c + 1]]`, in that order its columns.
+/// The units each coalition keeps at one gate (mask value not 0): coalition `c`'s are
+/// [`KeptPerCoalition::of_coalition`], ascending. Read by the first layer's product, which
+/// computes only the units the next gate keeps, and by the row kernels, which read only those.
 #[derive(Debug)]
-pub(crate) struct KeptUnits {
-    pub offsets: Vec<usize>,
-    pub units: Vec<usize>,
+pub(crate) struct KeptPerCoalition {
+    offsets: Vec<usize>,
+    units: Vec<u32>,
+}
+
+impl KeptPerCoalition {
+    /// From `mask_values` (`[K, players]`, row-major), at the gate covering players
+    /// `offset..offset + units`.
+    pub(crate) fn of(mask_values: &[f32], players: usize, (offset, units): (usize, usize)) -> Self {
+        let mut kept = KeptPerCoalition {
+            offsets: vec![0],
+            units: Vec::new(),
+        };
+        for row in mask_values.chunks(players.max(1)) {
+            let m = &row[offset..][..units];
+            kept.units
+                .extend((0..units as u32).filter(|&u| m[u as usize] != 0.0));
+            kept.offsets.push(kept.units.len());
+        }
+        kept
+    }
+
+    pub(crate) fn of_coalition(&self, c: usize) -> &[u32] {
+        &self.units[self.offsets[c]..self.offsets[c + 1]]
+    }
+
+    /// Where coalition `c`'s units start among all coalitions' (the columns of a product
+    /// computing them side by side).
+    pub(crate) fn start_of(&self, c: usize) -> usize {
+        self.offsets[c]
+    }
+
+    /// The units of every coalition, side by side.
+    pub(crate) fn total(&self) -> usize {
+        self.units.len()
+    }
 }
 
 /// The suffix from a gate's consumer on as row kernels ([`MaskedSuffix::row_chain`]): that
@@ -492,7 +526,7 @@ impl MaskedSuffix {
 
     /// [`MaskedSuffix::first_masked_preactivation`] by the fast kernel for only the units each
     /// coalition keeps at the next gate (`masks` as `mask_values`, row-major): `[E, N]`, the
-    /// coalitions' kept units side by side ([`KeptUnits`]). Units the next gate masks add
+    /// coalitions' kept units side by side ([`KeptPerCoalition`]). Units the next gate masks add
     /// exact zeros downstream wherever the inputs are finite and the first product cannot
     /// overflow (the caller's to know), so they need no product. `None` where no gate masks
     /// that layer's outputs one per unit.
@@ -502,27 +536,19 @@ impl MaskedSuffix {
         gate: usize,
         masks: &Tensor,
         mask_values: &[f32],
-    ) -> Option<(Tensor, KeptUnits)> {
+    ) -> Option<(Tensor, KeptPerCoalition)> {
         let (offset, units) = self.next_gate_units(gate)?;
         let Step::Gate(g) = &self.steps[gate] else {
             unreachable!("a gate step")
         };
-        let players = masks.size()[1] as usize;
-        let mut kept = KeptUnits {
-            offsets: vec![0],
-            units: Vec::new(),
-        };
-        let mut coalition_of = Vec::new();
-        for (c, row) in mask_values.chunks(players.max(1)).enumerate() {
-            for (u, &m) in row[offset..][..units].iter().enumerate() {
-                if m != 0.0 {
-                    kept.units.push(u);
-                    coalition_of.push(c as i64);
-                }
+        let kept = KeptPerCoalition::of(mask_values, masks.size()[1] as usize, (offset, units));
+        let (mut unit_index, mut coalition_of) = (Vec::new(), Vec::new());
+        for c in 0..masks.size()[0] as usize {
+            for &u in kept.of_coalition(c) {
+                unit_index.push(i64::from(u));
+                coalition_of.push(c as i64);
             }
-            kept.offsets.push(kept.units.len());
         }
-        let unit_index: Vec<i64> = kept.units.iter().map(|&u| u as i64).collect();
         let z = self.consumer(gate).fast_folded_units(
             h,
             &self.gate_mask(g, masks),

@@ -8,7 +8,7 @@
 use tch::Tensor;
 
 use crate::layers::DenseRows;
-use crate::masked::{KeptUnits, MaskedSuffix, RowStep};
+use crate::masked::{KeptPerCoalition, MaskedSuffix, RowStep};
 use crate::NnError;
 
 /// Rows of (example, coalition) pairs processed at once by the row kernels: their
@@ -21,7 +21,7 @@ pub(crate) const TILE: usize = 512;
 /// examples' labels.
 pub(crate) struct Rows<'a> {
     pub z: &'a Tensor,
-    pub kept: Option<&'a KeptUnits>,
+    pub kept: Option<&'a KeptPerCoalition>,
     pub raw: &'a Tensor,
     pub masks: &'a [f32],
     pub players: usize,
@@ -57,18 +57,15 @@ impl Tile {
         let out = first.out;
         // Per mask step, per coalition: the units it keeps, the only inputs of the next dense
         // layer that may be nonzero (a masked unit is an exact zero, value and bound).
-        let kept: Vec<Vec<Vec<u32>>> = chain
+        let kept: Vec<Option<KeptPerCoalition>> = chain
             .iter()
             .map(|step| match step {
-                RowStep::Mask { offset, units } => (0..rows.k)
-                    .map(|c| {
-                        let m = &rows.masks[c * rows.players + offset..][..*units];
-                        (0..*units as u32)
-                            .filter(|&u| m[u as usize] != 0.0)
-                            .collect()
-                    })
-                    .collect(),
-                RowStep::Dense(_) => Vec::new(),
+                RowStep::Mask { offset, units } => Some(KeptPerCoalition::of(
+                    rows.masks,
+                    rows.players,
+                    (*offset, *units),
+                )),
+                RowStep::Dense(_) => None,
             })
             .collect();
         let all: Vec<u32> = (0..chain.iter().map(width_of).max().unwrap_or(0) as u32).collect();
@@ -86,13 +83,12 @@ impl Tile {
                         // The kept units' values in place, the others 0 (the next gate masks
                         // them, value and bound).
                         let c = p % rows.k;
-                        let (from, to) = (kept.offsets[c], kept.offsets[c + 1]);
-                        let width = kept.units.len();
+                        let columns = &z[ex * kept.total() + kept.start_of(c)..];
                         let start = self.h.len();
                         self.h.resize(start + out, 0.0);
                         let row = &mut self.h[start..];
-                        for (&u, &v) in kept.units[from..to].iter().zip(&z[ex * width + from..]) {
-                            row[u] = v;
+                        for (&u, &v) in kept.of_coalition(c).iter().zip(columns) {
+                            row[u as usize] = v;
                         }
                     }
                 }
@@ -120,8 +116,7 @@ impl Tile {
                     RowStep::Dense(layer) => {
                         let lists: Option<Vec<&[u32]>> = s
                             .checked_sub(1)
-                            .map(|before| &kept[before])
-                            .filter(|per_coalition| !per_coalition.is_empty())
+                            .and_then(|before| kept[before].as_ref())
                             .map(|per_coalition| {
                                 // A row with a NaN (a masked ∞ or NaN: NaN on the reference
                                 // path too) scans every input, so that it stays NaN. (Its bound
@@ -131,7 +126,7 @@ impl Tile {
                                     .zip(&poisoned)
                                     .map(|(&p, &nan)| match nan {
                                         true => &all[..layer.inputs],
-                                        false => per_coalition[p as usize % rows.k].as_slice(),
+                                        false => per_coalition.of_coalition(p as usize % rows.k),
                                     })
                                     .collect()
                             });
